@@ -1,0 +1,35 @@
+"""FinTune's engine: data intake, backbones, model, training, jobs, runs, CLI.
+
+Importing ``core`` is cheap: heavy modules (torch, transformers) load on first use.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "FinTuneError": "errors", "DataError": "errors", "ConfigError": "errors", "BackboneError": "errors",
+    "TrainingError": "errors", "RunError": "errors",
+    "RunConfig": "config", "DataConfig": "config", "ModelConfig": "config", "TrainConfig": "config",
+    "default_config": "config", "ROLES": "config", "DEFAULT_BACKBONE": "config",
+    "read_table": "data", "infer_roles": "data", "infer_task": "data", "describe_table": "data",
+    "split_rows": "data", "TableSpec": "data",
+    "Preprocessor": "features",
+    "BackboneInfo": "backbones", "list_backbones": "backbones", "describe_backbone": "backbones",
+    "load_backbone": "backbones", "freeze": "backbones", "count_parameters": "backbones",
+    "FineTuner": "engine", "inspect_inputs": "engine",
+    "resolve_device": "training", "device_label": "training",
+    "JobManager": "jobs", "JobSnapshot": "jobs", "snapshot": "jobs",
+    "list_runs": "runs", "RunSummary": "runs", "read_metrics": "runs", "read_predictions": "runs",
+    "read_history": "runs", "read_status": "runs", "load_config": "runs", "run_path": "runs",
+    "score_file": "predict", "load_model": "predict",
+    "escape_formulas": "exports", "to_safe_csv": "exports",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'core' has no attribute {name!r}")

@@ -1,0 +1,182 @@
+"""``fintune``: train, predict, list runs, start the dashboard.
+
+Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import BackboneError, ConfigError, DataError, FinTuneError, RunError
+
+BAD_INPUT = (DataError, ConfigError, BackboneError, RunError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fintune", description="Fine-tune pretrained encoders on financial data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="fine-tune on a CSV or Parquet file")
+    train.add_argument("data", help="CSV or Parquet file")
+    train.add_argument("--target", required=True, help="column to predict")
+    train.add_argument("--backbone", default=None, help="registry name, local folder or Hub id")
+    train.add_argument("--freeze", type=int, default=None, help="freeze embeddings + bottom N layers")
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None, help="backbone learning rate")
+    train.add_argument("--max-length", type=int, default=None, help="tokens per row (default: automatic)")
+    train.add_argument("--split", default="random", help="random | time:COLUMN")
+    train.add_argument("--task", choices=["binary", "multiclass", "regression"], default=None)
+    train.add_argument("--role", action="append", default=[], metavar="COLUMN=ROLE",
+                       help="override a column role (numeric, categorical, text, datetime, id, ignore)")
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--device", default=None, help="auto | cpu | cuda | mps")
+    train.add_argument("--precision", default=None, help="auto | fp32 | bf16 | fp16")
+    train.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
+    train.add_argument("--runs-dir", default="runs")
+
+    predict = sub.add_parser("predict", help="score a new file with a finished run")
+    predict.add_argument("run_dir")
+    predict.add_argument("data")
+    predict.add_argument("-o", "--output", required=True)
+
+    listing = sub.add_parser("runs", help="list runs")
+    listing.add_argument("--runs-dir", default="runs")
+
+    dashboard = sub.add_parser("dashboard", help="start the web dashboard")
+    dashboard.add_argument("--port", type=int, default=8501)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
+    dashboard.add_argument("--runs-dir", default="runs")
+    return parser
+
+
+def _parse_roles(pairs: list[str]) -> dict[str, str]:
+    roles = {}
+    for pair in pairs:
+        column, sep, role = pair.rpartition("=")
+        if not sep or not column:
+            raise ConfigError(f"--role {pair!r} is not COLUMN=ROLE: write e.g. --role merchant=text.")
+        roles[column] = role
+    return roles
+
+
+def build_config(args: argparse.Namespace):
+    from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+    def given(**values):
+        return {k: v for k, v in values.items() if v is not None}
+
+    model = given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length)
+    train = given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                  device=args.device, precision=args.precision, max_steps=args.max_steps)
+    data = DataConfig(target=args.target, roles=_parse_roles(args.role), task=args.task, split=args.split)
+    return RunConfig(data=data, model=ModelConfig(**model), train=TrainConfig(**train))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import runs
+    from .data import describe_table, read_table
+    from .worker import execute
+
+    config = build_config(args)
+    frame = read_table(args.data)
+    describe_table(frame, config.data)  # bad input fails here, before a run folder exists
+    run_dir = runs.create_run(args.runs_dir, config, frame, source=args.data)
+    bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True, desc="preparing")
+
+    def on_progress(event: dict) -> None:
+        if event["type"] == "phase":
+            bar.set_description(event["phase"][:40])
+        elif event["type"] == "step":
+            if bar.total != event["total_steps"]:
+                bar.reset(total=event["total_steps"])
+                bar.set_description(f"epoch {event['epoch']}")
+            bar.update(event["step"] - bar.n)
+            bar.set_postfix(loss=f"{event['loss']:.4f}", rate=f"{event['samples_per_s']:.0f}/s")
+        elif event["type"] == "epoch":
+            metric = "rmse" if "rmse" in event["val"] else "roc_auc"
+            value = event["val"].get(metric)
+            bar.write(f"epoch {event['epoch']}: train loss {event['train_loss']:.4f}, val {metric} "
+                      f"{value if value is None else round(value, 4)}")
+            bar.set_description(f"epoch {event['epoch'] + 1}")
+
+    try:
+        state = execute(run_dir, on_progress=on_progress)
+    except KeyboardInterrupt:
+        runs.write_status(run_dir, "cancelled", message="Interrupted from the keyboard.")
+        bar.close()
+        print(f"cancelled: {run_dir}", file=sys.stderr)
+        return 1
+    bar.close()
+    status = runs.read_status(run_dir)
+    if state != "succeeded":
+        print(f"error: {status.get('message', state)}", file=sys.stderr)
+        print(run_dir)
+        return 2 if status.get("kind") in ("data_error", "backbone_error") else 1
+    metrics = runs.read_metrics(run_dir)
+    test = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if isinstance(v, float))
+    print(f"test: {test}", file=sys.stderr)
+    print(run_dir)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .data import read_table
+    from .predict import score_file
+
+    frame = read_table(args.data)
+    predictions, warnings = score_file(args.run_dir, frame)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    from .exports import to_safe_csv
+
+    Path(args.output).write_bytes(to_safe_csv(predictions))
+    print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .runs import list_runs
+
+    summaries = list_runs(args.runs_dir)
+    if not summaries:
+        print(f"no runs in {args.runs_dir}", file=sys.stderr)
+        return 0
+    for s in summaries:
+        metric = f"{s.test_metric}={s.test_value:.4f}" if s.test_value is not None else ""
+        print(f"{s.run_id}  {s.state:<11} {s.target:<20} {s.backbone:<24} freeze={s.freeze_depth:<3} {metric}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    env = dict(os.environ, FINTUNE_RUNS_DIR=str(Path(args.runs_dir).resolve()))
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
+               "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    return subprocess.call(command, env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handlers = {"train": cmd_train, "predict": cmd_predict, "runs": cmd_runs, "dashboard": cmd_dashboard}
+    try:
+        return handlers[args.command](args)
+    except BAD_INPUT as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FinTuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

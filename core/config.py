@@ -1,0 +1,147 @@
+"""One frozen configuration tree for a run, saved into every run folder.
+
+Defaults have one home: :func:`default_config`. The CLI and the dashboard pre-fill from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+Role = Literal["numeric", "categorical", "text", "datetime", "id", "ignore"]
+ROLES: tuple[str, ...] = ("numeric", "categorical", "text", "datetime", "id", "ignore")
+Task = Literal["binary", "multiclass", "regression"]
+DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to learn from the table: the target, column-role overrides and the split."""
+
+    target: str
+    roles: dict[str, str] = field(default_factory=dict)  # overrides of the inferred roles
+    task: str | None = None  # None: inferred from the target
+    split: str = "random"  # "random" (stratified) or "time:<column>"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    def __post_init__(self):
+        if not self.target:
+            raise ConfigError("No target column given: name the column to predict (--target COL).")
+        for column, role in self.roles.items():
+            if role not in ROLES:
+                raise ConfigError(
+                    f"Role {role!r} for column {column!r} is unknown: use one of {', '.join(ROLES)}."
+                )
+        if self.task not in (None, "binary", "multiclass", "regression"):
+            raise ConfigError(f"Task {self.task!r} is unknown: use binary, multiclass or regression.")
+        if not (self.split == "random" or (self.split.startswith("time:") and len(self.split) > 5)):
+            raise ConfigError(
+                f"Split {self.split!r} is unknown: use 'random' or 'time:<date column>'."
+            )
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 0.5:
+                raise ConfigError(f"{name} is {value}: choose a fraction between 0 and 0.5.")
+
+    @property
+    def time_column(self) -> str | None:
+        return self.split[5:] if self.split.startswith("time:") else None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone, how much of it trains, and the fusion head."""
+
+    backbone: str = DEFAULT_BACKBONE
+    freeze_depth: int = 0  # embeddings + bottom N encoder layers frozen
+    max_length: int | None = None  # None: the 95th percentile of training lengths, capped at 256
+    numeric_in_text: str = "auto"  # "auto": binned numbers go to the text only when it would be empty
+    d_numeric: int = 64
+    d_hidden: int = 256
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.freeze_depth < 0:
+            raise ConfigError(f"freeze_depth is {self.freeze_depth}: use 0 or more.")
+        if self.max_length is not None and not 8 <= self.max_length <= 4096:
+            raise ConfigError(f"max_length is {self.max_length}: choose between 8 and 4096 tokens.")
+        if self.numeric_in_text not in ("auto", "always", "never"):
+            raise ConfigError(
+                f"numeric_in_text is {self.numeric_in_text!r}: use auto, always or never."
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout is {self.dropout}: choose in [0, 1).")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings."""
+
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 5e-5  # backbone learning rate
+    head_lr: float = 1e-3  # the freshly initialised head learns faster
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    patience: int = 2  # epochs without validation improvement before stopping
+    class_weights: str = "auto"  # "auto": balanced weights when the rarest class is under 25%
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    max_steps: int | None = None  # stop after this many optimiser steps (quick trials, tests)
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ConfigError(f"epochs is {self.epochs}: use 1 or more.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size is {self.batch_size}: use 1 or more.")
+        if not 0 < self.lr < 1 or not 0 < self.head_lr < 1:
+            raise ConfigError(f"learning rates {self.lr}, {self.head_lr}: use values in (0, 1), e.g. 5e-5.")
+        if self.class_weights not in ("auto", "balanced", "none"):
+            raise ConfigError(f"class_weights is {self.class_weights!r}: use auto, balanced or none.")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision is {self.precision!r}: use auto, fp32, bf16 or fp16.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio is {self.warmup_ratio}: choose in [0, 1).")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps is {self.max_steps}: use 1 or more, or leave it unset.")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; frozen and written to ``config.json``."""
+
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        try:
+            return cls(
+                data=DataConfig(**raw["data"]),
+                model=ModelConfig(**raw.get("model", {})),
+                train=TrainConfig(**raw.get("train", {})),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"The run config is malformed ({exc}): recreate the run.") from exc
+
+    def replace(self, **sections: Any) -> RunConfig:
+        """A copy with keyword changes per section, e.g. ``replace(train={"epochs": 2})``."""
+        changed = {
+            name: dataclasses.replace(getattr(self, name), **values) for name, values in sections.items()
+        }
+        return dataclasses.replace(self, **changed)
+
+
+def default_config(target: str, backbone: str = DEFAULT_BACKBONE, **data_options: Any) -> RunConfig:
+    """The defaults every entry point starts from."""
+    return RunConfig(data=DataConfig(target=target, **data_options), model=ModelConfig(backbone=backbone))

@@ -1,0 +1,402 @@
+"""Data intake: read a table, infer column roles and the task, validate, split.
+
+Everything here raises :class:`DataError` with the column or row and the fix; nothing raises a
+pandas traceback at the user.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+
+from .config import DataConfig
+from .errors import DataError
+
+logger = logging.getLogger(__name__)
+
+MAX_CLASSES = 1000
+MIN_ROWS = 20
+_ID_NAME = re.compile(r"(^|[_\s-])(id|uuid|guid|key|number|no|nr)$|^id[_\s-]|identifier", re.I)
+_DATE_HINT = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{4}-\d{2}|\d{1,2}:\d{2}")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_table(source: str | Path | bytes | BinaryIO, *, filename: str | None = None) -> pd.DataFrame:
+    """Read a CSV (any common delimiter; UTF-8, UTF-8 with BOM, UTF-16 or latin-1) or Parquet file."""
+    name = filename or (str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "upload"))
+    raw = _read_bytes(source, name)
+    if not raw.strip():
+        raise DataError(f"{Path(name).name} is empty: choose a file with a header row and data rows.")
+    if raw[:4] == b"PAR1" or name.lower().endswith((".parquet", ".pq")):
+        return _read_parquet(raw, name)
+    text = _decode(raw, name)
+    return _read_csv_text(text, name)
+
+
+def _read_bytes(source, name: str) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise DataError(f"File {path} does not exist: check the path.")
+        return path.read_bytes()
+    data = source.read()
+    if not isinstance(data, bytes):
+        raise DataError(f"{name} could not be read as bytes: upload the file again.")
+    return data
+
+
+def _read_parquet(raw: bytes, name: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(io.BytesIO(raw))
+    except Exception as exc:  # pyarrow raises many types for damaged files
+        raise DataError(f"{Path(name).name} is not a readable Parquet file ({exc}): export it again.") from exc
+    _check_columns(list(map(str, frame.columns)), name)
+    if frame.empty:
+        raise DataError(f"{Path(name).name} has columns but no rows: add data rows.")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _decode(raw: bytes, name: str) -> str:
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return raw.decode("utf-16")
+    if b"\x00" in raw[:4096]:
+        # UTF-16 without a BOM shows a NUL in every other byte; anything else with NULs is binary.
+        if raw[1:4096:2].count(0) > 0.9 * len(raw[1:4096:2]):
+            return raw.decode("utf-16-le", errors="replace")
+        raise DataError(
+            f"{Path(name).name} looks like a binary file, not CSV text: export the table as CSV or Parquet."
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(raw[:200_000]).best()
+        if best is not None and best.encoding not in ("utf_8", "ascii"):
+            return raw.decode(best.encoding, errors="replace")
+    except (LookupError, ImportError):
+        pass
+    logger.info("%s is not UTF-8; reading it as latin-1", name)
+    return raw.decode("latin-1")
+
+
+def _sniff_delimiter(text: str) -> str:
+    sample = text[:65536]
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        first = sample.splitlines()[0] if sample else ""
+        counts = {d: first.count(d) for d in ",;\t|"}
+        best = max(counts, key=counts.get)
+        return best if counts[best] else ","
+
+
+def _read_csv_text(text: str, name: str) -> pd.DataFrame:
+    short = Path(name).name
+    delimiter = _sniff_delimiter(text)
+    try:
+        header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
+    except (StopIteration, csv.Error) as exc:
+        raise DataError(f"{short} has no readable header row: the first line must name the columns.") from exc
+    _check_columns(header, short)
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, low_memory=False, skipinitialspace=False)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{short} is empty: choose a file with a header row and data rows.") from exc
+    except pd.errors.ParserError as exc:
+        row = re.search(r"line (\d+)", str(exc))
+        where = f" at line {row.group(1)}" if row else ""
+        raise DataError(
+            f"{short} could not be parsed{where} ({exc}). Check that every row has as many fields as the "
+            f"header and that quotes are balanced."
+        ) from exc
+    if frame.empty:
+        raise DataError(f"{short} has a header but no data rows: add at least {MIN_ROWS} rows.")
+    if frame.shape[1] == 1 and len(text) > 0 and delimiter == ",":
+        logger.info("%s has a single column; delimiter detection found none", short)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _check_columns(columns: list[str], name: str) -> None:
+    stripped = [str(c).strip() for c in columns]
+    seen: dict[str, int] = {}
+    for position, column in enumerate(stripped, start=1):
+        if column in seen:
+            raise DataError(
+                f"{Path(name).name} has the column name {column!r} twice (columns {seen[column]} and "
+                f"{position}): rename one of them so every column name is unique."
+            )
+        seen[column] = position
+
+
+# --------------------------------------------------------------------------- roles and task
+
+
+def infer_roles(frame: pd.DataFrame, target: str | None = None) -> dict[str, str]:
+    """Guess each column's role: numeric, categorical, text, datetime, id, or ignore (constant)."""
+    return {c: _infer_role(frame[c], c) for c in frame.columns if c != target}
+
+
+def _infer_role(series: pd.Series, name: str) -> str:
+    values = series.dropna()
+    if values.empty or values.nunique() <= 1:
+        return "ignore"
+    if pd.api.types.is_bool_dtype(series):
+        return "categorical"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    if pd.api.types.is_numeric_dtype(series):
+        if _ID_NAME.search(name) and values.nunique() == len(values):
+            return "id"
+        return "numeric"
+    strings = values.astype(str)
+    if _looks_datetime(strings):
+        return "datetime"
+    numeric = pd.to_numeric(strings.str.replace(",", "", regex=False), errors="coerce")
+    if numeric.notna().mean() > 0.98:
+        return "numeric"  # numbers stored as text (thousands separators, stray quotes)
+    n_unique = strings.nunique()
+    unique_ratio = n_unique / len(strings)
+    mean_words = strings.str.split().str.len().mean()
+    if n_unique <= 50 or unique_ratio < 0.05:
+        return "categorical"
+    if unique_ratio > 0.98 and (_ID_NAME.search(name) or mean_words < 1.5):
+        return "id"
+    if mean_words >= 2 or strings.str.len().mean() >= 20:
+        return "text"
+    return "categorical"
+
+
+def _looks_datetime(strings: pd.Series) -> bool:
+    sample = strings.head(200)
+    if sample.str.len().max() > 40 or not sample.str.contains(_DATE_HINT).mean() > 0.9:
+        return False
+    return parse_datetime(sample).notna().mean() > 0.9
+
+
+def parse_datetime(series: pd.Series) -> pd.Series:
+    """Parse dates in ISO or common formats; unparseable values become NaT."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            parsed = pd.to_datetime(series, errors="coerce", format="ISO8601", utc=True)
+        except (ValueError, TypeError):
+            parsed = pd.Series(pd.NaT, index=series.index)
+        if parsed.notna().mean() < 0.9:
+            parsed = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
+    return parsed.dt.tz_localize(None)
+
+
+def infer_task(target: pd.Series) -> str:
+    """binary, multiclass or regression, from the target's values."""
+    values = target.dropna()
+    n_unique = values.nunique()
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+        if n_unique > 2 and not (integral and n_unique <= 20):
+            return "regression"
+    return "binary" if n_unique <= 2 else "multiclass"
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """The validated view of a table: roles per column, the task and the class labels."""
+
+    target: str
+    task: str
+    roles: dict[str, str]
+    classes: tuple[str, ...]  # empty for regression
+    warnings: tuple[str, ...] = ()
+
+    def columns(self, role: str) -> list[str]:
+        return [c for c, r in self.roles.items() if r == role]
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [c for c, r in self.roles.items() if r in ("numeric", "categorical", "text", "datetime")]
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target,
+            "task": self.task,
+            "roles": self.roles,
+            "classes": list(self.classes),
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TableSpec:
+        return cls(
+            target=raw["target"],
+            task=raw["task"],
+            roles=dict(raw["roles"]),
+            classes=tuple(raw["classes"]),
+            warnings=tuple(raw.get("warnings", ())),
+        )
+
+
+def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
+    """Validate the table against the config and settle roles, task and classes."""
+    target = config.target
+    if target not in frame.columns:
+        close = difflib.get_close_matches(target, list(map(str, frame.columns)), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else f" Columns are: {_preview(frame.columns)}."
+        raise DataError(f"Target column {target!r} is not in the table.{hint}")
+    unknown = [c for c in config.roles if c not in frame.columns]
+    if unknown:
+        raise DataError(f"Role given for column {unknown[0]!r}, which is not in the table: fix the name.")
+    notes: list[str] = []
+    y = frame[target]
+    missing = int(y.isna().sum())
+    if missing == len(y):
+        raise DataError(f"Target column {target!r} has no values: choose a column that holds the labels.")
+    if missing:
+        notes.append(f"{missing} rows with no value in target {target!r} are left out.")
+        y = y.dropna()
+    if len(y) < MIN_ROWS:
+        raise DataError(f"Only {len(y)} labelled rows: FinTune needs at least {MIN_ROWS} to train and test.")
+    task = config.task or infer_task(y)
+    classes: tuple[str, ...] = ()
+    if task == "regression":
+        numeric = pd.to_numeric(y, errors="coerce")
+        bad = numeric.isna() | ~np.isfinite(numeric.fillna(0).to_numpy(dtype=float))
+        if bad.any():
+            row = int(bad.idxmax())
+            raise DataError(
+                f"Target column {target!r} is not numeric at row {row + 2} (value {y.loc[row]!r}): "
+                "regression needs numbers; fix the value or choose a classification task."
+            )
+    else:
+        labels = target_labels(y)
+        counts = labels.value_counts()
+        if len(counts) < 2:
+            raise DataError(
+                f"Target column {target!r} has only one class ({counts.index[0]!r}): a classifier needs at "
+                "least two; choose another target or add rows of the other classes."
+            )
+        if len(counts) > MAX_CLASSES:
+            raise DataError(
+                f"Target column {target!r} has {len(counts)} classes, more than {MAX_CLASSES}: choose a "
+                "coarser target, or set the task to regression if it is a number."
+            )
+        if task == "binary" and len(counts) > 2:
+            raise DataError(f"Task is binary but {target!r} has {len(counts)} classes: set task multiclass.")
+        classes = tuple(sorted(counts.index, key=_natural_key))
+    roles = infer_roles(frame, target)
+    roles.update(config.roles)
+    time_column = config.time_column
+    if time_column is not None:
+        if time_column not in frame.columns:
+            raise DataError(f"Split column {time_column!r} is not in the table: name a date column.")
+        if time_column == target:
+            raise DataError("The chronological split column cannot be the target: name a date column.")
+    if not any(role in ("numeric", "categorical", "text", "datetime") for role in roles.values()):
+        raise DataError(
+            f"No usable feature: every column besides {target!r} is an identifier, constant or ignored. "
+            "Add feature columns or change a column's role."
+        )
+    return TableSpec(target=target, task=task, roles=roles, classes=classes, warnings=tuple(notes))
+
+
+def target_labels(y: pd.Series) -> pd.Series:
+    """Class labels as strings; integral floats (1.0) read as integers (1)."""
+    if pd.api.types.is_float_dtype(y) and np.all(np.mod(y.dropna().to_numpy(), 1) == 0):
+        y = y.astype("Int64")
+    return y.astype(str).where(y.notna())
+
+
+def _natural_key(label: str):
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _preview(columns, n: int = 8) -> str:
+    names = [repr(str(c)) for c in list(columns)[:n]]
+    return ", ".join(names) + (", ..." if len(columns) > n else "")
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def split_rows(frame: pd.DataFrame, spec: TableSpec, config: DataConfig, seed: int) -> dict[str, np.ndarray]:
+    """Row positions for train / val / test (labelled rows only)."""
+    labelled = np.flatnonzero(frame[spec.target].notna().to_numpy())
+    if config.time_column:
+        return _chronological_split(frame, labelled, config)
+    return _random_split(frame, spec, labelled, config, seed)
+
+
+def _random_split(frame, spec, rows, config, seed) -> dict[str, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    strata = None
+    if spec.task != "regression":
+        labels = target_labels(frame[spec.target].iloc[rows])
+        if labels.value_counts().min() >= 3:
+            strata = labels.to_numpy()
+    holdout = config.val_fraction + config.test_fraction
+    train, rest = train_test_split(rows, test_size=holdout, random_state=seed, stratify=strata)
+    rest_strata = None
+    if strata is not None:
+        rest_labels = target_labels(frame[spec.target].iloc[rest])
+        if rest_labels.value_counts().min() >= 2:
+            rest_strata = rest_labels.to_numpy()
+    val, test = train_test_split(
+        rest, test_size=config.test_fraction / holdout, random_state=seed, stratify=rest_strata
+    )
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def _chronological_split(frame, rows, config) -> dict[str, np.ndarray]:
+    column = config.time_column
+    times = parse_datetime(frame[column].iloc[rows])
+    if times.isna().mean() > 0.5:
+        raise DataError(f"Column {column!r} does not hold dates: choose a date column for the time split.")
+    keep = times.notna().to_numpy()
+    rows, times = rows[keep], times[keep]
+    order = np.argsort(times.to_numpy(), kind="stable")
+    rows, stamps = rows[order], times.to_numpy()[order]
+    n = len(rows)
+    # Cut at timestamp boundaries so no later split holds a row from the same instant as train.
+    cut_val = _boundary(stamps, int(round(n * (1 - config.val_fraction - config.test_fraction))))
+    cut_test = _boundary(stamps, int(round(n * (1 - config.test_fraction))))
+    parts = {"train": rows[:cut_val], "val": rows[cut_val:cut_test], "test": rows[cut_test:]}
+    for name, part in parts.items():
+        if len(part) == 0:
+            raise DataError(
+                f"The time split by {column!r} leaves the {name} split empty: too few distinct dates; "
+                "use a random split or a finer date column."
+            )
+    return parts
+
+
+def _boundary(stamps: np.ndarray, position: int) -> int:
+    position = min(max(position, 1), len(stamps) - 1)
+    while position < len(stamps) and stamps[position] == stamps[position - 1]:
+        position += 1
+    return position

@@ -1,0 +1,36 @@
+"""Score new rows with a finished run, using the run's saved preprocessing."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from . import runs
+from .errors import RunError
+
+
+@lru_cache(maxsize=4)
+def _load(model_path: str, mtime: float):
+    from .engine import FineTuner
+
+    return FineTuner.load(model_path)
+
+
+def load_model(run_dir: str | Path):
+    """The fitted FineTuner of a succeeded run (cached per process)."""
+    run_dir = Path(run_dir)
+    path = runs.model_dir(run_dir)
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        state = runs.read_status(run_dir).get("state", "unknown") if run_dir.is_dir() else "missing"
+        raise RunError(f"Run {run_dir} has no saved model (state: {state}): pick a run that succeeded.")
+    return _load(str(path.resolve()), weights.stat().st_mtime)
+
+
+def score_file(run_dir: str | Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Predictions (and class probabilities) for every row; warnings for ignored extra columns."""
+    tuner = load_model(run_dir)
+    warnings = tuner.preprocessor_.check_columns(frame)
+    return tuner.predictions_frame(frame), warnings

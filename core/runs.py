@@ -1,0 +1,290 @@
+"""The run folder is the contract: everything about a run is written here and read from here.
+
+Layout: ``config.json``, ``status.json``, ``history.jsonl``, ``data.parquet`` (the input table),
+``metrics.json``, ``predictions.csv``, ``model/``. Only this module writes run folders; every
+write of a whole file is atomic (temp file + rename), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from .config import RunConfig
+from .errors import RunError
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+HEARTBEAT_S = 5.0
+STALE_AFTER_S = 90.0  # a running status whose heartbeat is older than this and whose pid is gone
+DEFAULT_RUNS_DIR = Path("runs")
+_RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return _json_safe(value.item())
+    return value
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: dict) -> None:
+    atomic_write_bytes(Path(path), json.dumps(_json_safe(payload), indent=2).encode())
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path} is damaged ({exc}): delete the run folder or restore it.") from exc
+
+
+# --------------------------------------------------------------------------- creating runs
+
+
+def new_run_id() -> str:
+    """Server-made ids: sortable by time, never taken from user input."""
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def run_path(runs_dir: str | Path, run_id: str) -> Path:
+    """The folder of ``run_id``; ids that are not ours (``../x``, absolute paths) are refused."""
+    if not _RUN_ID.match(str(run_id)):
+        raise RunError(f"{run_id!r} is not a run id: pick one listed by `fintune runs`.")
+    return Path(runs_dir) / run_id
+
+
+def create_run(runs_dir: str | Path, config: RunConfig, frame: pd.DataFrame, *, source: str = "") -> Path:
+    """A new queued run holding its config and a Parquet copy of the input table."""
+    runs_dir = Path(runs_dir)
+    run_dir = run_path(runs_dir, new_run_id())
+    run_dir.mkdir(parents=True, exist_ok=False)
+    write_json(run_dir / "config.json", {**config.to_dict(), "source": Path(source).name if source else ""})
+    buffer = frame.copy()
+    buffer.columns = [str(c) for c in buffer.columns]
+    tmp = run_dir / ".data.parquet.tmp"
+    buffer.to_parquet(tmp, index=True)
+    os.replace(tmp, run_dir / "data.parquet")
+    write_status(run_dir, "queued", owner_pid=os.getpid(), created=_now())
+    return run_dir
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    raw = read_json(Path(run_dir) / "config.json")
+    if not raw:
+        raise RunError(f"{run_dir} has no config.json: it is not a FinTune run folder.")
+    raw.pop("source", None)
+    return RunConfig.from_dict(raw)
+
+
+def load_data(run_dir: Path) -> pd.DataFrame:
+    return pd.read_parquet(Path(run_dir) / "data.parquet")
+
+
+# --------------------------------------------------------------------------- status and history
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_status(run_dir: Path, state: str, **fields) -> dict:
+    """Merge ``fields`` into status.json with the new state (atomically)."""
+    assert state in STATES, state
+    path = Path(run_dir) / "status.json"
+    status = read_json(path) if path.exists() else {}
+    status.update(fields)
+    status["state"] = state
+    status["updated"] = _now()
+    status["heartbeat"] = time.time()
+    if state in FINAL_STATES:
+        status.setdefault("finished", _now())
+    write_json(path, status)
+    return status
+
+
+def touch_heartbeat(run_dir: Path) -> None:
+    path = Path(run_dir) / "status.json"
+    status = read_json(path)
+    if status.get("state") == "running":
+        status["heartbeat"] = time.time()
+        write_json(path, status)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_status(run_dir: Path) -> dict:
+    """status.json, with a dead run (its process gone or silent) reported as interrupted."""
+    status = read_json(Path(run_dir) / "status.json")
+    if not status:
+        return {"state": "interrupted", "message": "No status was written: the run never started."}
+    state = status.get("state")
+    stale = time.time() - float(status.get("heartbeat", 0)) > STALE_AFTER_S
+    if state == "running" and (not _pid_alive(status.get("pid")) or stale):
+        status = write_status(
+            run_dir, "interrupted", message="The training process stopped without finishing (killed or crashed)."
+        )
+    elif state == "queued" and not _pid_alive(status.get("owner_pid")):
+        status = write_status(run_dir, "interrupted", message="The app that queued this run stopped before it started.")
+    return status
+
+
+def append_event(run_dir: Path, event: dict) -> None:
+    """Append one progress event to history.jsonl (one line, flushed)."""
+    line = json.dumps(_json_safe({**event, "time": time.time()})) + "\n"
+    with open(Path(run_dir) / "history.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "history.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line being written right now
+    return events
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    write_json(Path(run_dir) / "metrics.json", metrics)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return read_json(Path(run_dir) / "metrics.json")
+
+
+def write_predictions(run_dir: Path, predictions: pd.DataFrame) -> None:
+    atomic_write_bytes(Path(run_dir) / "predictions.csv", predictions.to_csv(index=False).encode())
+
+
+def read_predictions(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / "predictions.csv"
+    if not path.exists():
+        raise RunError(f"Run {Path(run_dir).name} has no predictions yet: wait until it succeeds.")
+    return pd.read_csv(path)
+
+
+def model_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "model"
+
+
+# --------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of the runs table."""
+
+    run_id: str
+    path: Path
+    state: str
+    created: str
+    source: str
+    target: str
+    task: str
+    backbone: str
+    freeze_depth: int
+    test_metric: str
+    test_value: float | None
+    message: str
+
+    def as_row(self) -> dict:
+        value = "" if self.test_value is None else f"{self.test_value:.4f}"
+        return {
+            "run": self.run_id,
+            "state": self.state,
+            "data": self.source,
+            "target": self.target,
+            "backbone": self.backbone,
+            "freeze": self.freeze_depth,
+            "test metric": f"{self.test_metric} {value}".strip(),
+            "message": self.message,
+        }
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    run_dir = Path(run_dir)
+    raw = read_json(run_dir / "config.json")
+    status = read_status(run_dir)
+    metrics = read_metrics(run_dir) if (run_dir / "metrics.json").exists() else {}
+    task = metrics.get("task") or raw.get("data", {}).get("task") or ""
+    metric = "rmse" if task == "regression" else "roc_auc"
+    value = metrics.get("test", {}).get(metric)
+    return RunSummary(
+        run_id=run_dir.name,
+        path=run_dir,
+        state=status.get("state", "interrupted"),
+        created=status.get("created", ""),
+        source=raw.get("source", ""),
+        target=raw.get("data", {}).get("target", ""),
+        task=task,
+        backbone=raw.get("model", {}).get("backbone", ""),
+        freeze_depth=int(raw.get("model", {}).get("freeze_depth", 0)),
+        test_metric=metric if value is not None else "",
+        test_value=value,
+        message=status.get("message", ""),
+    )
+
+
+def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[RunSummary]:
+    """All runs, newest first; dead running or queued runs show as interrupted."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    folders = sorted((p for p in runs_dir.iterdir() if p.is_dir() and _RUN_ID.match(p.name)), reverse=True)
+    summaries = []
+    for folder in folders:
+        try:
+            summaries.append(summarize(folder))
+        except RunError:
+            continue  # a damaged folder must not hide the others
+    return summaries

@@ -1,0 +1,322 @@
+"""The training loop: optimizer -> scheduler -> for each epoch: train, evaluate, report, keep the best.
+
+It knows nothing of threads, processes or UI: progress goes out through ``on_progress(event)``
+and stopping comes in through ``should_stop()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .errors import ConfigError, TrainingError
+from .metrics import selection_score
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[dict], None]
+
+
+class TrainingCancelled(Exception):
+    """Raised inside the loop when ``should_stop()`` turns true; not an error."""
+
+
+@dataclass
+class EncodedRows:
+    """Tokenised rows: variable-length ids (padded per batch), numeric inputs and targets."""
+
+    input_ids: list[list[int]]
+    numeric: np.ndarray  # (N, d_numeric_in)
+    targets: np.ndarray | None  # (N,) int64 class ids or float32 scaled values
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """CUDA, then Apple MPS, then CPU; or the one the user named."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"Device {name!r} is unknown: use auto, cpu, cuda, cuda:N or mps.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"Device {name!r} was asked for but no CUDA GPU is visible: use --device cpu or auto.")
+    return device
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype: bf16 (or fp16) on GPUs by default, none (fp32) on CPU unless asked."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def iterate_batches(
+    rows: EncodedRows,
+    batch_size: int,
+    *,
+    pad_id: int,
+    shuffle: bool,
+    generator: np.random.Generator | None = None,
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Batches padded to their own longest row; training batches are length-bucketed."""
+    lengths = np.fromiter((len(ids) for ids in rows.input_ids), dtype=np.int64, count=len(rows))
+    if shuffle:
+        order = generator.permutation(len(rows))
+        # Sort within windows of 50 batches: similar lengths share a batch, order stays random.
+        window = batch_size * 50
+        chunks = [order[i : i + window] for i in range(0, len(order), window)]
+        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        batches = [batches[i] for i in generator.permutation(len(batches))]
+    else:
+        order = np.argsort(lengths, kind="stable")  # evaluation: least padding
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for index in batches:
+        width = int(lengths[index].max())
+        ids = np.full((len(index), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(index), width), dtype=np.int64)
+        for row, i in enumerate(index):
+            sequence = rows.input_ids[i]
+            ids[row, : len(sequence)] = sequence
+            mask[row, : len(sequence)] = 1
+        batch = {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask),
+            "numeric": torch.from_numpy(rows.numeric[index]),
+        }
+        if rows.targets is not None:
+            batch["targets"] = torch.from_numpy(rows.targets[index])
+        yield index, batch
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict_outputs(
+    model: nn.Module,
+    rows: EncodedRows,
+    *,
+    batch_size: int,
+    pad_id: int,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+) -> np.ndarray:
+    """Raw model outputs (logits or scaled values), in the rows' original order."""
+    was_training = model.training
+    model.eval()
+    outputs: np.ndarray | None = None
+    try:
+        for index, batch in iterate_batches(rows, batch_size, pad_id=pad_id, shuffle=False):
+            batch = _to_device(batch, device)
+            with _autocast(device, dtype):
+                out = model(batch["input_ids"], batch["attention_mask"], batch["numeric"])
+            out = out.float().cpu().numpy()
+            if outputs is None:
+                outputs = np.zeros((len(rows), out.shape[1]), dtype=np.float32)
+            outputs[index] = out
+    finally:
+        model.train(was_training)
+    return outputs if outputs is not None else np.zeros((0, 1), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        remaining = max(total_steps - warmup_steps, 1)
+        return max(0.0, (total_steps - step) / remaining)
+
+    return factor
+
+
+def _loss_fn(task: str, class_weights: torch.Tensor | None) -> nn.Module:
+    return nn.MSELoss() if task == "regression" else nn.CrossEntropyLoss(weight=class_weights)
+
+
+def train(
+    model: nn.Module,
+    train_rows: EncodedRows,
+    val_rows: EncodedRows,
+    *,
+    config: TrainConfig,
+    task: str,
+    pad_id: int,
+    score_outputs: Callable[[np.ndarray], dict[str, float]],
+    class_weights: np.ndarray | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict]:
+    """Fine-tune ``model`` in place and restore its best validation checkpoint; return epoch events."""
+    on_progress = on_progress or (lambda event: None)
+    should_stop = should_stop or (lambda: False)
+    device = resolve_device(config.device)
+    dtype = autocast_dtype(device, config.precision)
+    torch.manual_seed(config.seed)
+    generator = np.random.default_rng(config.seed)
+    model.to(device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    # -- optimizer and schedule
+    groups = model.make_parameter_groups(lr=config.lr, head_lr=config.head_lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(groups, fused=device.type == "cuda")
+    steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(max(1, int(config.warmup_ratio * total_steps)), total_steps)
+    )
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    weights = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights is not None else None
+    loss_fn = _loss_fn(task, weights)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    history: list[dict] = []
+    best_score, best_state, stale_epochs = -math.inf, None, 0
+    step, started = 0, time.perf_counter()
+    samples_seen = 0
+    model.train()
+    for epoch in range(1, config.epochs + 1):
+        # -- train
+        epoch_loss, epoch_rows = 0.0, 0
+        for _, batch in iterate_batches(train_rows, config.batch_size, pad_id=pad_id, shuffle=True, generator=generator):
+            if should_stop():
+                raise TrainingCancelled()
+            batch = _to_device(batch, device)
+            try:
+                with _autocast(device, dtype):
+                    out = model(batch["input_ids"], batch["attention_mask"], batch["numeric"])
+                targets = batch["targets"]
+                loss = loss_fn(out.float().squeeze(-1), targets) if task == "regression" else loss_fn(out.float(), targets)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"The loss became {loss.item()} at step {step + 1} (epoch {epoch}): lower the learning "
+                        f"rate (e.g. --lr {config.lr / 4:.0e}) or check numeric columns for extreme values.",
+                        kind="non_finite_loss",
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                    optimizer.step()
+                scheduler.step()
+            except torch.OutOfMemoryError as exc:
+                raise _oom_error(config, device) from exc
+            except RuntimeError as exc:
+                if "out of memory" in str(exc).lower():
+                    raise _oom_error(config, device) from exc
+                raise
+            step += 1
+            n = len(targets)
+            samples_seen += n
+            epoch_loss += loss.item() * n
+            epoch_rows += n
+            elapsed = time.perf_counter() - started
+            on_progress(
+                {
+                    "type": "step",
+                    "step": step,
+                    "total_steps": total_steps,
+                    "epoch": epoch,
+                    "loss": loss.item(),
+                    "lr": scheduler.get_last_lr()[0],
+                    "samples_per_s": samples_seen / elapsed,
+                    "eta_s": elapsed / step * (total_steps - step),
+                    "elapsed_s": elapsed,
+                }
+            )
+            if step >= total_steps:
+                break
+
+        # -- evaluate, report, keep the best
+        val_outputs = predict_outputs(model, val_rows, batch_size=config.batch_size * 2, pad_id=pad_id, device=device, dtype=dtype)
+        val_metrics = score_outputs(val_outputs)
+        score = selection_score(task, val_metrics)
+        event = {
+            "type": "epoch",
+            "epoch": epoch,
+            "step": step,
+            "total_steps": total_steps,
+            "train_loss": epoch_loss / max(epoch_rows, 1),
+            "val": val_metrics,
+            "elapsed_s": time.perf_counter() - started,
+        }
+        history.append(event)
+        on_progress(event)
+        if score > best_score:
+            best_score, stale_epochs = score, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad}
+        else:
+            stale_epochs += 1
+        if stale_epochs >= config.patience or step >= total_steps:
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    return history
+
+
+def _oom_error(config: TrainConfig, device: torch.device) -> TrainingError:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    smaller = max(1, config.batch_size // 2)
+    return TrainingError(
+        f"Out of memory on {device.type} with batch size {config.batch_size}: try --batch-size {smaller} "
+        "(or a shorter --max-length, or a higher --freeze depth).",
+        kind="out_of_memory",
+    )

@@ -1,0 +1,150 @@
+"""Execute one run folder: ``python -m core.worker RUN_DIR``.
+
+The job manager launches this in its own process so that a crash or an out-of-memory kill cannot
+take the app down, and cancel (SIGTERM) frees the memory for real. The CLI calls :func:`execute`
+in-process. Either way, everything goes to the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from . import runs
+from .errors import BackboneError, ConfigError, DataError, FinTuneError, TrainingError
+
+logger = logging.getLogger(__name__)
+
+STEP_EVENT_INTERVAL_S = 0.5  # history.jsonl gets at most two step events a second
+
+
+def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, TrainingError):
+        return exc.kind
+    if isinstance(exc, (DataError, ConfigError)):
+        return "data_error"
+    if isinstance(exc, BackboneError):
+        return "backbone_error"
+    return "other"
+
+
+class _HistoryWriter:
+    """Appends events to the run folder, thinning step events so the file stays small."""
+
+    def __init__(self, run_dir: Path, forward: Callable[[dict], None] | None):
+        self.run_dir, self.forward, self._last_step_write = run_dir, forward, 0.0
+
+    def __call__(self, event: dict) -> None:
+        if self.forward is not None:
+            self.forward(event)
+        now = time.monotonic()
+        is_last = event.get("step") == event.get("total_steps")
+        if event.get("type") == "step" and not is_last and now - self._last_step_write < STEP_EVENT_INTERVAL_S:
+            return
+        self._last_step_write = now
+        runs.append_event(self.run_dir, event)
+        if event.get("type") == "phase":
+            runs.write_status(self.run_dir, "running", phase=event["phase"])
+
+
+def _heartbeat(run_dir: Path, stop: threading.Event) -> None:
+    while not stop.wait(runs.HEARTBEAT_S):
+        try:
+            runs.touch_heartbeat(run_dir)
+        except OSError:
+            pass  # a full disk must not kill training; the final status write will report it
+
+
+def execute(
+    run_dir: str | Path,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+) -> str:
+    """Train the run in ``run_dir`` and write its results; return the final state."""
+    from .engine import FineTuner
+    from .training import TrainingCancelled
+
+    run_dir = Path(run_dir)
+    runs.write_status(run_dir, "running", pid=os.getpid(), started=runs._now(), message="", phase="Starting")
+    stop_heartbeat = threading.Event()
+    threading.Thread(target=_heartbeat, args=(run_dir, stop_heartbeat), daemon=True).start()
+    try:
+        config = runs.load_config(run_dir)
+        frame = runs.load_data(run_dir)
+        tuner = FineTuner(config).fit(frame, on_progress=_HistoryWriter(run_dir, on_progress), should_stop=should_stop)
+        runs.write_status(run_dir, "running", phase="Evaluating on the test split")
+        parts = {name: frame.iloc[rows] for name, rows in tuner.splits_.items()}
+        val_metrics = tuner.evaluate(parts["val"])
+        predictions = tuner.predictions_frame(parts["test"])
+        test_metrics = tuner.score_outputs(
+            tuner.raw_outputs(parts["test"]), tuner.preprocessor_.encode_target(parts["test"])
+        )
+        runs.write_status(run_dir, "running", phase="Saving the model")
+        tuner.save(runs.model_dir(run_dir))
+        runs.write_predictions(run_dir, predictions)
+        from .backbones import count_parameters
+
+        trainable, total = count_parameters(tuner.model_)
+        runs.write_metrics(
+            run_dir,
+            {
+                "task": tuner.spec_.task,
+                "val": val_metrics,
+                "test": test_metrics,
+                "classes": list(tuner.spec_.classes),
+                "rows": {name: len(rows) for name, rows in tuner.splits_.items()},
+                "epochs_run": len(tuner.history_),
+                "max_length": tuner.max_length_,
+                "trainable_parameters": trainable,
+                "total_parameters": total,
+            },
+        )
+        state = "succeeded"
+        runs.write_status(run_dir, state, phase="Done", message="")
+    except TrainingCancelled:
+        state = "cancelled"
+        runs.write_status(run_dir, state, phase="Cancelled", message="Cancelled by the user.")
+    except FinTuneError as exc:
+        state = "failed"
+        runs.write_status(run_dir, state, kind=failure_kind(exc), message=str(exc), phase="Failed")
+    except MemoryError:
+        state = "failed"
+        runs.write_status(run_dir, state, kind="out_of_memory", phase="Failed",
+                          message="Out of memory: try a smaller --batch-size or --max-length.")
+    except Exception as exc:
+        state = "failed"
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        runs.write_status(run_dir, state, kind="other", phase="Failed",
+                          message=f"Unexpected error {type(exc).__name__}: {exc} (details in error.txt).")
+        raise
+    finally:
+        stop_heartbeat.set()
+    return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m core.worker RUN_DIR", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    # SIGTERM asks for a stop at the next training step; the job manager escalates to SIGKILL.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        state = execute(argv[0], should_stop=stop.is_set)
+    except Exception:
+        return 1
+    return {"succeeded": 0, "cancelled": 0}.get(state, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
