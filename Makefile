@@ -1,0 +1,14 @@
+# The two set-up commands of the README's quick start, and the checks CI runs.
+.PHONY: dashboard test lint bench-quality
+
+dashboard:  ## set up, then start the dashboard on http://127.0.0.1:8501 with the sample data
+	bash scripts/setup.sh run
+	.venv/bin/fintune dashboard
+
+test:  ## set up (test tools and Chromium too), then lint and run the whole test suite
+	bash scripts/setup.sh test
+	.venv/bin/ruff check core dashboard tests bench sample_data
+	.venv/bin/python -m pytest -q
+
+bench-quality:
+	.venv/bin/python -m bench.quality
