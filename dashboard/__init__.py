@@ -1,0 +1,1 @@
+"""FinTune's Streamlit dashboard: a router (app.py), thin pages, shared state and components."""

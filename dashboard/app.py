@@ -1,0 +1,22 @@
+"""FinTune dashboard: the router. Run with ``fintune dashboard`` or ``streamlit run dashboard/app.py``."""
+
+import sys
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` puts dashboard/ on the path, not the repository root.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="FinTune", page_icon=":material/model_training:", layout="wide")
+
+pages = [
+    st.Page("pages/data.py", title="Data", icon=":material/table:", default=True),
+    st.Page("pages/model.py", title="Model", icon=":material/tune:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/results.py", title="Results", icon=":material/insights:"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/batch_prediction:"),
+]
+st.navigation(pages).run()

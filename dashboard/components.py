@@ -1,0 +1,185 @@
+"""Reusable rendering for the pages: plotly figures, run and metric tables, downloads.
+
+Figures are built from what ``core`` returns (run-folder events, predictions, metrics); nothing
+here computes a metric or trains anything.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+import core
+
+STATE_ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️",
+               "interrupted": "⚠️"}
+HEADLINE_METRIC = {"regression": "rmse"}  # everything else: roc_auc
+
+
+def headline_metric(task: str) -> str:
+    return HEADLINE_METRIC.get(task, "roc_auc")
+
+
+def plot(figure: go.Figure, *, key: str | None = None) -> None:
+    figure.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=320)
+    st.plotly_chart(figure, width="stretch", key=key)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else (f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s")
+
+
+def millions(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"
+
+
+def download_csv(frame: pd.DataFrame, filename: str, label: str = "Download CSV", *, key: str | None = None) -> None:
+    """A download button whose CSV has formula-like cells escaped (core.to_safe_csv)."""
+    st.download_button(label, core.to_safe_csv(frame), file_name=filename, mime="text/csv", key=key,
+                       icon=":material/download:")
+
+
+# ----------------------------------------------------------------------------- data profile
+
+
+def class_balance(target: pd.Series, task: str) -> go.Figure:
+    if task == "regression":
+        return px.histogram(pd.to_numeric(target, errors="coerce"), nbins=40, title=f"Distribution of {target.name}")
+    counts = target.astype(str).value_counts(dropna=False).rename_axis("class").reset_index(name="rows")
+    return px.bar(counts, x="class", y="rows", text="rows", title=f"Class balance of {target.name}")
+
+
+def missing_values(frame: pd.DataFrame) -> go.Figure:
+    share = (frame.isna().mean() * 100).rename_axis("column").reset_index(name="missing %")
+    figure = px.bar(share, x="column", y="missing %", title="Missing values per column")
+    figure.update_yaxes(range=[0, max(5.0, float(share["missing %"].max()) * 1.1)])
+    return figure
+
+
+def distribution(series: pd.Series, role: str) -> go.Figure:
+    if role == "numeric":
+        return px.histogram(pd.to_numeric(series, errors="coerce"), nbins=30, title=series.name)
+    if role == "text":
+        words = series.dropna().astype(str).str.split().str.len()
+        return px.histogram(words, nbins=30, title=f"{series.name}: words per row")
+    counts = series.astype(str).value_counts().head(20).rename_axis("value").reset_index(name="rows")
+    figure = px.bar(counts, x="rows", y="value", orientation="h", title=f"{series.name} (top 20 values)")
+    figure.update_yaxes(autorange="reversed", title=None)
+    return figure
+
+
+def roles_table(frame: pd.DataFrame, roles: dict[str, str]) -> pd.DataFrame:
+    """One row per feature column: its role (editable) and a short profile."""
+    rows = []
+    for column, role in roles.items():
+        values = frame[column]
+        example = values.dropna().astype(str).head(1)
+        rows.append({"column": column, "role": role, "type": str(values.dtype),
+                     "missing": int(values.isna().sum()), "distinct": int(values.nunique()),
+                     "example": example.iloc[0][:60] if len(example) else ""})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def loss_curve(steps: list[dict], *, title: str = "Training loss") -> go.Figure:
+    frame = pd.DataFrame(steps, columns=["step", "epoch", "loss"])
+    figure = px.line(frame, x="step", y="loss", title=title, markers=len(frame) < 30)
+    figure.update_xaxes(rangemode="tozero")
+    return figure
+
+
+def validation_curve(epochs: list[dict], metric: str) -> go.Figure:
+    frame = pd.DataFrame([{"epoch": e["epoch"], metric: (e.get("val") or {}).get(metric)} for e in epochs],
+                         columns=["epoch", metric])
+    figure = px.line(frame, x="epoch", y=metric, markers=True, title=f"Validation {metric}")
+    figure.update_xaxes(dtick=1)
+    return figure
+
+
+def compare_curves(histories: dict[str, list[dict]], metric: str) -> go.Figure:
+    """One line per run over epochs: ``train_loss`` or a validation metric."""
+    def value(event: dict):
+        return event.get("train_loss") if metric == "train_loss" else (event.get("val") or {}).get(metric)
+
+    rows = [{"run": run_id, "epoch": e["epoch"], metric: value(e)}
+            for run_id, events in histories.items() for e in events if e.get("type") == "epoch"]
+    frame = pd.DataFrame(rows, columns=["run", "epoch", metric])
+    title = "Training loss by epoch" if metric == "train_loss" else f"Validation {metric} by epoch"
+    figure = px.line(frame, x="epoch", y=metric, color="run", markers=True, title=title)
+    figure.update_xaxes(dtick=1)
+    return figure
+
+
+def runs_table(summaries: list) -> None:
+    if not summaries:
+        st.caption("No runs yet.")
+        return
+    rows = pd.DataFrame([s.as_row() for s in summaries])
+    rows["state"] = [f"{STATE_ICONS.get(s, '')} {s}" for s in rows["state"]]
+    st.dataframe(rows, hide_index=True, width="stretch")
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def metrics_table(metrics_by_run: dict[str, dict]) -> pd.DataFrame:
+    """Rows: run and split; columns: metrics."""
+    rows = []
+    for run_id, metrics in metrics_by_run.items():
+        for split in ("val", "test"):
+            values = {k: v for k, v in (metrics.get(split) or {}).items() if isinstance(v, (int, float))}
+            rows.append({"run": run_id, "split": split, **values})
+    return pd.DataFrame(rows)
+
+
+def confusion(table: pd.DataFrame) -> go.Figure:
+    figure = px.imshow(table, text_auto=True, color_continuous_scale="Blues", title="Confusion matrix (test)",
+                       labels={"x": "predicted", "y": "actual", "color": "rows"})
+    figure.update_xaxes(type="category")
+    figure.update_yaxes(type="category")
+    return figure
+
+
+def roc(curves: dict[str, pd.DataFrame]) -> go.Figure:
+    figure = go.Figure()
+    for label, points in curves.items():
+        figure.add_scatter(x=points["fpr"], y=points["tpr"], mode="lines", name=label)
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"})
+    figure.update_layout(title="ROC curve (test)", xaxis_title="false positive rate", yaxis_title="true positive rate")
+    return figure
+
+
+def precision_recall(curves: dict[str, pd.DataFrame]) -> go.Figure:
+    figure = go.Figure()
+    for label, points in curves.items():
+        figure.add_scatter(x=points["recall"], y=points["precision"], mode="lines", name=label)
+    figure.update_layout(title="Precision-recall curve (test)", xaxis_title="recall", yaxis_title="precision",
+                         yaxis_range=[0, 1.02])
+    return figure
+
+
+def predicted_vs_actual(actual: pd.Series, predicted: pd.Series) -> go.Figure:
+    figure = px.scatter(x=actual, y=predicted, opacity=0.6, labels={"x": "actual", "y": "predicted"},
+                        title="Predicted vs actual (test)")
+    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
+    figure.add_scatter(x=[low, high], y=[low, high], mode="lines", name="perfect", line={"dash": "dot"})
+    return figure
+
+
+def residuals(actual: pd.Series, predicted: pd.Series) -> go.Figure:
+    return px.scatter(x=predicted, y=actual - predicted, opacity=0.6, title="Residuals (test)",
+                      labels={"x": "predicted", "y": "actual − predicted"})
+
+
+def run_label(summary) -> str:
+    metric = f" · {summary.test_metric} {summary.test_value:.3f}" if summary.test_value is not None else ""
+    return f"{summary.run_id} · {summary.target} · {summary.backbone} (freeze {summary.freeze_depth}){metric}"

@@ -1,0 +1,117 @@
+"""Model: the backbone, how much of it trains, the hyperparameters, and what the model will read."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+import core
+from dashboard import components as ui
+from dashboard import state
+
+# (section, field, label, widget options); the default values come from core.default_config.
+HYPERPARAMETERS = [
+    ("train", "epochs", "Epochs", {"min_value": 1, "max_value": 100, "step": 1}),
+    ("train", "max_steps", "Max steps (optional)", {"min_value": 1, "step": 10, "placeholder": "all"}),
+    ("train", "batch_size", "Batch size", {"min_value": 1, "max_value": 1024, "step": 8}),
+    ("train", "lr", "Backbone learning rate", {"min_value": 1e-7, "max_value": 0.1, "step": 1e-5, "format": "%.1e"}),
+    ("train", "head_lr", "Head learning rate", {"min_value": 1e-7, "max_value": 0.1, "step": 1e-4, "format": "%.1e"}),
+    ("train", "weight_decay", "Weight decay", {"min_value": 0.0, "max_value": 1.0, "step": 0.01}),
+    ("train", "warmup_ratio", "Warm-up ratio", {"min_value": 0.0, "max_value": 0.9, "step": 0.05}),
+    ("train", "patience", "Early-stopping patience (epochs)", {"min_value": 1, "max_value": 100, "step": 1}),
+    ("model", "max_length", "Max tokens per row (optional)", {"min_value": 8, "max_value": 4096, "step": 8,
+                                                              "placeholder": "automatic"}),
+    ("model", "dropout", "Dropout", {"min_value": 0.0, "max_value": 0.9, "step": 0.05}),
+    ("train", "seed", "Seed", {"min_value": 0, "step": 1}),
+]
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def backbones() -> list[core.BackboneInfo]:
+    return core.list_backbones()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the backbone ...")
+def backbone(name: str):
+    return core.load_backbone(name)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def trainable_by_depth(name: str) -> list[tuple[int, int]]:
+    """(trainable, total) backbone parameters for each freeze depth 0..n_layers."""
+    model, _ = backbone(name)
+    counts = []
+    for depth in range(core.describe_backbone(name).n_layers + 1):
+        core.freeze(model, depth)
+        counts.append(core.count_parameters(model))
+    return counts
+
+
+@st.cache_data(max_entries=16, show_spinner="Serialising sample rows ...")
+def inspect(digest: str, config_json: str, _frame: pd.DataFrame, _tokenizer) -> list[dict]:
+    config = core.RunConfig.from_dict(json.loads(config_json))
+    return core.inspect_inputs(_frame, config, n_rows=3, tokenizer=_tokenizer)
+
+
+st.title("Model")
+defaults = state.defaults()
+infos = {info.name: info for info in backbones()}
+state.init_widget(state.BACKBONE, defaults.model.backbone)
+name = st.selectbox("Backbone", list(infos), key=state.BACKBONE, persist_state=state.PERSIST,
+                    format_func=lambda n: f"{n} · {infos[n].size_label}, {infos[n].n_layers} layers"
+                    + ("" if infos[n].available else " · needs download"))
+info = infos[name]
+st.caption(f"{info.description}. Source: {info.source}.")
+with st.expander("All backbones"):
+    st.dataframe(pd.DataFrame([{"backbone": b.name, "size": b.size_label, "layers": b.n_layers,
+                                "available here": b.available, "source": b.source, "about": b.description}
+                               for b in infos.values()]), hide_index=True)
+try:
+    counts = trainable_by_depth(name)
+except core.FinTuneError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+freeze_key = "model.freeze_depth"
+state.init_widget(freeze_key, defaults.model.freeze_depth)
+if st.session_state[freeze_key] > info.n_layers:
+    st.session_state[freeze_key] = info.n_layers
+left, right = st.columns([3, 2])
+depth = left.slider("Freeze depth: embeddings + bottom layers frozen", 0, info.n_layers, key=freeze_key, persist_state=state.PERSIST)
+trainable, total = counts[depth]
+right.metric("Trainable backbone parameters", f"{ui.millions(trainable)} of {ui.millions(total)}",
+             f"{trainable / total:.0%} of the backbone", delta_color="off")
+try:
+    device = core.device_label(core.resolve_device(defaults.train.device))
+except core.FinTuneError as exc:
+    device = str(exc)
+st.caption(f"Training will run on **{device}**. The fusion head (numeric encoder and classifier) always trains.")
+
+st.subheader("Hyperparameters")
+grid = st.columns(4)
+for i, (section, field, label, options) in enumerate(HYPERPARAMETERS):
+    key = f"{section}.{field}"
+    state.init_widget(key, getattr(getattr(defaults, section), field))
+    grid[i % 4].number_input(label, key=key, persist_state=state.PERSIST, **options)
+
+st.subheader("What the model reads")
+try:
+    _, frame, config, spec = state.validated()
+except LookupError:
+    st.info("Load a table and choose its target on the Data page to see the model's input.")
+    st.stop()
+except core.FinTuneError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+st.caption(f"Three training rows of **{spec.target}** ({spec.task}), exactly as the backbone and the "
+           "numeric encoder receive them.")
+_, tokenizer = backbone(name)
+for row in inspect(st.session_state[state.DATA_DIGEST], json.dumps(config.to_dict()), frame, tokenizer):
+    with st.container(border=True):
+        st.markdown(f"**Row {row['row']}** · target `{row['target']}` · {len(row['tokens'])} tokens")
+        st.code(row["text"] or "(no text: this row is read through the numeric inputs only)",
+                language=None, wrap_lines=True)
+        with st.expander("Tokens"):
+            st.code(" ".join(row["tokens"]), language=None, wrap_lines=True)
+        if row["numeric"]:
+            st.dataframe(pd.DataFrame([row["numeric"]]), hide_index=True)

@@ -1,0 +1,184 @@
+"""Named session-state keys and the small helpers every page shares.
+
+Session state holds only small values (the file name and digest, the target, role overrides,
+widget values, the current run id). The table itself lives in ``st.cache_data`` keyed by the
+file's digest, and the job manager in ``st.cache_resource``: one per process, so every tab and
+every reload sees the same jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+import core
+
+# ----------------------------------------------------------------------------- keys
+
+DATA_NAME = "data.name"  # file name shown to the user
+DATA_DIGEST = "data.digest"  # sha256 of the file bytes: the cache key of the table
+DATA_SAMPLE = "data.sample"  # sample file name when the table is a sample, else None
+LAST_UPLOAD = "data.last_upload"  # file_id of the upload already loaded
+TARGET = "data.target"
+TASK = "data.task"  # "auto" or a task name
+ROLES = "data.roles"  # {column: role} overrides of the inferred roles
+SPLIT_KIND = "data.split_kind"  # "random" | "time"
+SPLIT_COLUMN = "data.split_column"
+BACKBONE = "model.backbone"
+CURRENT_RUN = "train.run_id"
+RESULT_RUNS = "results.runs"
+PREDICT_RUN = "predict.run"
+
+# Hyperparameter widgets are keyed "<section>.<field>" of RunConfig (e.g. "train.epochs").
+MODEL_FIELDS = ("freeze_depth", "max_length", "dropout")
+TRAIN_FIELDS = ("epochs", "max_steps", "batch_size", "lr", "head_lr", "weight_decay", "warmup_ratio",
+                "patience", "seed")
+
+# Widgets whose value must survive a visit to another page take persist_state=PERSIST.
+PERSIST = "session"
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLES = {  # file -> default target, as documented in sample_data/README.md
+    "credit_risk.csv": "credit_risk",
+    "fin_sentiment.csv": "label",
+    "card_fraud.csv": "is_fraud",
+    "market_daily.csv": "next_day_direction",
+}
+DEFAULT_SAMPLE = "credit_risk.csv"
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def runs_dir() -> Path:
+    """Where runs live: ``FINTUNE_RUNS_DIR`` (set by ``fintune dashboard --runs-dir``) or ./runs."""
+    return Path(os.environ.get("FINTUNE_RUNS_DIR", "runs")).resolve()
+
+
+@st.cache_resource(show_spinner=False)
+def _manager(directory: str) -> core.JobManager:
+    return core.JobManager(directory)
+
+
+def manager() -> core.JobManager:
+    """The process-wide job manager for the runs folder."""
+    return _manager(str(runs_dir()))
+
+
+def current_run_id() -> str | None:
+    """The run this tab follows: the one it started, else any active one, else the newest."""
+    jobs = manager()
+    active = jobs.active()
+    chosen = st.session_state.get(CURRENT_RUN)
+    if chosen and (chosen in active or not active):
+        return chosen
+    if active:
+        return active[0]
+    summaries = jobs.list_runs()
+    return summaries[0].run_id if summaries else None
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the file ...")
+def _table(digest: str, name: str, _raw: bytes | None = None) -> pd.DataFrame:
+    # Keyed by digest and name only: later calls without the bytes are served from the cache.
+    if _raw is None:
+        raise LookupError(digest)
+    return core.read_table(_raw, filename=name)
+
+
+def load_bytes(raw: bytes, name: str, *, sample: str | None = None) -> pd.DataFrame:
+    """Read a file (raises core.DataError) and make it the current table of this session."""
+    digest = hashlib.sha256(raw).hexdigest()
+    frame = _table(digest, name, raw)
+    if st.session_state.get(DATA_DIGEST) != digest:
+        st.session_state[DATA_DIGEST] = digest
+        st.session_state[DATA_NAME] = name
+        st.session_state[DATA_SAMPLE] = sample
+        st.session_state[ROLES] = {}
+        columns = list(frame.columns)
+        default = SAMPLES.get(sample or "")
+        st.session_state[TARGET] = default if default in columns else columns[-1]
+        st.session_state[TASK] = "auto"
+        st.session_state[SPLIT_KIND] = "random"
+        st.session_state.pop(SPLIT_COLUMN, None)
+    return frame
+
+
+def load_sample(name: str) -> pd.DataFrame:
+    return load_bytes((SAMPLE_DIR / name).read_bytes(), name, sample=name)
+
+
+def table() -> tuple[str, pd.DataFrame] | None:
+    """(file name, frame) of the current table; the credit sample when nothing was chosen yet."""
+    digest = st.session_state.get(DATA_DIGEST)
+    if digest is None:
+        return DEFAULT_SAMPLE, load_sample(DEFAULT_SAMPLE)
+    name = st.session_state[DATA_NAME]
+    try:
+        return name, _table(digest, name)
+    except LookupError:  # evicted from the cache (or the cache was cleared)
+        sample = st.session_state.get(DATA_SAMPLE)
+        if sample:
+            return name, load_sample(sample)
+        st.session_state.pop(DATA_DIGEST, None)
+        return None
+
+
+# ----------------------------------------------------------------------------- the config
+
+
+def split() -> str:
+    column = st.session_state.get(SPLIT_COLUMN)
+    if st.session_state.get(SPLIT_KIND) == "time" and column:
+        return f"time:{column}"
+    return "random"
+
+
+def data_config() -> core.DataConfig:
+    """The DataConfig chosen on the Data page (raises core.ConfigError)."""
+    task = st.session_state.get(TASK, "auto")
+    return core.DataConfig(target=st.session_state[TARGET], roles=dict(st.session_state.get(ROLES, {})),
+                           task=None if task == "auto" else task, split=split())
+
+
+def defaults(target: str = "target") -> core.RunConfig:
+    """Defaults for the widgets, from the engine's one home of defaults."""
+    return core.default_config(target, backbone=st.session_state.get(BACKBONE, core.DEFAULT_BACKBONE))
+
+
+def init_widget(key: str, value) -> None:
+    """Give a widget its default once, so it is never created with both a value and a state."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+
+
+def run_config() -> core.RunConfig:
+    """The full RunConfig from the Data and Model pages' choices (raises core.ConfigError)."""
+    data = data_config()
+    base = core.default_config(data.target, backbone=st.session_state.get(BACKBONE, core.DEFAULT_BACKBONE))
+    base = dataclasses.replace(base, data=data)
+
+    def chosen(section: str, names: tuple[str, ...]) -> dict:
+        return {n: st.session_state[f"{section}.{n}"] for n in names if f"{section}.{n}" in st.session_state}
+
+    return base.replace(model=chosen("model", MODEL_FIELDS), train=chosen("train", TRAIN_FIELDS))
+
+
+def validated() -> tuple[str, pd.DataFrame, core.RunConfig, core.TableSpec]:
+    """The current table, config and validated spec (raises core.FinTuneError or LookupError)."""
+    loaded = table()
+    if loaded is None:
+        raise LookupError("No data loaded.")
+    name, frame = loaded
+    if st.session_state.get(TARGET) not in frame.columns:
+        raise LookupError("No target column chosen.")
+    config = run_config()
+    return name, frame, config, core.describe_table(frame, config.data)
