@@ -22,6 +22,7 @@ _EXPORTS = {
     "read_history": "runs", "read_status": "runs", "load_config": "runs", "run_path": "runs",
     "score_file": "predict", "load_model": "predict",
     "escape_formulas": "exports", "to_safe_csv": "exports",
+    "roc_pr_curves": "metrics", "confusion_table": "metrics",
 }
 
 __all__ = sorted(_EXPORTS)

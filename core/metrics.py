@@ -57,3 +57,29 @@ def selection_score(task: str, metrics: dict[str, float]) -> float:
 
 def selection_metric_name(task: str) -> str:
     return "rmse" if task == "regression" else "roc_auc"
+
+
+def roc_pr_curves(is_positive: np.ndarray, score: np.ndarray) -> dict:
+    """ROC and precision-recall points of one class against the rest, for plotting.
+
+    Returns ``{"roc": DataFrame(fpr, tpr), "pr": DataFrame(recall, precision)}``; empty frames
+    when ``is_positive`` holds only one class (no curve is defined).
+    """
+    import pandas as pd
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    is_positive = np.asarray(is_positive, dtype=bool)
+    if is_positive.all() or not is_positive.any():
+        return {"roc": pd.DataFrame(columns=["fpr", "tpr"]), "pr": pd.DataFrame(columns=["recall", "precision"])}
+    fpr, tpr, _ = roc_curve(is_positive, score)
+    precision, recall, _ = precision_recall_curve(is_positive, score)
+    return {"roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}), "pr": pd.DataFrame({"recall": recall, "precision": precision})}
+
+
+def confusion_table(y_true, y_pred, labels: list[str]):
+    """Counts of (actual, predicted) label pairs as a DataFrame: rows actual, columns predicted."""
+    import pandas as pd
+    from sklearn.metrics import confusion_matrix
+
+    counts = confusion_matrix(list(y_true), list(y_pred), labels=list(labels))
+    return pd.DataFrame(counts, index=pd.Index(labels, name="actual"), columns=pd.Index(labels, name="predicted"))
