@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .data import TableSpec, target_labels
-from .features import _as_float
+from .data import TableSpec, target_labels, to_number
 from .metrics import classification_metrics, regression_metrics
 
 
@@ -75,7 +74,7 @@ def lightgbm_table(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> dict[str,
         return np.where(values < 0, np.nan, values).astype(float)  # unseen category -> missing
 
     def dense(frame: pd.DataFrame) -> np.ndarray:
-        columns = [_as_float(frame[c]) for c in numeric] + [codes(frame, c) for c in categorical]
+        columns = [to_number(frame[c]) for c in numeric] + [codes(frame, c) for c in categorical]
         return np.stack(columns, axis=1) if columns else np.zeros((len(frame), 0))
 
     blocks = {name: sp.csr_matrix(dense(frame)) for name, frame in parts.items()}

@@ -85,16 +85,16 @@ def _decode(raw: bytes, name: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
+    # Not UTF-8: read it as Windows-1252 (Excel's Western export, a superset of latin-1's printable
+    # characters), else latin-1. Statistical detection guesses cp1257 or cp1250 on short Western
+    # files and turns "Genève" into "Genčve", so it is not used.
     try:
-        from charset_normalizer import from_bytes
-
-        best = from_bytes(raw[:200_000]).best()
-        if best is not None and best.encoding not in ("utf_8", "ascii"):
-            return raw.decode(best.encoding, errors="replace")
-    except (LookupError, ImportError):
-        pass
-    logger.info("%s is not UTF-8; reading it as latin-1", name)
-    return raw.decode("latin-1")
+        text = raw.decode("cp1252")
+        logger.info("%s is not UTF-8; reading it as Windows-1252", name)
+        return text
+    except UnicodeDecodeError:
+        logger.info("%s is not UTF-8; reading it as latin-1", name)
+        return raw.decode("latin-1")
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -170,9 +170,8 @@ def _infer_role(series: pd.Series, name: str) -> str:
     strings = values.astype(str)
     if _looks_datetime(strings):
         return "datetime"
-    numeric = pd.to_numeric(strings.str.replace(",", "", regex=False), errors="coerce")
-    if numeric.notna().mean() > 0.98:
-        return "numeric"  # numbers stored as text (thousands separators, stray quotes)
+    if np.isfinite(to_number(strings)).mean() > 0.98:
+        return "numeric"  # numbers stored as text: "1,234.50", "$12", "3.5%"
     n_unique = strings.nunique()
     unique_ratio = n_unique / len(strings)
     mean_words = strings.str.split().str.len().mean()
@@ -183,6 +182,20 @@ def _infer_role(series: pd.Series, name: str) -> str:
     if mean_words >= 2 or strings.str.len().mean() >= 20:
         return "text"
     return "categorical"
+
+
+_NUMBER_NOISE = re.compile(r"[,\s$€£¥%]")
+
+
+def to_number(series: pd.Series) -> np.ndarray:
+    """Floats from a column, reading "1,234.50", "$12" and "3.5%" as numbers; NaN where not a number."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        values = series.to_numpy(dtype=float, na_value=np.nan).copy()
+    else:
+        cleaned = series.astype(str).str.replace(_NUMBER_NOISE, "", regex=True)
+        values = pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype=float, copy=True)
+    values[~np.isfinite(values)] = np.nan
+    return values
 
 
 def _looks_datetime(strings: pd.Series) -> bool:
@@ -260,6 +273,7 @@ class TableSpec:
 
 def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
     """Validate the table against the config and settle roles, task and classes."""
+    _check_columns(list(map(str, frame.columns)), "The table")  # frames can arrive without read_table
     target = config.target
     if target not in frame.columns:
         close = difflib.get_close_matches(target, list(map(str, frame.columns)), n=1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import TableSpec, parse_datetime, target_labels
+from .data import TableSpec, parse_datetime, target_labels, to_number
 from .errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Preprocessor:
 
     def fit(self, train: pd.DataFrame) -> Preprocessor:
         for column in self.spec.columns("numeric"):
-            values = _as_float(train[column])
+            values = to_number(train[column])
             finite = values[np.isfinite(values)]
             if finite.size == 0:
                 finite = np.zeros(1)
@@ -144,7 +144,7 @@ class Preprocessor:
                 parts[row].append(f"{label}: {value}")
 
     def _bin_words(self, series: pd.Series) -> pd.Series:
-        values = _as_float(series)
+        values = to_number(series)
         edges = self.bin_edges_[series.name]
         index = np.searchsorted(edges, values, side="right")
         words = np.array(_BIN_WORDS)[np.clip(index, 0, len(_BIN_WORDS) - 1)]
@@ -153,7 +153,7 @@ class Preprocessor:
     def numeric(self, frame: pd.DataFrame) -> np.ndarray:
         columns = []
         for column, stats in self.numeric_stats_.items():
-            values = _as_float(frame[column])
+            values = to_number(frame[column])
             missing = ~np.isfinite(values)
             filled = np.where(missing, stats["median"], values)
             clipped = np.clip(filled, stats["low"], stats["high"])
@@ -188,17 +188,6 @@ class Preprocessor:
 
     def decode_regression(self, scaled: np.ndarray) -> np.ndarray:
         return scaled * self.target_stats_["std"] + self.target_stats_["mean"]
-
-
-def _as_float(series: pd.Series) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        values = series.to_numpy(dtype=float, na_value=np.nan)
-    else:
-        cleaned = series.astype(str).str.replace(",", "", regex=False)
-        values = pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype=float)
-    values = values.copy()
-    values[~np.isfinite(values)] = np.nan
-    return values
 
 
 def _clean_text(value) -> str:
