@@ -85,6 +85,31 @@ def _hub_cached(repo_id: str) -> bool:
         return False
 
 
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick TCP check, so that an offline machine fails in seconds rather than after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _check_downloadable(name: str, location: str) -> None:
+    if Path(location).exists() or _hub_cached(location) or _hub_reachable():
+        return
+    raise BackboneError(
+        f"Backbone {name!r} is not on this machine and the Hugging Face Hub cannot be reached (offline). "
+        f"Connect to the internet once to download it, give a local model folder, or use the bundled "
+        f"{DEFAULT_BACKBONE!r}, which works offline."
+    )
+
+
 def list_backbones() -> list[BackboneInfo]:
     """The curated choices, each saying whether it can be loaded here without a download."""
     infos = []
@@ -116,6 +141,7 @@ def describe_backbone(name: str) -> BackboneInfo:
 def _load_config(location: str, name: str):
     from transformers import AutoConfig
 
+    _check_downloadable(name, location)
     try:
         return AutoConfig.from_pretrained(location, trust_remote_code=False)
     except Exception as exc:
@@ -152,6 +178,7 @@ def load_backbone(name: str):
 
     hf_logging.disable_progress_bar()  # our own progress reporting covers loading
     location = resolve(name)
+    _check_downloadable(name, location)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=False)
         model = AutoModel.from_pretrained(location, trust_remote_code=False)
