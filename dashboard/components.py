@@ -13,8 +13,10 @@ import streamlit as st
 
 import core
 
-STATE_ICONS = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️",
-               "interrupted": "⚠️"}
+STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:",
+               "succeeded": ":material/check_circle:", "failed": ":material/error:",
+               "cancelled": ":material/cancel:", "interrupted": ":material/warning:"}  # for markdown
+BOUNDED_METRICS = ("roc_auc", "accuracy", "f1")
 HEADLINE_METRIC = {"regression": "rmse"}  # everything else: roc_auc
 
 
@@ -58,7 +60,8 @@ def class_balance(target: pd.Series, task: str) -> go.Figure:
 
 def missing_values(frame: pd.DataFrame) -> go.Figure:
     share = (frame.isna().mean() * 100).rename_axis("column").reset_index(name="missing %")
-    figure = px.bar(share, x="column", y="missing %", title="Missing values per column")
+    none = " (none)" if not share["missing %"].any() else ""
+    figure = px.bar(share, x="column", y="missing %", title=f"Missing values per column{none}")
     figure.update_yaxes(range=[0, max(5.0, float(share["missing %"].max()) * 1.1)])
     return figure
 
@@ -102,6 +105,8 @@ def validation_curve(epochs: list[dict], metric: str) -> go.Figure:
                          columns=["epoch", metric])
     figure = px.line(frame, x="epoch", y=metric, markers=True, title=f"Validation {metric}")
     figure.update_xaxes(dtick=1)
+    if metric in BOUNDED_METRICS:
+        figure.update_yaxes(range=[0, 1.02])
     return figure
 
 
@@ -124,7 +129,6 @@ def runs_table(summaries: list) -> None:
         st.caption("No runs yet.")
         return
     rows = pd.DataFrame([s.as_row() for s in summaries])
-    rows["state"] = [f"{STATE_ICONS.get(s, '')} {s}" for s in rows["state"]]
     st.dataframe(rows, hide_index=True, width="stretch")
 
 

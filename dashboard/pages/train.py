@@ -20,7 +20,7 @@ except core.FinTuneError as exc:
 
 if spec is not None:
     m, t = config.model, config.train
-    budget = f"{t.epochs} epochs" + (f", at most {t.max_steps} steps" if t.max_steps else "")
+    budget = f"{t.epochs} epoch{'s' if t.epochs > 1 else ''}" + (f", at most {t.max_steps} steps" if t.max_steps else "")
     st.markdown(f"**{name}** → predict **{spec.target}** ({spec.task}) with **{m.backbone}**, "
                 f"freeze depth {m.freeze_depth}, {budget}, batch {t.batch_size}, lr {t.lr:g}.")
     if st.button("Start fine-tuning", type="primary", icon=":material/play_arrow:"):

@@ -1,0 +1,64 @@
+"""Fixtures for the dashboard tests: a fresh runs folder and clean Streamlit caches per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "dashboard" / "app.py"
+SAMPLES = ROOT / "sample_data"
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    directory = tmp_path / "runs"
+    monkeypatch.setenv("FINTUNE_RUNS_DIR", str(directory))
+    return directory
+
+
+@pytest.fixture
+def app(runs_dir):
+    """An AppTest of the dashboard on the Data page, with empty caches and its own runs folder."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    yield at
+    from dashboard import state
+
+    state.manager().shutdown()
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> Path:
+    """A runs folder holding one tiny succeeded run on the credit sample (frozen MiniLM, 2 steps)."""
+    import core
+
+    directory = tmp_path_factory.mktemp("trained") / "runs"
+    jobs = core.JobManager(directory)
+    config = core.default_config("credit_risk").replace(model={"freeze_depth": 6},
+                                                         train={"epochs": 1, "max_steps": 2})
+    run_id = jobs.submit(config, core.read_table(SAMPLES / "credit_risk.csv"), source="credit_risk.csv")
+    snapshot = jobs.wait(run_id, timeout=600)
+    jobs.shutdown()
+    assert snapshot.state == "succeeded", snapshot.message
+    return directory
+
+
+@pytest.fixture
+def trained_app(trained_runs, monkeypatch):
+    """An AppTest whose runs folder holds the tiny succeeded run."""
+    monkeypatch.setenv("FINTUNE_RUNS_DIR", str(trained_runs))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield AppTest.from_file(str(APP), default_timeout=120)
+    from dashboard import state
+
+    state.manager().shutdown()
+    st.cache_data.clear()
+    st.cache_resource.clear()

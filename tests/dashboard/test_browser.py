@@ -1,0 +1,157 @@
+"""End to end in a real Chromium: upload, pick the target, train briefly, read the results.
+
+Runs ``streamlit run dashboard/app.py`` on a free localhost port with its own runs folder, drives
+Debian's chromium through Playwright, and saves a screenshot of every page to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "sample_data"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TRAINING_TIMEOUT_MS = 300_000
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The dashboard served by `streamlit run` on localhost, with a fresh runs folder."""
+    port = _free_port()
+    runs_dir = tmp_path_factory.mktemp("runs")
+    env = dict(os.environ, FINTUNE_RUNS_DIR=str(runs_dir), TOKENIZERS_PARALLELISM="false")
+    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+               "--browser.gatherUsageStats", "false"]
+    log = open(runs_dir / "streamlit.log", "wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"streamlit did not start: {(runs_dir / 'streamlit.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("chromium is not installed: install Debian's package with `apt-get install chromium` "
+                    "(Playwright's own browser download does not work here).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _settle(page) -> None:
+    """Wait until Streamlit has finished the current script run."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=120_000)
+    page.wait_for_timeout(300)
+
+
+def _open(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    page.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
+    _settle(page)
+
+
+def _shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_upload_train_and_read_results(server, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1700})
+    page.set_default_timeout(60_000)
+    page.goto(server)
+    page.get_by_role("heading", name="Data", level=1).wait_for()
+    _settle(page)
+
+    # Data: upload the credit CSV through the file uploader and pick the target.
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+        str(SAMPLES / "credit_risk.csv"))
+    page.get_by_text("credit_risk.csv · 1,000 rows × 21 columns").wait_for()
+    target = page.locator('[data-testid="stSelectbox"]').filter(has_text="Target column")
+    target.click()
+    page.get_by_role("option", name="credit_risk", exact=True).click()
+    page.get_by_text("Task: binary").wait_for()
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
+    _settle(page)
+    _shot(page, "data")
+
+    # Model: a small budget, and the input preview is there.
+    _open(page, "Model")
+    page.get_by_text("Trainable backbone parameters").wait_for()
+    for label, value in (("Epochs", "1"), ("Max steps (optional)", "6")):
+        field = page.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Enter")
+        _settle(page)
+    page.get_by_text("What the model reads").wait_for()
+    page.get_by_text("tokens", exact=False).first.wait_for()
+    _shot(page, "model")
+
+    # Train: start, watch it finish.
+    _open(page, "Train")
+    page.get_by_text("1 epochs, at most 6 steps").wait_for()
+    page.get_by_role("button", name="Start fine-tuning").click()
+    page.get_by_text("running").first.wait_for(timeout=60_000)
+    page.get_by_text("State: ✅ succeeded").wait_for(timeout=TRAINING_TIMEOUT_MS)
+    page.wait_for_timeout(2000)  # one more fragment refresh draws the final curves
+    _shot(page, "train")
+
+    # Results: the metrics table and the charts.
+    _open(page, "Results")
+    page.get_by_role("heading", name="Metrics").wait_for()
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 4
+    _shot(page, "results")
+
+    # Predict: score the same file with the finished run.
+    _open(page, "Predict")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+        str(SAMPLES / "credit_risk.csv"))
+    page.get_by_text("1,000 predictions from run").wait_for(timeout=120_000)
+    _shot(page, "predict")
+    assert not page.locator('[data-testid="stException"]').count()
+    page.close()

@@ -1,0 +1,82 @@
+"""The Data page: samples, uploads (good and bad), target, task, split, profile."""
+
+from pathlib import Path
+
+from apptest_helpers import open_page, texts
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
+
+
+def _charts(at) -> int:
+    return len(at.get("plotly_chart"))
+
+
+def test_credit_sample_is_ready_on_first_visit(app):
+    app.run()
+    assert not app.exception
+    assert app.selectbox(key="data.target").value == "credit_risk"
+    assert "Task: **binary**" in texts(app.success)
+    assert "credit_risk.csv" in texts(app.caption)
+    assert _charts(app) >= 3  # class balance, missing values, distributions
+
+
+def test_load_another_sample_sets_its_target(app):
+    app.run()
+    app.selectbox(key="data.sample_choice").select("fin_sentiment.csv")
+    app.button[0].click().run()
+    assert not app.exception
+    assert app.selectbox(key="data.target").value == "label"
+    assert "multiclass" in texts(app.success)
+
+
+def test_upload_csv_and_pick_the_target(app):
+    app.run()
+    app.file_uploader[0].set_value(("market.csv", (SAMPLES / "market_daily.csv").read_bytes(), "text/csv")).run()
+    assert not app.exception
+    assert "market.csv" in texts(app.caption)
+    app.selectbox(key="data.target").select("next_day_direction").run()
+    assert "Task: **binary**" in texts(app.success)
+
+
+def test_chronological_split_by_a_date_column(app):
+    app.run()
+    app.file_uploader[0].set_value(("market.csv", (SAMPLES / "market_daily.csv").read_bytes(), "text/csv")).run()
+    app.selectbox(key="data.target").select("next_day_direction").run()
+    app.radio(key="data.split_kind").set_value("time").run()
+    assert not app.exception
+    assert app.selectbox(key="data.split_column").value == "date"
+    assert "Task: **binary**" in texts(app.success)  # the time split validates
+
+
+def test_empty_file_shows_the_engine_message(app):
+    app.run()
+    app.file_uploader[0].set_value(("empty.csv", b"", "text/csv")).run()
+    assert not app.exception
+    assert "empty.csv is empty" in texts(app.error)
+    assert "credit_risk.csv" in texts(app.caption)  # the app keeps working on the previous table
+
+
+def test_binary_garbage_shows_the_engine_message(app):
+    app.run()
+    garbage = bytes(range(256)) * 40
+    app.file_uploader[0].set_value(("garbage.csv", garbage, "text/csv")).run()
+    assert not app.exception
+    assert "binary file" in texts(app.error)
+
+
+def test_one_class_target_is_refused_with_the_fix(app):
+    app.run()
+    rows = "amount,note,label\n" + "".join(f"{i},row {i},yes\n" for i in range(40))
+    app.file_uploader[0].set_value(("one_class.csv", rows.encode(), "text/csv")).run()
+    assert not app.exception
+    app.selectbox(key="data.target").select("label").run()
+    assert not app.exception
+    assert "only one class" in texts(app.error)
+
+
+def test_other_pages_stay_usable_after_a_bad_upload(app):
+    app.run()
+    app.file_uploader[0].set_value(("empty.csv", b"  ", "text/csv")).run()
+    open_page(app, "train")
+    assert not app.exception
+    assert [b for b in app.button if b.label == "Start fine-tuning"]

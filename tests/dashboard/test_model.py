@@ -1,0 +1,49 @@
+"""The Model page: backbone facts, live trainable-parameter count, defaults, the model's input."""
+
+import dataclasses
+
+import core
+from apptest_helpers import open_page, texts
+
+
+def test_defaults_come_from_the_engine(app):
+    open_page(app, "model")
+    assert not app.exception
+    defaults = core.default_config("credit_risk")
+    for section in ("train", "model"):
+        for field in dataclasses.fields(getattr(defaults, section)):
+            key = f"{section}.{field.name}"
+            if key in app.session_state:
+                assert app.session_state[key] == getattr(getattr(defaults, section), field.name), key
+    assert app.number_input(key="train.epochs").value == defaults.train.epochs
+    assert app.selectbox(key="model.backbone").value == core.DEFAULT_BACKBONE
+
+
+def test_freeze_depth_updates_the_trainable_count(app):
+    open_page(app, "model")
+    slider = app.slider(key="model.freeze_depth")
+    assert slider.min == 0 and slider.max == 6  # MiniLM has six layers
+    unfrozen = app.metric[0].value
+    slider.set_value(6).run()
+    assert not app.exception
+    frozen = app.metric[0].value
+    assert unfrozen != frozen
+    assert frozen.startswith("0 of")  # everything in the backbone frozen
+
+
+def test_device_and_model_input_are_shown(app):
+    open_page(app, "model")
+    assert "Training will run on" in texts(app.caption)
+    assert "CPU" in texts(app.caption) or "GPU" in texts(app.caption)
+    shown = texts(app.code)
+    assert "checking account status" in shown  # the serialised text of a credit row
+    assert "[CLS]" in shown  # the wordpieces
+    assert len(app.get("arrow_data_frame")) + len(app.dataframe) >= 3  # numeric inputs per row
+
+
+def test_bad_hyperparameters_stop_at_the_train_page_with_the_fix(app):
+    open_page(app, "train")
+    app.session_state["train.warmup_ratio"] = 1.5  # a value the engine's TrainConfig refuses
+    app.run()
+    assert not app.exception
+    assert "warmup_ratio" in texts(app.error)

@@ -1,0 +1,47 @@
+"""The Train page: start, watch, cancel, failures, and the run seen from another session."""
+
+from apptest_helpers import open_page, texts
+from streamlit.testing.v1 import AppTest
+
+from dashboard import state
+
+
+def _start(at: AppTest) -> str:
+    [start] = [b for b in at.button if b.label == "Start fine-tuning"]
+    start.click().run()
+    assert not at.exception
+    return at.session_state[state.CURRENT_RUN]
+
+
+def test_start_then_cancel(app):
+    open_page(app, "train")
+    app.session_state["model.freeze_depth"] = 6
+    app.session_state["train.max_steps"] = 1
+    run_id = _start(app)
+    assert run_id in state.manager().active() or state.manager().snapshot(run_id).finished
+    assert f"Run {run_id}" in texts(app.subheader)
+    app.button(key=f"cancel.{run_id}").click().run()
+    assert not app.exception
+    assert state.manager().wait(run_id, timeout=60).state == "cancelled"
+    app.run()
+    assert "cancelled" in texts(app.markdown)
+    assert len(app.dataframe) == 1  # the runs table
+
+
+def test_a_failed_run_shows_its_message(app):
+    open_page(app, "train")
+    app.session_state[state.BACKBONE] = "./no/such/backbone"
+    run_id = _start(app)
+    assert state.manager().wait(run_id, timeout=120).state == "failed"
+    app.run()
+    assert not app.exception
+    assert "does not exist" in texts(app.error)
+
+
+def test_another_session_sees_the_same_runs(trained_app):
+    open_page(trained_app, "train")  # a fresh session: nothing of its own in session state
+    assert not trained_app.exception
+    run_id = state.manager().list_runs()[0].run_id
+    assert f"Run {run_id}" in texts(trained_app.subheader)
+    assert "succeeded" in texts(trained_app.markdown)
+    assert trained_app.get("plotly_chart")  # loss and validation curves
