@@ -156,11 +156,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, FINTUNE_RUNS_DIR=str(Path(args.runs_dir).resolve()))
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
-               "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
-    return subprocess.call(command, env=env)
+    command = [sys.executable, "-m", "streamlit", "run", str(root / "dashboard" / "app.py"),
+               "--server.address", args.host, "--server.port", str(args.port),
+               "--server.enableXsrfProtection", "true", "--browser.gatherUsageStats", "false"]
+    print(f"FinTune dashboard: http://{args.host}:{args.port}", file=sys.stderr)
+    # From the project root, so that .streamlit/config.toml (upload limit, theme) applies.
+    return subprocess.call(command, env=env, cwd=root)
 
 
 def main(argv: list[str] | None = None) -> int:
