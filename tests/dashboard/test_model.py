@@ -2,8 +2,9 @@
 
 import dataclasses
 
-import core
 from apptest_helpers import open_page, texts
+
+import core
 
 
 def test_defaults_come_from_the_engine(app):
