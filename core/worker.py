@@ -44,11 +44,14 @@ class _HistoryWriter:
     def __call__(self, event: dict) -> None:
         if self.forward is not None:
             self.forward(event)
-        now = time.monotonic()
-        is_last = event.get("step") == event.get("total_steps")
-        if event.get("type") == "step" and not is_last and now - self._last_step_write < STEP_EVENT_INTERVAL_S:
-            return
-        self._last_step_write = now
+        if event.get("type") == "step":
+            # Only step events are thinned, and only they reset the clock: epoch events must not
+            # starve the step feed when epochs are shorter than the interval.
+            now = time.monotonic()
+            is_last = event.get("step") == event.get("total_steps")
+            if not is_last and now - self._last_step_write < STEP_EVENT_INTERVAL_S:
+                return
+            self._last_step_write = now
         runs.append_event(self.run_dir, event)
         if event.get("type") == "phase":
             runs.write_status(self.run_dir, "running", phase=event["phase"])

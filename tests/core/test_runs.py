@@ -1,0 +1,148 @@
+"""Run folders: atomic writes, status and history, restart recovery, safe ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core import runs
+from core.config import DataConfig, RunConfig
+from core.errors import RunError
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def run_dir(runs_dir, credit_df):
+    return runs.create_run(runs_dir, RunConfig(data=DataConfig(target="credit_risk")), credit_df, source="/x/credit.csv")
+
+
+def test_create_run_writes_config_data_and_status(run_dir, credit_df):
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "data.parquet", "status.json"]
+    assert runs.load_config(run_dir) == RunConfig(data=DataConfig(target="credit_risk"))
+    assert json.loads((run_dir / "config.json").read_text())["source"] == "credit.csv"  # no user paths kept
+    assert runs.load_data(run_dir).equals(credit_df)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "queued" and status["owner_pid"] == os.getpid()
+
+
+def test_atomic_writes_leave_no_temp_files(tmp_path):
+    for i in range(20):
+        runs.write_json(tmp_path / "status.json", {"i": i, "loss": float("nan")})
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+    assert runs.read_json(tmp_path / "status.json") == {"i": 19, "loss": None}  # NaN is not JSON
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    runs.write_json(path, {"version": 1})
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        runs.write_json(path, {"version": 2})
+    monkeypatch.undo()
+    assert runs.read_json(path) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_status_round_trip(run_dir):
+    runs.write_status(run_dir, "running", pid=os.getpid(), phase="Tokenising")
+    runs.write_status(run_dir, "running", phase="Training")
+    status = runs.read_status(run_dir)
+    assert status["state"] == "running" and status["phase"] == "Training" and status["pid"] == os.getpid()
+    assert "finished" not in status
+    runs.write_status(run_dir, "succeeded", message="")
+    status = runs.read_status(run_dir)
+    assert status["state"] == "succeeded" and status["finished"]
+
+
+def test_history_round_trip(run_dir):
+    events = [{"type": "step", "step": 1, "loss": 0.7}, {"type": "epoch", "epoch": 1, "val": {"roc_auc": float("nan")}}]
+    for event in events:
+        runs.append_event(run_dir, event)
+    with open(run_dir / "history.jsonl", "a") as handle:
+        handle.write('{"type": "step", "st')  # a line still being written
+    history = runs.read_history(run_dir)
+    assert [e["type"] for e in history] == ["step", "epoch"]
+    assert history[0]["loss"] == 0.7 and history[1]["val"]["roc_auc"] is None
+    assert all("time" in e for e in history)
+
+
+def test_dead_running_run_becomes_interrupted(run_dir, runs_dir):
+    runs.write_status(run_dir, "running", pid=_dead_pid())
+    summaries = runs.list_runs(runs_dir)
+    assert [s.state for s in summaries] == ["interrupted"]
+    assert "stopped without finishing" in summaries[0].message
+    assert runs.read_json(run_dir / "status.json")["state"] == "interrupted"  # settled on disk
+
+
+def test_live_running_run_stays_running(run_dir, runs_dir):
+    runs.write_status(run_dir, "running", pid=os.getpid())
+    assert [s.state for s in runs.list_runs(runs_dir)] == ["running"]
+
+
+def test_silent_running_run_becomes_interrupted(run_dir, runs_dir):
+    status = runs.write_status(run_dir, "running", pid=os.getpid())
+    status["heartbeat"] = time.time() - runs.STALE_AFTER_S - 1
+    runs.write_json(run_dir / "status.json", status)
+    assert runs.read_status(run_dir)["state"] == "interrupted"
+
+
+def test_queued_run_of_a_dead_app_becomes_interrupted(run_dir):
+    runs.write_status(run_dir, "queued", owner_pid=_dead_pid())
+    assert runs.read_status(run_dir)["state"] == "interrupted"
+
+
+def test_list_runs_skips_foreign_and_damaged_folders(run_dir, runs_dir):
+    (runs_dir / "notes").mkdir()
+    damaged = runs_dir / "20200101-000000-abcdef"
+    damaged.mkdir()
+    (damaged / "status.json").write_text("{not json")
+    summaries = runs.list_runs(runs_dir)
+    assert [s.run_id for s in summaries] == [run_dir.name]
+    row = summaries[0].as_row()
+    assert row["data"] == "credit.csv" and row["target"] == "credit_risk" and row["state"] == "queued"
+    assert runs.list_runs(runs_dir / "absent") == []
+
+
+def test_summary_reads_the_test_metric(run_dir):
+    runs.write_metrics(run_dir, {"task": "binary", "val": {}, "test": {"roc_auc": 0.8123}})
+    summary = runs.summarize(run_dir)
+    assert summary.test_metric == "roc_auc" and summary.test_value == pytest.approx(0.8123)
+    assert summary.as_row()["test metric"] == "roc_auc 0.8123"
+
+
+@pytest.mark.parametrize("bad", ["../x", "..", "/etc", "/tmp/20240101-000000-abcdef", "a/b", "", "20240101-000000-abcdef/.."])
+def test_run_path_refuses_foreign_ids(runs_dir, bad):
+    with pytest.raises(RunError, match="is not a run id"):
+        runs.run_path(runs_dir, bad)
+
+
+def test_run_path_accepts_our_ids(runs_dir):
+    run_id = runs.new_run_id()
+    assert runs.run_path(runs_dir, run_id) == runs_dir / run_id
+
+
+def test_predictions_missing_is_a_run_error(run_dir):
+    with pytest.raises(RunError, match="has no predictions yet"):
+        runs.read_predictions(run_dir)
+
+
+def test_damaged_json_is_a_run_error(tmp_path):
+    (tmp_path / "config.json").write_text("{")
+    with pytest.raises(RunError, match="is damaged"):
+        runs.read_json(tmp_path / "config.json")
+    with pytest.raises(RunError, match="has no config.json"):
+        runs.load_config(tmp_path / "elsewhere")
