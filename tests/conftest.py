@@ -9,19 +9,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-# No test may reach the network: set before anything imports huggingface_hub, which reads
-# this once at import time. Worker and CLI subprocesses inherit it.
+import numpy as np
+import pandas as pd
+import pytest
+
+# Set before anything imports torch or huggingface_hub, which read these once at import time;
+# worker and CLI subprocesses inherit them. No test may reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models are all thread overhead: one intra-op thread runs them ~10x faster on 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TINY_LAYOUTS = ("bert", "roberta", "distilbert", "deberta-v2", "electra")
