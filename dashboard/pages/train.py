@@ -39,8 +39,10 @@ def progress() -> None:
     snap = jobs.snapshot(run_id)
     head, cancel = st.columns([5, 1])
     head.subheader(f"Run {run_id}")
-    head.markdown(f"State: **{ui.STATE_ICONS.get(snap.state, '')} {snap.state}**" + (f" · {snap.phase}" if snap.phase
-                                                                                     and not snap.finished else ""))
+    # The engine reports phases up to tokenising; after that the step events tell the story.
+    activity = "" if snap.finished else (f"training, epoch {snap.epoch}" if snap.steps else snap.phase)
+    head.markdown(f"State: **{ui.STATE_ICONS.get(snap.state, '')} {snap.state}**"
+                  + (f" · {activity}" if activity else ""))
     if not snap.finished and cancel.button("Cancel", icon=":material/stop:", key=f"cancel.{run_id}"):
         jobs.cancel(run_id)
         st.toast(f"Cancelling {run_id} ...")
