@@ -94,6 +94,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     max_steps: int | None = None  # stop after this many optimiser steps (quick trials, tests)
+    cache_frozen_prefix: bool = True  # compute frozen layers once, replay them in later epochs
 
     def __post_init__(self):
         if self.epochs < 1:

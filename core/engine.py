@@ -65,6 +65,7 @@ class FineTuner:
         report({"type": "phase", "phase": "Tokenising", "trainable_parameters": trainable, "total_parameters": total,
                 "max_length": self.max_length_, "rows": {k: len(v) for k, v in self.splits_.items()}})
         train_rows, val_rows = self.encode(parts["train"]), self.encode(parts["val"])
+        report({"type": "phase", "phase": "Training"})
 
         self.history_ = train(
             self.model_,
@@ -75,6 +76,7 @@ class FineTuner:
             pad_id=self.pad_id_,
             score_outputs=lambda outputs: self.score_outputs(outputs, val_rows.targets),
             class_weights=self._class_weights(train_rows.targets),
+            frozen_depth=cfg.model.freeze_depth,
             on_progress=on_progress,
             should_stop=should_stop,
         )

@@ -144,6 +144,8 @@ def predict_outputs(
     pad_id: int,
     device: torch.device,
     dtype: torch.dtype | None = None,
+    prefix=None,
+    store=None,
 ) -> np.ndarray:
     """Raw model outputs (logits or scaled values), in the rows' original order."""
     was_training = model.training
@@ -152,7 +154,7 @@ def predict_outputs(
     try:
         for index, batch in iterate_batches(rows, batch_size, pad_id=pad_id, shuffle=False):
             batch = _to_device(batch, device)
-            with _autocast(device, dtype):
+            with _autocast(device, dtype), _replaying(prefix, store, index, batch, device):
                 out = model(batch["input_ids"], batch["attention_mask"], batch["numeric"])
             out = out.float().cpu().numpy()
             if outputs is None:
@@ -161,6 +163,44 @@ def predict_outputs(
     finally:
         model.train(was_training)
     return outputs if outputs is not None else np.zeros((0, 1), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- frozen prefix
+
+
+def _make_prefix(model: nn.Module, depth: int, config: TrainConfig):
+    from .prefix_cache import FrozenPrefix, supports_prefix_cache
+
+    if depth <= 0 or not config.cache_frozen_prefix or not supports_prefix_cache(model.backbone):
+        return None
+    return FrozenPrefix(model.backbone, depth)
+
+
+def _make_stores(prefix, model: nn.Module, *splits: EncodedRows) -> dict:
+    from .prefix_cache import PrefixStore
+
+    if prefix is None:
+        return {}
+    d_model = model.backbone.config.hidden_size
+    return {
+        name: PrefixStore(np.fromiter(map(len, rows.input_ids), dtype=np.int64, count=len(rows)), d_model)
+        for name, rows in zip(("train", "val"), splits, strict=True)
+    }
+
+
+@contextlib.contextmanager
+def _replaying(prefix, store, index: np.ndarray, batch: dict, device: torch.device):
+    """Run the model from the cached frozen prefix of these rows (computing it the first time)."""
+    if prefix is None or store is None:
+        yield
+        return
+    if store.filled[index].all():
+        states = store.get(index, batch["input_ids"].shape[1]).to(device, non_blocking=True)
+    else:
+        states = prefix.compute(batch["input_ids"], batch["attention_mask"])
+        store.put(index, states)
+    with prefix.top_only(states):
+        yield
 
 
 # --------------------------------------------------------------------------- the loop
@@ -190,10 +230,15 @@ def train(
     pad_id: int,
     score_outputs: Callable[[np.ndarray], dict[str, float]],
     class_weights: np.ndarray | None = None,
+    frozen_depth: int = 0,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[dict]:
-    """Fine-tune ``model`` in place and restore its best validation checkpoint; return epoch events."""
+    """Fine-tune ``model`` in place and restore its best validation checkpoint; return epoch events.
+
+    With ``frozen_depth`` > 0 (and ``config.cache_frozen_prefix``) the frozen embeddings and
+    bottom layers run once per row; later epochs replay their output and run only the top layers.
+    """
     on_progress = on_progress or (lambda event: None)
     should_stop = should_stop or (lambda: False)
     device = resolve_device(config.device)
@@ -219,6 +264,8 @@ def train(
     weights = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights is not None else None
     loss_fn = _loss_fn(task, weights)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    prefix = _make_prefix(model, frozen_depth, config)
+    stores = _make_stores(prefix, model, train_rows, val_rows)
 
     history: list[dict] = []
     best_score, best_state, stale_epochs = -math.inf, None, 0
@@ -228,12 +275,12 @@ def train(
     for epoch in range(1, config.epochs + 1):
         # -- train
         epoch_loss, epoch_rows = 0.0, 0
-        for _, batch in iterate_batches(train_rows, config.batch_size, pad_id=pad_id, shuffle=True, generator=generator):
+        for index, batch in iterate_batches(train_rows, config.batch_size, pad_id=pad_id, shuffle=True, generator=generator):
             if should_stop():
                 raise TrainingCancelled()
             batch = _to_device(batch, device)
             try:
-                with _autocast(device, dtype):
+                with _autocast(device, dtype), _replaying(prefix, stores.get("train"), index, batch, device):
                     out = model(batch["input_ids"], batch["attention_mask"], batch["numeric"])
                 targets = batch["targets"]
                 loss = loss_fn(out.float().squeeze(-1), targets) if task == "regression" else loss_fn(out.float(), targets)
@@ -243,6 +290,7 @@ def train(
                         f"rate (e.g. --lr {config.lr / 4:.0e}) or check numeric columns for extreme values.",
                         kind="non_finite_loss",
                     )
+                step_lr = scheduler.get_last_lr()[0]  # the rate this step is taken with
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -274,7 +322,7 @@ def train(
                     "total_steps": total_steps,
                     "epoch": epoch,
                     "loss": loss.item(),
-                    "lr": scheduler.get_last_lr()[0],
+                    "lr": step_lr,
                     "samples_per_s": samples_seen / elapsed,
                     "eta_s": elapsed / step * (total_steps - step),
                     "elapsed_s": elapsed,
@@ -284,7 +332,10 @@ def train(
                 break
 
         # -- evaluate, report, keep the best
-        val_outputs = predict_outputs(model, val_rows, batch_size=config.batch_size * 2, pad_id=pad_id, device=device, dtype=dtype)
+        val_outputs = predict_outputs(
+            model, val_rows, batch_size=config.batch_size * 2, pad_id=pad_id, device=device, dtype=dtype,
+            prefix=prefix, store=stores.get("val"),
+        )
         val_metrics = score_outputs(val_outputs)
         score = selection_score(task, val_metrics)
         event = {
