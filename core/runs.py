@@ -15,7 +15,7 @@ import secrets
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -119,7 +119,7 @@ def load_data(run_dir: Path) -> pd.DataFrame:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def write_status(run_dir: Path, state: str, **fields) -> dict:
