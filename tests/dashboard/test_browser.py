@@ -164,7 +164,9 @@ def test_upload_train_and_read_results(server, browser):
     page.get_by_role("heading", name="Metrics").wait_for()
     assert page.locator('[data-testid="stDataFrame"]').count() >= 1
     page.locator(".js-plotly-plot").first.wait_for()
-    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 4
+    page.locator('[data-testid="stDownloadButton"]').wait_for()
+    _settle(page)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 5  # 2 curves, confusion, ROC, PR
     _shot(page, "results")
 
     # Predict: score the same file with the finished run.
