@@ -23,6 +23,9 @@ _EXPORTS = {
     "score_file": "predict", "load_model": "predict",
     "escape_formulas": "exports", "to_safe_csv": "exports",
     "roc_pr_curves": "metrics", "confusion_table": "metrics",
+    "explain_rows": "explain", "explain_tokens": "explain", "explanation_frame": "explain",
+    "ExplainStats": "explain", "ExplanationCancelled": "explain", "summary_row": "explain",
+    "warm_up_explanations": "explain",
 }
 
 __all__ = sorted(_EXPORTS)

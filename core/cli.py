@@ -1,4 +1,4 @@
-"""``fintune``: train, predict, list runs, start the dashboard.
+"""``fintune``: train, predict, explain, list runs, start the dashboard.
 
 Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 anything else.
 """
@@ -44,6 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir")
     predict.add_argument("data")
     predict.add_argument("-o", "--output", required=True)
+
+    explain = sub.add_parser("explain", help="SHAP values per input column for the first rows of a file")
+    explain.add_argument("run_dir")
+    explain.add_argument("data")
+    explain.add_argument("--rows", type=int, default=200, help="explain the first N rows (default 200)")
+    explain.add_argument("--class", dest="label", default=None,
+                         help="class whose probability is explained (default: the last; binary: the positive)")
+    explain.add_argument("--background", type=int, default=None,
+                         help="N random training rows as reference (default: one summary row; slower with more)")
+    explain.add_argument("-o", "--output", required=True)
 
     listing = sub.add_parser("runs", help="list runs")
     listing.add_argument("--runs-dir", default="runs")
@@ -142,6 +152,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .data import read_table
+    from .explain import explain_rows, explanation_frame
+    from .exports import to_safe_csv
+
+    if args.rows < 1:
+        raise ConfigError(f"--rows {args.rows}: explain at least 1 row.")
+    rows = read_table(args.data).head(args.rows)
+    with tqdm(total=len(rows), unit="row", file=sys.stderr, dynamic_ncols=True, desc="explaining") as bar:
+        explanation = explain_rows(args.run_dir, rows, background=args.background, class_index=args.label,
+                                   on_progress=lambda fraction: bar.update(round(fraction * len(rows)) - bar.n))
+    Path(args.output).write_bytes(to_safe_csv(explanation_frame(explanation)))
+    stats = explanation.stats
+    print(f"wrote SHAP values of {len(rows)} rows ({explanation.output_names}) to {args.output} in "
+          f"{stats.seconds:.1f} s, {stats.backbone_passes} backbone passes", file=sys.stderr)
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from .runs import list_runs
 
@@ -170,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    handlers = {"train": cmd_train, "predict": cmd_predict, "runs": cmd_runs, "dashboard": cmd_dashboard}
+    handlers = {"train": cmd_train, "predict": cmd_predict, "explain": cmd_explain, "runs": cmd_runs,
+                "dashboard": cmd_dashboard}
     try:
         return handlers[args.command](args)
     except BAD_INPUT as exc:

@@ -1,0 +1,250 @@
+"""SHAP explanations: additivity, the right columns and words, the backbone cache, typed errors, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import runs
+from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from core.engine import FineTuner
+from core.errors import ConfigError, DataError, RunError
+from core.explain import (
+    ExplanationCancelled,
+    explain_rows,
+    explain_tokens,
+    explanation_frame,
+    summary_row,
+    warm_up_explanations,
+)
+from core.predict import load_model
+from core.worker import execute
+from tests.conftest import credit_table, regression_table, sentiment_table
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def _config(backbone: str, target: str, **train) -> RunConfig:
+    train = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "head_lr": 1e-2, "seed": 0, **train}
+    return RunConfig(
+        data=DataConfig(target=target),
+        model=ModelConfig(backbone=backbone, d_hidden=32, d_numeric=16),
+        train=TrainConfig(**train),
+    )
+
+
+def _run(root, config: RunConfig, frame: pd.DataFrame):
+    run_dir = runs.create_run(root, config, frame, source="test")
+    assert execute(run_dir) == "succeeded", runs.read_status(run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def credit_run(tmp_path_factory, tiny_backbone):
+    return _run(tmp_path_factory.mktemp("explain"), _config(tiny_backbone, "credit_risk", max_steps=4), credit_table())
+
+
+@pytest.fixture(scope="module")
+def regression_tuner(tiny_backbone):
+    return FineTuner(_config(tiny_backbone, "spread_bps", max_steps=4)).fit(regression_table())
+
+
+@pytest.fixture(scope="module")
+def multiclass_tuner(tiny_backbone):
+    return FineTuner(_config(tiny_backbone, "label", max_steps=4)).fit(sentiment_table())
+
+
+# --------------------------------------------------------------------------- additivity
+
+
+def test_rows_add_up_to_the_engines_probability(credit_run):
+    rows = credit_table().head(12)
+    explanation = explain_rows(credit_run, rows, precision="fp32")
+    tuner = load_model(credit_run)
+    columns = tuner.spec_.feature_columns
+    assert explanation.shape == (12, len(columns))
+    assert list(explanation.feature_names) == columns
+    assert explanation.output_names == "good"  # binary: the positive (last) class
+    assert (explanation.data == rows[columns].to_numpy(dtype=object)).sum() == rows[columns].notna().sum().sum()
+    total = explanation.base_values + explanation.values.sum(axis=1)
+    np.testing.assert_allclose(total, tuner.predict_proba(rows)[:, 1], atol=1e-3)
+    # One summary row as reference: the same base value for every row.
+    assert np.ptp(explanation.base_values) == 0
+
+
+def test_rows_add_up_with_a_background_sample_and_bf16(credit_run):
+    rows = credit_table(seed=5).head(6)
+    explanation = explain_rows(credit_run, rows, background=8, precision="bf16", n_permutations=2)
+    frame = explanation_frame(explanation)
+    np.testing.assert_allclose(frame["prediction"], load_model(credit_run).predict_proba(rows)[:, 1], atol=2e-2)
+    assert explanation.stats.precision == "bf16"
+
+
+def test_regression_explains_the_predicted_value(regression_tuner):
+    rows = regression_table(seed=9).head(10)
+    explanation = explain_rows(regression_tuner, rows, background=regression_table().head(4), precision="fp32")
+    total = explanation.base_values + explanation.values.sum(axis=1)
+    np.testing.assert_allclose(total, regression_tuner.predict(rows), atol=1e-3)
+    assert explanation.output_names == "spread_bps"
+
+
+def test_multiclass_explains_the_chosen_class(multiclass_tuner):
+    rows = sentiment_table(seed=4).head(4)
+    background = sentiment_table().head(3)
+    probabilities = multiclass_tuner.predict_proba(rows)
+    for chosen, index in (("bearish", 0), (1, 1), (None, 2)):
+        explanation = explain_rows(multiclass_tuner, rows, background=background, class_index=chosen, precision="fp32")
+        assert explanation.output_names == multiclass_tuner.spec_.classes[index]
+        total = explanation.base_values + explanation.values.sum(axis=1)
+        np.testing.assert_allclose(total, probabilities[:, index], atol=1e-3)
+
+
+def test_tokens_add_up_to_the_rows_output(credit_run):
+    row = credit_table().iloc[[3]]
+    explanation = explain_tokens(credit_run, row, "notes", precision="fp32")
+    tokens = [t.strip() for t in explanation.data[0] if t.strip()]
+    assert "request" in tokens and len(tokens) >= 5
+    total = explanation.base_values[0] + explanation.values[0].sum()
+    assert total == pytest.approx(load_model(credit_run).predict_proba(row)[0, 1], abs=1e-3)
+
+
+# --------------------------------------------------------------------------- the right columns
+
+
+def test_the_two_columns_that_decide_the_label_rank_first(tiny_backbone):
+    rng = np.random.default_rng(0)
+    n = 600
+    frame = pd.DataFrame({
+        "sector": rng.choice(["banking", "energy", "retail", "mining"], size=n),
+        "score": rng.normal(size=n).round(3),
+        "region": rng.choice(["north", "south", "east", "west"], size=n),
+        "volume": rng.normal(size=n).round(3),
+        "tenure": rng.uniform(0, 10, size=n).round(2),
+    })
+    signal = 2.0 * frame["sector"].isin(["banking", "energy"]) + 2.0 * frame["score"] - 1.0
+    frame["outcome"] = np.where(signal > 0, "yes", "no")
+    tuner = FineTuner(_config(tiny_backbone, "outcome", epochs=6, patience=6)).fit(frame)
+    assert tuner.history_[-1]["val"]["roc_auc"] > 0.9  # the model learned it, so SHAP can show it
+    explanation = explain_rows(tuner, frame.head(60), background=frame.tail(20), precision="fp32")
+    importance = pd.Series(np.abs(explanation.values).mean(axis=0), index=explanation.feature_names)
+    assert set(importance.nlargest(2).index) == {"sector", "score"}, importance
+
+
+# --------------------------------------------------------------------------- speed machinery
+
+
+def test_cache_runs_the_backbone_on_fewer_texts_than_model_rows(credit_run):
+    explanation = explain_rows(credit_run, credit_table().head(10))
+    stats = explanation.stats
+    # Masking numbers and dates never changes the text, so most evaluations reuse a cached vector.
+    assert 0 < stats.backbone_passes < stats.model_rows / 2, stats
+
+
+def test_progress_and_cancel(credit_run):
+    rows = credit_table().head(4)
+    seen = []
+    explain_rows(credit_run, rows, on_progress=seen.append)
+    assert seen == [0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(ExplanationCancelled):
+        explain_rows(credit_run, rows, on_progress=seen.append, should_stop=lambda: len(seen) >= 6)
+    assert len(seen) == 6
+
+
+def test_summary_row_is_a_typical_training_row(credit_run):
+    tuner = load_model(credit_run)
+    train = credit_table()
+    row = summary_row(train, tuner.spec_)
+    assert list(row.columns) == tuner.spec_.feature_columns
+    assert row["monthly_income"][0] == pytest.approx(train["monthly_income"].median())
+    assert row["housing"][0] == "own" and row["notes"][0] == ""
+    assert row["application_date"][0] in set(train["application_date"])
+
+
+def test_warm_up_needs_no_model():
+    warm_up_explanations()  # compiles shap's kernels; a dashboard calls it at start-up
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_raise_typed_errors(credit_run, tmp_path, regression_tuner):
+    rows = credit_table().head(3)
+    with pytest.raises(DataError, match="'housing'"):
+        explain_rows(credit_run, rows.drop(columns=["housing"]))
+    with pytest.raises(DataError, match="empty"):
+        explain_rows(credit_run, rows.head(0))
+    with pytest.raises(ConfigError, match="'medium'"):
+        explain_rows(credit_run, rows, class_index="medium")
+    with pytest.raises(ConfigError, match="out of range"):
+        explain_rows(credit_run, rows, class_index=2)
+    with pytest.raises(ConfigError, match="at most"):
+        explain_rows(credit_run, rows, background=credit_table(n=300))
+    with pytest.raises(ConfigError, match="regression"):
+        explain_rows(regression_tuner, regression_table().head(2), class_index=0)
+    with pytest.raises(ConfigError, match="background="):
+        explain_rows(regression_tuner, regression_table().head(2))
+    with pytest.raises(DataError, match="'purpose'.*text columns are \\['notes'\\]"):
+        explain_tokens(credit_run, rows.head(1), "purpose")
+    with pytest.raises(DataError, match="exactly one"):
+        explain_tokens(credit_run, rows, "notes")
+    with pytest.raises(DataError, match="no text"):
+        explain_tokens(credit_run, rows.head(1).assign(notes=np.nan), "notes")
+    unfinished = runs.create_run(tmp_path, _config("unused", "credit_risk"), rows)
+    with pytest.raises(RunError, match="queued"):
+        explain_rows(unfinished, rows)
+    with pytest.raises(DataError, match="explain_rows"):
+        explanation_frame(explain_tokens(credit_run, rows.head(1), "notes"))
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_writes_one_line_per_row(credit_run, tmp_path, fintune):
+    data, out = tmp_path / "new.csv", tmp_path / "shap.csv"
+    credit_table(seed=7).to_csv(data, index=False)
+    result = fintune("explain", credit_run, data, "--rows", 5, "--class", "bad", "-o", out)
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(out)
+    columns = load_model(credit_run).spec_.feature_columns
+    assert list(frame.columns) == ["row", *columns, "base_value", "prediction"]
+    assert len(frame) == 5
+    np.testing.assert_allclose(frame["base_value"] + frame[columns].sum(axis=1), frame["prediction"], atol=1e-6)
+    assert "bad" in result.stderr and "backbone passes" in result.stderr
+
+
+def test_cli_bad_input_exits_2(credit_run, tmp_path, fintune):
+    data = tmp_path / "new.csv"
+    credit_table().drop(columns=["housing"]).to_csv(data, index=False)
+    result = fintune("explain", credit_run, data, "-o", tmp_path / "o.csv")
+    assert result.returncode == 2 and "'housing'" in result.stderr and "Traceback" not in result.stderr
+    credit_table().to_csv(data, index=False)
+    result = fintune("explain", credit_run, data, "--class", "medium", "-o", tmp_path / "o.csv")
+    assert result.returncode == 2 and "'medium'" in result.stderr and "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- real MiniLM
+
+
+@pytest.mark.integration
+def test_token_shap_ranks_the_planted_word_first():
+    from core.config import default_config
+
+    rng = np.random.default_rng(0)
+    fillers = ["the", "company", "said", "quarterly", "results", "for", "its", "retail", "unit", "today",
+               "analysts", "expected", "shares", "group", "bank"]
+    cues = {"up": "profit", "down": "loss"}
+    labels = rng.choice(list(cues), size=400)
+    texts = []
+    for label in labels:
+        words = list(rng.choice(fillers, size=8))
+        words.insert(int(rng.integers(1, 8)), cues[label])
+        texts.append(" ".join(words))
+    frame = pd.DataFrame({"headline": texts, "direction": labels})
+    config = default_config("direction").replace(model={"freeze_depth": 4}, train={"epochs": 2, "seed": 0})
+    tuner = FineTuner(config).fit(frame)
+    row = pd.DataFrame({"headline": ["analysts said the retail loss for the group today"]})
+    explanation = explain_tokens(tuner, row, "headline", class_index="up")
+    tokens = [t.strip() for t in explanation.data[0]]
+    assert tokens[int(np.argmax(np.abs(explanation.values[0])))] == "loss", list(zip(tokens, explanation.values[0], strict=True))
+    assert explanation.values[0][tokens.index("loss")] < 0  # it pushes away from "up"
