@@ -45,16 +45,18 @@ class FineTuner:
         self,
         frame: pd.DataFrame,
         *,
+        splits: dict[str, np.ndarray] | None = None,
         on_progress: Callable[[dict], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> FineTuner:
+        """Fit on ``frame``; ``splits`` (row positions for train/val/test) replaces the configured split."""
         from .training import train
 
         report = on_progress or (lambda event: None)
         cfg = self.config
         report({"type": "phase", "phase": "Checking the data"})
         self.spec_ = describe_table(frame, cfg.data)
-        self.splits_ = split_rows(frame, self.spec_, cfg.data, cfg.train.seed)
+        self.splits_ = splits or split_rows(frame, self.spec_, cfg.data, cfg.train.seed)
         parts = {name: frame.iloc[rows] for name, rows in self.splits_.items()}
         self.preprocessor_ = Preprocessor(self.spec_, numeric_in_text=cfg.model.numeric_in_text).fit(parts["train"])
 

@@ -132,12 +132,10 @@ class CachedModel:
 
         pre, model = self.tuner.preprocessor_, self.tuner.model_
         pooled = torch.from_numpy(self.embed(pre.texts(frame))).to(self.device)  # (N, d)
+        numeric = torch.from_numpy(pre.numeric(frame)).to(self.device)  # (N, d_numeric_in)
         with torch.no_grad():
-            # The tail of FusionModel.forward, on cached pooled vectors instead of a backbone pass.
-            if model.numeric_encoder is not None:
-                numeric = torch.from_numpy(pre.numeric(frame)).to(self.device)
-                pooled = torch.cat([pooled, model.numeric_encoder(numeric)], dim=-1)  # (N, d + d_num)
-            outputs = model.head(pooled).float().cpu().numpy()  # (N, n_outputs)
+            # Cached pooled vectors instead of a backbone pass; only the fusion head runs.
+            outputs = model.fuse(pooled, numeric).float().cpu().numpy()  # (N, n_outputs)
         self.model_rows += len(frame)
         predictions = self.tuner.outputs_to_predictions(outputs).astype(np.float64)
         return predictions if predictions.ndim == 1 else predictions[:, self.output_index]

@@ -42,11 +42,14 @@ class FusionModel(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, d)
 
-    def forward(self, input_ids, attention_mask, numeric) -> torch.Tensor:
-        pooled = self.embed_text(input_ids, attention_mask)
+    def fuse(self, pooled: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        """Head outputs from pooled text vectors (B, d) and numeric inputs (B, d_numeric_in)."""
         if self.numeric_encoder is not None:
             pooled = torch.cat([pooled, self.numeric_encoder(numeric.to(pooled.dtype))], dim=-1)  # (B, d + d_num)
         return self.head(pooled)  # (B, n_outputs)
+
+    def forward(self, input_ids, attention_mask, numeric) -> torch.Tensor:
+        return self.fuse(self.embed_text(input_ids, attention_mask), numeric)
 
     def make_parameter_groups(self, *, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
         """AdamW groups: no decay on biases, norms and embeddings; a higher rate for the new head."""
