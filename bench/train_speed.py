@@ -155,7 +155,9 @@ def main() -> None:
     parser.add_argument("--depths", default="0,3,6")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="runs per cell; medians are printed")
-    parser.add_argument("--precision", default="fp32", help="fp32 or bf16, for both engines")
+    parser.add_argument("--precision", default="auto",
+                        help="ours: auto (bf16 on CPUs with native bf16 and on GPUs), fp32 or bf16")
+    parser.add_argument("--trainer-precision", default="fp32", help="the Trainer's: fp32 (its default) or bf16")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     print(f"{'freeze':>6} {'engine':<8} {'samples/s':>10} {'epoch 1 s':>10} {'later epoch s':>14} "
@@ -163,8 +165,9 @@ def main() -> None:
     results = []
     for depth in map(int, args.depths.split(",")):
         cells = {}
-        for name, target in (("Trainer", run_trainer), ("FinTune", run_ours)):
-            runs = [isolated(target, depth, args.epochs, args.rows, args.precision) for _ in range(args.repeats)]
+        engines = (("Trainer", run_trainer, args.trainer_precision), ("FinTune", run_ours, args.precision))
+        for name, target, precision in engines:
+            runs = [isolated(target, depth, args.epochs, args.rows, precision) for _ in range(args.repeats)]
             cells[name] = {
                 "samples_per_s": statistics.median(r["samples_per_s"] for r in runs),
                 "epoch1_s": statistics.median(r["epoch_s"][0] for r in runs),

@@ -13,7 +13,6 @@ the target's units (regression), the same scale for :func:`explain_rows` and
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import numbers
 import time
@@ -51,33 +50,15 @@ class ExplainStats:
 # --------------------------------------------------------------------------- the cached model
 
 
-@functools.cache
-def _cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX): there bf16 autocast is ~2x faster."""
-    import torch
-
-    try:
-        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return False
-    except (AttributeError, RuntimeError):
-        return False
-    # mkldnn also says yes on plain AVX512, where bf16 is emulated and slower than fp32.
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def _backbone_dtype(device, precision: str):
     import torch
 
-    from .training import autocast_dtype
+    from .training import autocast_dtype, cpu_has_native_bf16
 
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"Precision {precision!r} is unknown: use auto, fp32, bf16 or fp16.")
     if precision == "auto" and device.type == "cpu":
-        return torch.bfloat16 if _cpu_has_native_bf16() else None
+        return torch.bfloat16 if cpu_has_native_bf16() else None
     return autocast_dtype(device, precision)
 
 
