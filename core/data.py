@@ -117,7 +117,9 @@ def _read_csv_text(text: str, name: str) -> pd.DataFrame:
         raise DataError(f"{short} has no readable header row: the first line must name the columns.") from exc
     _check_columns(header, short)
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, low_memory=False, skipinitialspace=False)
+        # Semicolon-separated files come from locales that write decimals with a comma ("1,5").
+        decimal = "," if delimiter == ";" else "."
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, decimal=decimal, low_memory=False)
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{short} is empty: choose a file with a header row and data rows.") from exc
     except pd.errors.ParserError as exc:
