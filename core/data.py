@@ -117,9 +117,7 @@ def _read_csv_text(text: str, name: str) -> pd.DataFrame:
         raise DataError(f"{short} has no readable header row: the first line must name the columns.") from exc
     _check_columns(header, short)
     try:
-        # Semicolon-separated files come from locales that write decimals with a comma ("1,5").
-        decimal = "," if delimiter == ";" else "."
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, decimal=decimal, low_memory=False)
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, low_memory=False)
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{short} is empty: choose a file with a header row and data rows.") from exc
     except pd.errors.ParserError as exc:
@@ -134,7 +132,23 @@ def _read_csv_text(text: str, name: str) -> pd.DataFrame:
     if frame.shape[1] == 1 and len(text) > 0 and delimiter == ",":
         logger.info("%s has a single column; delimiter detection found none", short)
     frame.columns = [str(c).strip() for c in frame.columns]
+    if delimiter == ";":
+        _convert_decimal_commas(frame)
     return frame
+
+
+_DECIMAL_COMMA = re.compile(r"^\s*-?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*-?\d+,\d+\s*$")
+
+
+def _convert_decimal_commas(frame: pd.DataFrame) -> None:
+    """Semicolon files come from locales that write "1.234,5": turn such text columns into numbers."""
+    for column in frame.columns:
+        if pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        values = frame[column].dropna().astype(str)
+        if len(values) and values.str.match(_DECIMAL_COMMA).mean() > 0.9:
+            cleaned = frame[column].astype(str).str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+            frame[column] = pd.to_numeric(cleaned, errors="coerce")
 
 
 def _check_columns(columns: list[str], name: str) -> None:

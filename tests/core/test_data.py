@@ -307,3 +307,11 @@ def test_ragged_csv_names_the_line(tmp_path):
     content = b"a,b,c\n" + b"1,2,3\n" * 5 + b"1,2,3,4,5\n"
     with pytest.raises(DataError, match="line 7"):
         read_table(_write(tmp_path, content))
+
+
+def test_semicolon_csv_reads_decimal_commas():
+    text = "id;amount;rate;label\n" + "".join(f"R{i};1.{100 + i},50;{i % 7},25;{'yes' if i % 2 else 'no'}\n" for i in range(30))
+    frame = read_table(text.encode("latin-1"), filename="eu.csv")
+    assert frame["amount"].iloc[0] == pytest.approx(1100.5)
+    assert frame["rate"].iloc[1] == pytest.approx(1.25)
+    assert frame["label"].iloc[1] == "yes"
