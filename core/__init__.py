@@ -19,13 +19,15 @@ _EXPORTS = {
     "resolve_device": "training", "device_label": "training",
     "JobManager": "jobs", "JobSnapshot": "jobs", "snapshot": "jobs",
     "list_runs": "runs", "RunSummary": "runs", "read_metrics": "runs", "read_predictions": "runs",
-    "read_history": "runs", "read_status": "runs", "load_config": "runs", "run_path": "runs",
+    "read_history": "runs", "read_status": "runs", "load_config": "runs", "run_path": "runs", "test_rows": "runs",
     "score_file": "predict", "load_model": "predict",
     "escape_formulas": "exports", "to_safe_csv": "exports",
     "roc_pr_curves": "metrics", "confusion_table": "metrics",
     "explain_rows": "explain", "explain_tokens": "explain", "explanation_frame": "explain",
     "ExplainStats": "explain", "ExplanationCancelled": "explain", "summary_row": "explain",
     "warm_up_explanations": "explain",
+    "ExplainJob": "explain_jobs", "ExplainJobs": "explain_jobs", "ExplainSnapshot": "explain_jobs",
+    "DEFAULT_EXPLAIN_ROWS": "explain_jobs", "MAX_EXPLAIN_ROWS": "explain_jobs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -92,7 +92,7 @@ class TrainConfig:
     class_weights: str = "auto"  # "auto": balanced weights when the rarest class is under 25%
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (bf16 on GPUs and bf16-capable CPUs, else fp16 / fp32) | fp32 | bf16 | fp16
     max_steps: int | None = None  # stop after this many optimiser steps (quick trials, tests)
     cache_frozen_prefix: bool = True  # compute frozen layers once, replay them in later epochs
 

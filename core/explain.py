@@ -51,14 +51,10 @@ class ExplainStats:
 
 
 def _backbone_dtype(device, precision: str):
-    import torch
-
-    from .training import autocast_dtype, cpu_has_native_bf16
+    from .training import autocast_dtype
 
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"Precision {precision!r} is unknown: use auto, fp32, bf16 or fp16.")
-    if precision == "auto" and device.type == "cpu":
-        return torch.bfloat16 if cpu_has_native_bf16() else None
     return autocast_dtype(device, precision)
 
 

@@ -213,6 +213,14 @@ def read_predictions(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def test_rows(run_dir: Path, n: int | None = None) -> pd.DataFrame:
+    """The run's first ``n`` test rows (all when None), indexed by their row in the original table."""
+    order = read_predictions(run_dir)["row"]
+    if not (Path(run_dir) / "data.parquet").is_file():
+        raise RunError(f"Run {Path(run_dir).name} has no data.parquet: its test rows cannot be read.")
+    return load_data(run_dir).loc[order.head(n) if n is not None else order]
+
+
 def model_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "model"
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def _config(backbone: str, target: str, **train) -> RunConfig:
-    train = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "head_lr": 1e-2, "seed": 0, **train}
+    train = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "head_lr": 1e-2, "seed": 0, "precision": "fp32", **train}
     return RunConfig(
         data=DataConfig(target=target),
         model=ModelConfig(backbone=backbone, d_hidden=32, d_numeric=16),

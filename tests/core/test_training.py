@@ -15,6 +15,7 @@ from core.training import (
     EncodedRows,
     TrainingCancelled,
     autocast_dtype,
+    cpu_has_native_bf16,
     iterate_batches,
     resolve_device,
     train,
@@ -164,5 +165,8 @@ def test_device_selection_on_cpu():
         with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
             resolve_device("cuda")
     assert resolve_device("cpu").type == "cpu"
-    assert autocast_dtype(torch.device("cpu"), "auto") is None  # fp32 on CPU
+    # auto: bf16 only where the CPU has native bf16 instructions, else fp32
+    expected = torch.bfloat16 if cpu_has_native_bf16() else None
+    assert autocast_dtype(torch.device("cpu"), "auto") is expected
+    assert autocast_dtype(torch.device("cpu"), "fp32") is None
     assert autocast_dtype(torch.device("cpu"), "bf16") is torch.bfloat16
