@@ -1,0 +1,111 @@
+"""GPU throughput and model FLOP utilisation (MFU) of FinTune's training step on a BERT-base config.
+
+    python -m bench.gpu [--batch-size 64] [--seq-len 128] [--steps 30] [--compile]
+
+Random weights (the speed of a step does not depend on them), bf16 autocast, TF32 matmuls, fused
+AdamW, the same FusionModel and loss as real training. MFU = achieved model FLOP/s over the GPU's
+dense bf16 peak, with training FLOPs = 6 * parameters * tokens + 12 * layers * d_model * seq_len
+* tokens (attention scores and values, forward and backward). Runs on CPU too (for a smoke test:
+the MFU figure is then against --peak-tflops, which must be given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+# Dense bf16 peaks (TFLOP/s) from NVIDIA's data sheets, by a substring of the device name.
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0,
+                    "L40S": 362.0, "L4": 121.0, "A10": 125.0, "RTX 4090": 165.0}
+
+
+def peak_tflops(device: torch.device, override: float | None) -> float | None:
+    if override:
+        return override
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+
+def build_model(device: torch.device) -> tuple[nn.Module, int, int]:
+    from transformers import BertConfig, BertModel
+
+    from core.models import FusionModel
+
+    config = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                        vocab_size=30522, max_position_embeddings=512)
+    model = FusionModel(backbone=BertModel(config, add_pooling_layer=False), d_numeric_in=8, n_outputs=2)
+    return model.to(device), config.num_hidden_layers, config.hidden_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="override the device's bf16 peak")
+    args = parser.parse_args()
+
+    from core.training import device_label, resolve_device
+
+    device = resolve_device("auto")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.manual_seed(0)
+    model, n_layers, d_model = build_model(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    step_model = torch.compile(model) if args.compile else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    loss_fn = nn.CrossEntropyLoss()
+    ids = torch.randint(1000, 30000, (args.batch_size, args.seq_len), device=device)
+    mask = torch.ones_like(ids)
+    numeric = torch.randn(args.batch_size, 8, device=device)
+    labels = torch.randint(0, 2, (args.batch_size,), device=device)
+
+    def step() -> None:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            loss = loss_fn(step_model(ids, mask, numeric).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(args.warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    tokens = args.batch_size * args.seq_len
+    flops = 6 * n_params * tokens + 12 * n_layers * d_model * args.seq_len * tokens
+    achieved = flops / seconds / 1e12
+    peak = peak_tflops(device, args.peak_tflops)
+    print(f"device: {device_label(device)}")
+    print(f"model: BERT-base config + FusionModel head, {n_params / 1e6:.1f}M parameters, bf16 autocast"
+          + (", torch.compile" if args.compile else ""))
+    print(f"batch {args.batch_size} x seq {args.seq_len}: median step {seconds * 1e3:.1f} ms over {args.steps} steps")
+    print(f"samples/s {args.batch_size / seconds:,.0f}   tokens/s {tokens / seconds:,.0f}   "
+          f"model TFLOP/s {achieved:.1f}")
+    if peak:
+        print(f"MFU {achieved / peak:.1%} of {peak:.0f} TFLOP/s dense bf16 peak")
+    else:
+        print("MFU: unknown peak for this device (pass --peak-tflops)")
+    if device.type == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+
+
+if __name__ == "__main__":
+    main()
