@@ -10,6 +10,8 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from dashboard import state  # noqa: E402
+
 st.set_page_config(page_title="FinTune", page_icon=":material/model_training:", layout="wide")
 
 pages = [
@@ -18,5 +20,7 @@ pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/results.py", title="Results", icon=":material/insights:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/batch_prediction:"),
+    st.Page("pages/explain.py", title="Explain", icon=":material/psychology_alt:"),
 ]
+state.explain_jobs()  # created at start-up: compiles shap's kernels in the background meanwhile
 st.navigation(pages).run()

@@ -6,6 +6,9 @@ here computes a metric or trains anything.
 
 from __future__ import annotations
 
+import html
+
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -24,8 +27,8 @@ def headline_metric(task: str) -> str:
     return HEADLINE_METRIC.get(task, "roc_auc")
 
 
-def plot(figure: go.Figure, *, key: str | None = None) -> None:
-    figure.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=320)
+def plot(figure: go.Figure, *, key: str | None = None, height: int = 320) -> None:
+    figure.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=height)
     st.plotly_chart(figure, width="stretch", key=key)
 
 
@@ -187,3 +190,121 @@ def residuals(actual: pd.Series, predicted: pd.Series) -> go.Figure:
 def run_label(summary) -> str:
     metric = f" · {summary.test_metric} {summary.test_value:.3f}" if summary.test_value is not None else ""
     return f"{summary.run_id} · {summary.target} · {summary.backbone} (freeze {summary.freeze_depth}){metric}"
+
+
+# ----------------------------------------------------------------------------- explanations
+
+# Raises / lowers the explained output: the same two colours in the waterfall and on the words.
+POSITIVE_RGB, NEGATIVE_RGB = (26, 152, 80), (215, 48, 39)
+POSITIVE, NEGATIVE = f"rgb{POSITIVE_RGB}", f"rgb{NEGATIVE_RGB}"
+
+
+def output_label(explanation, task: str) -> str:
+    """What the SHAP values add up to: ``P(label)`` for a class, the target's name for regression."""
+    name = explanation.output_names
+    return name if task == "regression" else f"P({name})"
+
+
+def importance_order(explanation) -> list[int]:
+    """Column positions by mean |SHAP|, largest first."""
+    return list(np.argsort(-np.abs(explanation.values).mean(axis=0), kind="stable"))
+
+
+def importance_bar(explanation, output: str, *, top: int = 20) -> go.Figure:
+    order = importance_order(explanation)[:top]
+    mean_abs = np.abs(explanation.values).mean(axis=0)
+    frame = pd.DataFrame({"column": [explanation.feature_names[j] for j in order], "mean |SHAP|": mean_abs[order]})
+    figure = px.bar(frame, x="mean |SHAP|", y="column", orientation="h",
+                    title=f"Importance: mean |effect| on {output}")
+    figure.update_yaxes(autorange="reversed", title=None)
+    return figure
+
+
+def _normalised(values: np.ndarray) -> np.ndarray | None:
+    """Feature values scaled to 0-1 by rank for the colour scale; None when they are not numbers."""
+    numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+    if numbers.notna().sum() < max(1, pd.Series(values).notna().sum()):
+        return None
+    ranks = numbers.rank(pct=True).to_numpy()
+    return ranks if np.nanmax(ranks) > np.nanmin(ranks) else np.full(len(ranks), 0.5)
+
+
+def beeswarm(explanation, output: str, *, top: int = 20, seed: int = 0) -> go.Figure:
+    """One point per row and column: x the SHAP value, colour the feature value (numbers only)."""
+    order = importance_order(explanation)[:top]
+    rng = np.random.default_rng(seed)
+    numeric = {"x": [], "y": [], "c": [], "text": []}
+    other = {"x": [], "y": [], "text": []}
+    for position, j in enumerate(order):
+        name, values, data = explanation.feature_names[j], explanation.values[:, j], explanation.data[:, j]
+        jitter = rng.uniform(-0.3, 0.3, len(values))
+        hover = [f"{name} = {str(v)[:40]}<br>SHAP {s:+.4f}" for v, s in zip(data, values, strict=True)]
+        colour = _normalised(data)
+        target = numeric if colour is not None else other
+        target["x"].extend(values)
+        target["y"].extend(position + jitter)
+        target["text"].extend(hover)
+        if colour is not None:
+            target["c"].extend(colour)
+    figure = go.Figure()
+    figure.add_scattergl(x=other["x"], y=other["y"], text=other["text"], hoverinfo="text", mode="markers",
+                         name="category or text", marker={"color": "#999999", "size": 5, "opacity": 0.6})
+    figure.add_scattergl(x=numeric["x"], y=numeric["y"], text=numeric["text"], hoverinfo="text", mode="markers",
+                         name="number", marker={"color": numeric["c"], "colorscale": [[0, "#3b4cc0"], [1, "#d62728"]],
+                                                "cmin": 0, "cmax": 1, "size": 5, "opacity": 0.7,
+                                                "colorbar": {"title": "value", "tickvals": [0, 1],
+                                                             "ticktext": ["low", "high"], "len": 0.6}})
+    figure.add_vline(x=0, line={"color": "grey", "width": 1})
+    figure.update_layout(title=f"Effect on {output}, one point per row", showlegend=False,
+                         xaxis_title="SHAP value")
+    figure.update_yaxes(tickvals=list(range(len(order))), ticktext=[explanation.feature_names[j] for j in order],
+                        autorange="reversed")
+    return figure
+
+
+def waterfall(explanation, i: int, output: str, *, top: int = 12) -> go.Figure:
+    """From the base value to row ``i``'s prediction, columns sorted by |SHAP|; the rest summed."""
+    values, data = explanation.values[i], explanation.data[i]
+    base = float(np.asarray(explanation.base_values).reshape(-1)[i])
+    order = list(np.argsort(-np.abs(values), kind="stable"))
+    shown, rest = order[:top], order[top:]
+    labels = [f"{explanation.feature_names[j]} = {str(data[j])[:30]}" for j in shown]
+    steps = [float(values[j]) for j in shown]
+    if rest:
+        labels.append(f"{len(rest)} other columns")
+        steps.append(float(values[rest].sum()))
+    # Drawn bottom-up like shap's waterfall: the largest effect next to the prediction.
+    labels, steps = labels[::-1], steps[::-1]
+    prediction = base + float(values.sum())
+    path = base + np.cumsum([0.0, *steps])
+    low, high = float(path.min()), float(path.max())
+    pad = 0.2 * (high - low) or 0.05 * max(1.0, abs(base))  # room for the numbers beside the bars
+    figure = go.Figure(go.Waterfall(
+        orientation="h", base=base, measure=["relative"] * len(steps) + ["total"],
+        y=labels + [f"prediction {prediction:.3f}"], x=steps + [0.0],
+        text=[f"{s:+.3f}" for s in steps] + [f"{prediction:.3f}"], textposition="outside",
+        increasing={"marker": {"color": POSITIVE}}, decreasing={"marker": {"color": NEGATIVE}},
+        totals={"marker": {"color": "#4c78a8"}}, connector={"line": {"color": "#bbbbbb"}}, cliponaxis=False,
+    ))
+    figure.update_xaxes(range=[low - pad, high + pad], title=output)
+    figure.add_vline(x=base, line={"dash": "dot", "color": "grey"}, annotation_text=f"base {base:.3f}")
+    figure.update_layout(title=f"Why {output} = {prediction:.3f} for row {explanation.instance_names[i]}",
+                         showlegend=False)
+    return figure
+
+
+def highlighted_tokens(tokens, values, scale: float) -> str:
+    """The text as HTML spans shaded by each token's SHAP value; every token is HTML-escaped.
+
+    ``scale`` is the |SHAP| that gets the strongest shade; each span's tooltip has its value.
+    """
+    spans = []
+    for token, value in zip(tokens, values, strict=True):
+        if not token:
+            continue  # the tokenizer's start and end markers
+        share = min(1.0, abs(float(value)) / scale) if scale > 0 else 0.0
+        red, green, blue = POSITIVE_RGB if value > 0 else NEGATIVE_RGB
+        spans.append(f'<span title="{float(value):+.4f}" style="background: rgba({red}, {green}, {blue}, '
+                     f'{0.85 * share:.3f}); border-radius: 3px">{html.escape(str(token), quote=True)}</span>')
+    return ('<div style="white-space: pre-wrap; line-height: 1.9; font-size: 1.05rem">'
+            + "".join(spans) + "</div>")

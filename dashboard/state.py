@@ -33,6 +33,11 @@ BACKBONE = "model.backbone"
 CURRENT_RUN = "train.run_id"
 RESULT_RUNS = "results.runs"
 PREDICT_RUN = "predict.run"
+EXPLAIN_RUN = "explain.run"
+EXPLAIN_SOURCE = "explain.source"  # "test" (the run's test rows) | "upload"
+EXPLAIN_ROWS = "explain.rows"  # how many rows to explain
+EXPLAIN_CLASS = "explain.class"  # multiclass: the label whose probability is explained
+EXPLAIN_ROW = "explain.row"  # the row shown in the waterfall
 
 # Hyperparameter widgets are keyed "<section>.<field>" of RunConfig (e.g. "train.epochs").
 MODEL_FIELDS = ("freeze_depth", "max_length", "dropout")
@@ -68,6 +73,15 @@ def _manager(directory: str) -> core.JobManager:
 def manager() -> core.JobManager:
     """The process-wide job manager for the runs folder."""
     return _manager(str(runs_dir()))
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda jobs: jobs.shutdown())
+def explain_jobs() -> core.ExplainJobs:
+    """The process-wide explanation jobs: a second visit with the same run and rows is instant.
+
+    The router creates it at start-up, which starts compiling shap's kernels in the background.
+    """
+    return core.ExplainJobs()
 
 
 def current_run_id() -> str | None:

@@ -1,0 +1,156 @@
+"""Explain: SHAP values of a finished run for a set of rows, per column and per word, in one view."""
+
+import hashlib
+
+import numpy as np
+import streamlit as st
+
+import core
+from dashboard import components as ui
+from dashboard import state
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the file ...")
+def read_upload(file_id: str, name: str, _raw: bytes):
+    return core.read_table(_raw, filename=name)
+
+
+@st.fragment(run_every=1.0)
+def progress(key: tuple) -> None:
+    job = state.explain_jobs().get(key)
+    snap = job.snapshot() if job is not None else None
+    if snap is None or snap.finished:
+        st.rerun()  # the whole page draws the result, or the error
+    bar, cancel = st.columns([5, 1])
+    text = "waiting for the explainer to start" if snap.state == "queued" else f"{snap.fraction:.0%} of {job.n_rows} rows"
+    bar.progress(snap.fraction, text=text)
+    if cancel.button("Cancel", icon=":material/stop:", key="explain.cancel"):
+        job.cancel()
+        st.toast("Cancelling the explanation ...")
+
+
+st.title("Explain")
+done = {s.run_id: s for s in state.manager().list_runs() if s.state == "succeeded"}
+if not done:
+    st.info("No finished runs yet: train one on the Train page first.")
+    st.stop()
+
+if st.session_state.get(state.EXPLAIN_RUN) not in done:
+    current = st.session_state.get(state.CURRENT_RUN)
+    st.session_state[state.EXPLAIN_RUN] = current if current in done else next(iter(done))
+run_id = st.selectbox("Run", list(done), key=state.EXPLAIN_RUN, persist_state=state.PERSIST,
+                      format_func=lambda r: ui.run_label(done[r]))
+summary = done[run_id]
+try:
+    spec = core.load_model(summary.path).spec_
+except core.FinTuneError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+left, middle, right = st.columns(3)
+source = left.radio("Rows to explain", ["test", "upload"], key=state.EXPLAIN_SOURCE, horizontal=True,
+                    persist_state=state.PERSIST,
+                    format_func={"test": "the run's test rows", "upload": "rows of a file"}.get)
+state.init_widget(state.EXPLAIN_ROWS, core.DEFAULT_EXPLAIN_ROWS)
+n_rows = int(middle.number_input("How many (the first N)", min_value=1, max_value=core.MAX_EXPLAIN_ROWS,
+                                 key=state.EXPLAIN_ROWS, persist_state=state.PERSIST,
+                                 help="Time grows with every row."))
+if spec.task == "multiclass":
+    if st.session_state.get(state.EXPLAIN_CLASS) not in spec.classes:
+        st.session_state[state.EXPLAIN_CLASS] = spec.classes[-1]
+    label = right.selectbox("Class whose probability is explained", list(spec.classes), key=state.EXPLAIN_CLASS,
+                            persist_state=state.PERSIST)
+elif spec.task == "regression":
+    label = None
+    right.caption(f"Explains the predicted **{spec.target}**, in its units.")
+else:
+    label = spec.classes[-1]
+    right.caption(f"Explains the probability of **{label}** (the positive class; "
+                  f"the other class, {spec.classes[0]}, moves the opposite way).")
+
+try:
+    if source == "test":
+        rows, rows_key = core.test_rows(summary.path, n_rows), ("test", n_rows)
+    else:
+        upload = st.file_uploader("File with the run's columns (CSV or Parquet)", type=["csv", "parquet", "pq"],
+                                  key="explain.upload")
+        if upload is None:
+            st.info("Upload a file whose rows to explain.")
+            st.stop()
+        raw = upload.getvalue()
+        rows = read_upload(upload.file_id, upload.name, raw).head(n_rows)
+        rows_key = ("upload", hashlib.sha256(raw).hexdigest(), n_rows)
+        core.load_model(summary.path).preprocessor_.check_columns(rows)  # the missing columns, now
+except core.FinTuneError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+
+jobs = state.explain_jobs()
+key = (str(summary.path), *rows_key, label)
+job = jobs.get(key)
+snap = job.snapshot() if job is not None else None
+if snap is not None and snap.state == "failed":
+    if not isinstance(snap.error, core.FinTuneError):
+        raise snap.error  # a bug: let it surface
+    st.error(str(snap.error), icon=":material/error:")
+elif snap is not None and snap.state == "cancelled":
+    st.warning("The explanation was cancelled.", icon=":material/cancel:")
+if snap is None or snap.state in ("failed", "cancelled"):
+    st.caption(f"{len(rows)} rows, each compared with one summary row of the training data "
+               "(medians, most frequent categories, empty text).")
+    if not st.button("Compute explanations", type="primary", icon=":material/play_arrow:"):
+        st.stop()
+    job = jobs.start(key, summary.path, rows, class_index=label)
+    snap = job.snapshot()
+if not snap.finished:
+    progress(key)
+    st.stop()
+
+explanation = snap.explanation
+output = ui.output_label(explanation, spec.task)
+stats = explanation.stats
+st.caption(f"{len(rows)} rows explained in {stats.seconds:.1f} s: {stats.backbone_passes:,} backbone passes, "
+           f"{stats.model_rows:,} model rows ({stats.precision}). Each bar and point is on the scale of {output}.")
+
+st.subheader("Global importance")
+left, right = st.columns(2)
+height = 120 + 22 * min(20, len(explanation.feature_names))
+with left:
+    ui.plot(ui.importance_bar(explanation, output), height=height)
+with right:
+    ui.plot(ui.beeswarm(explanation, output), height=height)
+ui.download_csv(core.explanation_frame(explanation), f"{run_id}-shap.csv", "Download SHAP values (CSV)")
+
+st.subheader("One row: columns and words")
+names = list(explanation.instance_names)
+predictions = np.asarray(explanation.base_values).reshape(-1) + explanation.values.sum(axis=1)
+if st.session_state.get(state.EXPLAIN_ROW) not in names:
+    st.session_state[state.EXPLAIN_ROW] = names[0]
+picked = st.selectbox("Row", names, key=state.EXPLAIN_ROW, persist_state=state.PERSIST,
+                      format_func=lambda r: f"row {r} · {output} = {predictions[names.index(r)]:.3f}")
+i = names.index(picked)
+with st.container(border=True):
+    ui.plot(ui.waterfall(explanation, i, output), height=140 + 28 * min(13, len(explanation.feature_names)))
+    scale = float(np.abs(explanation.values[i]).max())
+    for column in spec.columns("text"):
+        text = rows.at[picked, column]
+        if not isinstance(text, str) or not text.strip():
+            st.caption(f"`{column}`: no text in this row.")
+            continue
+        try:
+            with st.spinner(f"Explaining the words of {column} ..."):
+                words = jobs.tokens(key + (picked, column), summary.path, rows.loc[[picked]], column,
+                                    class_index=label)
+        except core.FinTuneError as exc:
+            st.error(str(exc), icon=":material/error:")
+            continue
+        values, tokens = words.values[0], words.data[0]
+        start = float(np.asarray(words.base_values).reshape(-1)[0])
+        st.markdown(f"**{column}**")
+        strongest = float(np.abs(values).max())
+        st.html(ui.highlighted_tokens(tokens, values, strongest))
+        # Shaded relative to the strongest word, so the words stay readable; the numbers say how
+        # that compares with the columns above, in the same units.
+        st.caption(f"Green words raise {output}, red ones lower it; the darkest moves it by {strongest:.3f} "
+                   f"(the largest column above: {scale:.3f}). With every word masked {output} is {start:.3f}; "
+                   f"the words bring it to {start + float(values.sum()):.3f}. Hover a word for its value.")
