@@ -1,4 +1,4 @@
-"""End to end in a real Chromium: upload, pick the target, train briefly, read the results.
+"""End to end in a real Chromium: upload, pick the target, train briefly, read the results, explain.
 
 Runs ``streamlit run dashboard/app.py`` on a free localhost port with its own runs folder, drives
 Debian's chromium through Playwright, and saves a screenshot of every page to docs/screenshots/.
@@ -23,6 +23,7 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TRAINING_TIMEOUT_S = 300
+EXPLAIN_TIMEOUT_S = 300  # 200 rows of the credit sample on a 2-core CPU
 
 pytestmark = pytest.mark.browser
 
@@ -175,5 +176,23 @@ def test_upload_train_and_read_results(server, browser):
         str(SAMPLES / "credit_risk.csv"))
     page.get_by_text("1,000 predictions from run").wait_for(timeout=120_000)
     _shot(page, "predict")
+    assert not page.locator('[data-testid="stException"]').count()
+
+    # Explain: SHAP values of the run's test rows in a background job, then the charts.
+    _open(page, "Explain")
+    page.get_by_role("button", name="Compute explanations").click()
+    page.locator('[data-testid="stProgress"]').wait_for()
+    page.get_by_role("heading", name="Global importance").wait_for(timeout=EXPLAIN_TIMEOUT_S * 1000)
+    page.locator(".js-plotly-plot").nth(2).wait_for()
+    _settle(page)
+    titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
+    assert len(titles) == 3, titles
+    assert titles[0].startswith("Importance") and titles[1].startswith("Effect on P(good)")
+    assert titles[2].startswith("Why P(good)"), titles  # the waterfall of the first row
+    assert page.locator(".js-plotly-plot .waterfalllayer .point").count() >= 2  # drawn bars
+    page.locator('[data-testid="stDownloadButton"]').filter(has_text="SHAP").wait_for()
+    page.set_viewport_size({"width": 1440, "height": 1900})  # the page scrolls inside: show the waterfall too
+    _settle(page)
+    _shot(page, "explain")
     assert not page.locator('[data-testid="stException"]').count()
     page.close()
