@@ -15,12 +15,12 @@ from dashboard import state  # noqa: E402
 st.set_page_config(page_title="FinTune", page_icon=":material/model_training:", layout="wide")
 
 pages = [
-    st.Page("pages/data.py", title="Data", icon=":material/table:", default=True),
-    st.Page("pages/model.py", title="Model", icon=":material/tune:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/results.py", title="Results", icon=":material/insights:"),
-    st.Page("pages/predict.py", title="Predict", icon=":material/batch_prediction:"),
-    st.Page("pages/explain.py", title="Explain", icon=":material/psychology_alt:"),
+    st.Page("views/data.py", title="Data", icon=":material/table:", default=True),
+    st.Page("views/model.py", title="Model", icon=":material/tune:"),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/results.py", title="Results", icon=":material/insights:"),
+    st.Page("views/predict.py", title="Predict", icon=":material/batch_prediction:"),
+    st.Page("views/explain.py", title="Explain", icon=":material/psychology_alt:"),
 ]
 state.explain_jobs()  # created at start-up: compiles shap's kernels in the background meanwhile
 st.navigation(pages).run()

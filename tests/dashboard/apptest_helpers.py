@@ -6,9 +6,9 @@ from streamlit.testing.v1 import AppTest
 
 
 def open_page(at: AppTest, page: str) -> AppTest:
-    """Switch to ``pages/<page>.py`` and run it (after one run that registers the pages)."""
+    """Switch to ``views/<page>.py`` and run it (after one run that registers the pages)."""
     at.run()
-    return at.switch_page(f"pages/{page}.py").run()
+    return at.switch_page(f"views/{page}.py").run()
 
 
 def texts(elements) -> str:
