@@ -187,6 +187,22 @@ def residuals(actual: pd.Series, predicted: pd.Series) -> go.Figure:
                       labels={"x": "predicted", "y": "actual − predicted"})
 
 
+def pick_finished_run(key: str):
+    """A picker over succeeded runs (defaulting to this tab's current run); stops the page if none."""
+    from dashboard import state
+
+    done = {s.run_id: s for s in state.manager().list_runs() if s.state == "succeeded"}
+    if not done:
+        st.info("No finished runs yet: train one on the Train page first.")
+        st.stop()
+    if st.session_state.get(key) not in done:
+        current = st.session_state.get(state.CURRENT_RUN)
+        st.session_state[key] = current if current in done else next(iter(done))
+    run_id = st.selectbox("Run", list(done), key=key, persist_state=state.PERSIST,
+                          format_func=lambda r: run_label(done[r]))
+    return done[run_id]
+
+
 def run_label(summary) -> str:
     metric = f" · {summary.test_metric} {summary.test_value:.3f}" if summary.test_value is not None else ""
     return f"{summary.run_id} · {summary.target} · {summary.backbone} (freeze {summary.freeze_depth}){metric}"

@@ -30,17 +30,7 @@ def progress(key: tuple) -> None:
 
 
 st.title("Explain")
-done = {s.run_id: s for s in state.manager().list_runs() if s.state == "succeeded"}
-if not done:
-    st.info("No finished runs yet: train one on the Train page first.")
-    st.stop()
-
-if st.session_state.get(state.EXPLAIN_RUN) not in done:
-    current = st.session_state.get(state.CURRENT_RUN)
-    st.session_state[state.EXPLAIN_RUN] = current if current in done else next(iter(done))
-run_id = st.selectbox("Run", list(done), key=state.EXPLAIN_RUN, persist_state=state.PERSIST,
-                      format_func=lambda r: ui.run_label(done[r]))
-summary = done[run_id]
+summary = ui.pick_finished_run(state.EXPLAIN_RUN)
 try:
     spec = core.load_model(summary.path).spec_
 except core.FinTuneError as exc:
@@ -119,7 +109,7 @@ with left:
     ui.plot(ui.importance_bar(explanation, output), height=height)
 with right:
     ui.plot(ui.beeswarm(explanation, output), height=height)
-ui.download_csv(core.explanation_frame(explanation), f"{run_id}-shap.csv", "Download SHAP values (CSV)")
+ui.download_csv(core.explanation_frame(explanation), f"{summary.run_id}-shap.csv", "Download SHAP values (CSV)")
 
 st.subheader("One row: columns and words")
 names = list(explanation.instance_names)

@@ -13,16 +13,7 @@ def score(run_dir: str, file_id: str, name: str, _raw: bytes):
 
 
 st.title("Predict")
-done = {s.run_id: s for s in state.manager().list_runs() if s.state == "succeeded"}
-if not done:
-    st.info("No finished runs yet: train one on the Train page first.")
-    st.stop()
-
-if st.session_state.get(state.PREDICT_RUN) not in done:
-    current = st.session_state.get(state.CURRENT_RUN)
-    st.session_state[state.PREDICT_RUN] = current if current in done else next(iter(done))
-run_id = st.selectbox("Run", list(done), key=state.PREDICT_RUN, persist_state=state.PERSIST, format_func=lambda r: ui.run_label(done[r]))
-summary = done[run_id]
+summary = ui.pick_finished_run(state.PREDICT_RUN)
 st.caption(f"The file needs the columns this run was trained on; `{summary.target}` may be missing.")
 upload = st.file_uploader("File to score (CSV or Parquet)", type=["csv", "parquet", "pq"], key="predict.upload")
 if upload is None:
@@ -37,6 +28,6 @@ except core.FinTuneError as exc:
 
 for warning in warnings:
     st.warning(warning)
-st.success(f"{len(predictions):,} predictions from run {run_id}.")
+st.success(f"{len(predictions):,} predictions from run {summary.run_id}.")
 st.dataframe(predictions, hide_index=True, height=400, width="stretch")
-ui.download_csv(predictions, f"{run_id}-predictions.csv", "Download predictions")
+ui.download_csv(predictions, f"{summary.run_id}-predictions.csv", "Download predictions")
