@@ -88,9 +88,13 @@ def snapshot(run_dir: Path) -> JobSnapshot:
 class JobManager:
     """Runs fine-tuning jobs in the background; one instance per process (the dashboard caches it)."""
 
-    def __init__(self, runs_dir: str | Path = runs.DEFAULT_RUNS_DIR, *, max_concurrent: int = 1):
+    def __init__(
+        self, runs_dir: str | Path = runs.DEFAULT_RUNS_DIR, *, max_concurrent: int = 1, warm_worker: bool = True
+    ):
         self.runs_dir = Path(runs_dir)
         self.max_concurrent = max_concurrent
+        self.warm_worker = warm_worker  # keep one worker process started and imported, ready for the next run
+        self._spare: subprocess.Popen | None = None
         self._lock = threading.Condition()
         self._queue: deque[str] = deque()
         self._processes: dict[str, subprocess.Popen] = {}
@@ -98,6 +102,8 @@ class JobManager:
         self._closed = False
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         runs.list_runs(self.runs_dir)  # settles runs left running or queued by a dead process
+        if warm_worker:
+            self._spare = self._spawn(["--warm"], stdout=subprocess.DEVNULL, stdin=subprocess.PIPE)
         self._dispatcher = threading.Thread(target=self._dispatch, name="fintune-dispatcher", daemon=True)
         self._dispatcher.start()
 
@@ -168,6 +174,9 @@ class JobManager:
             runs.write_status(runs.run_path(self.runs_dir, run_id), "cancelled", message="The app shut down.")
         for run_id in list(self._processes):
             self.cancel(run_id)
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.poll() is None:
+            spare.stdin.close()  # end of input: the warm worker exits without a run
 
     # ----------------------------------------------------------------- threads
 
@@ -188,22 +197,40 @@ class JobManager:
             threading.Thread(target=self._supervise, args=(run_id,), name=f"fintune-{run_id}", daemon=True).start()
 
     def _launch(self, run_id: str) -> subprocess.Popen:
+        """Hand the run to the warm spare worker if there is one, else start a cold one."""
         run_dir = runs.run_path(self.runs_dir, run_id).resolve()
+        spare, self._spare = self._spare, None
+        process = None
+        if spare is not None and spare.poll() is None:
+            try:
+                spare.stdin.write(f"{run_dir}\n".encode())
+                spare.stdin.close()
+                process = spare
+            except OSError:
+                _signal_group(spare, signal.SIGKILL)
+        if process is None:
+            log = open(run_dir / "worker.log", "ab")
+            try:
+                process = self._spawn([str(run_dir)], stdout=log)
+            finally:
+                log.close()
+        if self.warm_worker and not self._closed:
+            self._spare = self._spawn(["--warm"], stdout=subprocess.DEVNULL, stdin=subprocess.PIPE)
+        return process
+
+    @staticmethod
+    def _spawn(args: list[str], *, stdout, stdin=subprocess.DEVNULL) -> subprocess.Popen:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        log = open(run_dir / "worker.log", "ab")
-        try:
-            return subprocess.Popen(
-                [sys.executable, "-m", "core.worker", str(run_dir)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # its own process group: cancel can kill the whole tree
-            )
-        finally:
-            log.close()
+        return subprocess.Popen(
+            [sys.executable, "-m", "core.worker", *args],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=stdin,
+            env=env,
+            start_new_session=True,  # its own process group: cancel can kill the whole tree
+        )
 
     def _supervise(self, run_id: str) -> None:
         run_dir = runs.run_path(self.runs_dir, run_id)

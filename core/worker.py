@@ -133,10 +133,35 @@ def execute(
     return state
 
 
+def _wait_warm() -> str | None:
+    """Import the heavy libraries now, then wait for a run folder on stdin.
+
+    The job manager keeps one such process ready, so a new run starts without paying Python's,
+    torch's and transformers' start-up (seconds on a small CPU) before its first step.
+    """
+    from transformers import AutoModel, AutoTokenizer  # noqa: F401  (warms the import)
+
+    from . import engine, models, training  # noqa: F401
+
+    line = sys.stdin.readline().strip()
+    if not line:
+        return None  # the manager closed without giving us a run
+    log = os.open(Path(line) / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, sys.stdout.fileno())
+    os.dup2(log, sys.stderr.fileno())
+    os.close(log)
+    return line
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--warm"]:
+        run_dir = _wait_warm()
+        if run_dir is None:
+            return 0
+        argv = [run_dir]
     if len(argv) != 1:
-        print("usage: python -m core.worker RUN_DIR", file=sys.stderr)
+        print("usage: python -m core.worker RUN_DIR | --warm", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()

@@ -142,3 +142,22 @@ def test_a_new_manager_settles_runs_of_a_dead_app(runs_dir, credit_df, tiny_conf
         assert runs.read_json(run_dir / "status.json")["state"] == "interrupted"
     finally:
         jobs.shutdown()
+
+
+def test_runs_start_in_the_warm_spare_worker(manager, runs_dir, credit_df, tiny_config):
+    """The manager keeps one imported worker ready; a run is handed to it, and a new spare is started."""
+    spare = manager._spare
+    assert spare is not None and spare.poll() is None
+    run_id = manager.submit(tiny_config("credit_risk", max_steps=2), credit_df, source="credit.csv")
+    assert manager.wait(run_id, timeout=120).state == "succeeded"
+    run_dir = runs.run_path(runs_dir, run_id)
+    assert runs.read_status(run_dir)["pid"] == spare.pid
+    assert (run_dir / "worker.log").exists()
+    assert manager._spare is not None and manager._spare.pid != spare.pid
+
+
+def test_shutdown_ends_the_spare_worker(runs_dir):
+    jobs = JobManager(runs_dir)
+    spare = jobs._spare
+    jobs.shutdown()
+    assert spare.wait(timeout=60) == 0
