@@ -30,7 +30,7 @@ if spec is not None:
             st.error(str(exc), icon=":material/error:")
 
 
-@st.fragment(run_every=1.5)
+@st.fragment(run_every=1.0)
 def progress() -> None:
     run_id = state.current_run_id()
     if run_id is None:
