@@ -255,7 +255,7 @@ def sample_card_features(rng: np.random.Generator, n: int) -> pd.DataFrame:
 def make_descriptors(rng: np.random.Generator, feats: pd.DataFrame) -> list[str]:
     """Build a card-statement descriptor per row, consistent with category and country."""
     out = []
-    for cat, risky, country in zip(feats["category"], feats["risky"], feats["country"]):
+    for cat, risky, country in zip(feats["category"], feats["risky"], feats["country"], strict=True):
         if country == "US":
             city, region = US_LOCATIONS[rng.integers(len(US_LOCATIONS))]
         else:
