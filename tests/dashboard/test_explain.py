@@ -45,12 +45,6 @@ def _chart_titles(at) -> list[str]:
     return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
 
 
-def test_no_runs_yet_is_explained(app):
-    open_page(app, "explain")
-    assert not app.exception
-    assert "No finished runs yet" in texts(app.info)
-
-
 def test_explains_the_test_rows_of_a_run(trained_app):
     open_page(trained_app, "explain")
     assert not trained_app.exception

@@ -7,12 +7,6 @@ from apptest_helpers import open_page, texts
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_data"
 
 
-def test_no_runs_yet_is_explained(app):
-    open_page(app, "predict")
-    assert not app.exception
-    assert "No finished runs yet" in texts(app.info)
-
-
 def test_scores_an_uploaded_file(trained_app):
     open_page(trained_app, "predict")
     rows = (SAMPLES / "credit_risk.csv").read_text().splitlines()[:31]

@@ -3,12 +3,6 @@
 from apptest_helpers import open_page, texts
 
 
-def test_no_runs_yet_is_explained(app):
-    open_page(app, "results")
-    assert not app.exception
-    assert "No finished runs yet" in texts(app.info)
-
-
 def test_metrics_charts_and_predictions(trained_app):
     open_page(trained_app, "results")
     assert not trained_app.exception
