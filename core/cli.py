@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None, help="auto | cpu | cuda | mps")
     train.add_argument("--precision", default=None, help="auto | fp32 | bf16 | fp16")
     train.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
+    train.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     train.add_argument("--runs-dir", default="runs")
 
     predict = sub.add_parser("predict", help="score a new file with a finished run")
@@ -83,7 +84,7 @@ def build_config(args: argparse.Namespace):
 
     model = given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length)
     train = given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                  device=args.device, precision=args.precision, max_steps=args.max_steps)
+                  device=args.device, precision=args.precision, max_steps=args.max_steps, compile=args.compile)
     data = DataConfig(target=args.target, roles=_parse_roles(args.role), task=args.task, split=args.split)
     return RunConfig(data=data, model=ModelConfig(**model), train=TrainConfig(**train))
 

@@ -95,6 +95,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on GPUs and bf16-capable CPUs, else fp16 / fp32) | fp32 | bf16 | fp16
     max_steps: int | None = None  # stop after this many optimiser steps (quick trials, tests)
     cache_frozen_prefix: bool = True  # compute frozen layers once, replay them in later epochs
+    compile: bool = False  # torch.compile the model (used when no frozen prefix is cached)
 
     def __post_init__(self):
         if self.epochs < 1:

@@ -290,6 +290,9 @@ def train(
     trainable = [p for p in model.parameters() if p.requires_grad]
     prefix = _make_prefix(model, frozen_depth, config)
     stores = _make_stores(prefix, model, train_rows, val_rows)
+    # The prefix cache swaps modules between calls, which a compiled graph cannot follow; it is the
+    # larger saving, so compilation applies only where no prefix is cached.
+    forward = torch.compile(model, dynamic=True) if config.compile and prefix is None else model
 
     history: list[dict] = []
     best_score, best_state, stale_epochs = -math.inf, None, 0
@@ -305,7 +308,7 @@ def train(
             batch = _to_device(batch, device)
             try:
                 with _autocast(device, dtype), _replaying(prefix, stores.get("train"), index, batch, device):
-                    out = model(batch["input_ids"], batch["attention_mask"], batch["numeric"])
+                    out = forward(batch["input_ids"], batch["attention_mask"], batch["numeric"])
                 targets = batch["targets"]
                 loss = loss_fn(out.float().squeeze(-1), targets) if task == "regression" else loss_fn(out.float(), targets)
                 if not torch.isfinite(loss):
@@ -357,7 +360,7 @@ def train(
 
         # -- evaluate, report, keep the best
         val_outputs = predict_outputs(
-            model, val_rows, batch_size=config.batch_size * 2, pad_id=pad_id, device=device, dtype=dtype,
+            forward, val_rows, batch_size=config.batch_size * 2, pad_id=pad_id, device=device, dtype=dtype,
             prefix=prefix, store=stores.get("val"),
         )
         val_metrics = score_outputs(val_outputs)
