@@ -20,18 +20,26 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
     return directory
 
 
-@pytest.fixture
-def app(runs_dir):
-    """An AppTest of the dashboard on the Data page, with empty caches and its own runs folder."""
+def app_over(runs_folder: Path, monkeypatch):
+    """Yield an AppTest of the dashboard over ``runs_folder`` with empty caches; clean up after.
+
+    Clearing st.cache_resource at the end also cancels explanation jobs the pages left running.
+    """
+    monkeypatch.setenv("FINTUNE_RUNS_DIR", str(runs_folder))
     st.cache_data.clear()
     st.cache_resource.clear()
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    yield at
+    yield AppTest.from_file(str(APP), default_timeout=120)
     from dashboard import state
 
     state.manager().shutdown()
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def app(runs_dir, monkeypatch):
+    """An AppTest of the dashboard on the Data page, with empty caches and its own runs folder."""
+    yield from app_over(runs_dir, monkeypatch)
 
 
 @pytest.fixture(scope="session")
@@ -53,12 +61,4 @@ def trained_runs(tmp_path_factory) -> Path:
 @pytest.fixture
 def trained_app(trained_runs, monkeypatch):
     """An AppTest whose runs folder holds the tiny succeeded run."""
-    monkeypatch.setenv("FINTUNE_RUNS_DIR", str(trained_runs))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield AppTest.from_file(str(APP), default_timeout=120)
-    from dashboard import state
-
-    state.manager().shutdown()
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    yield from app_over(trained_runs, monkeypatch)

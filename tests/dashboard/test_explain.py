@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from apptest_helpers import open_page, texts
-from conftest import APP
-from streamlit.testing.v1 import AppTest
+from conftest import app_over
 
 import core
 from dashboard import state
@@ -109,13 +107,7 @@ def test_bad_files_show_the_engines_message(trained_app):
 @pytest.fixture
 def text_app(text_runs, monkeypatch):
     """An AppTest whose runs folder holds the tiny text run."""
-    monkeypatch.setenv("FINTUNE_RUNS_DIR", str(text_runs))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield AppTest.from_file(str(APP), default_timeout=120)
-    state.manager().shutdown()
-    st.cache_data.clear()
-    st.cache_resource.clear()  # cancels what the page's explanation jobs still had running
+    yield from app_over(text_runs, monkeypatch)
 
 
 def test_words_of_an_uploaded_text_are_shaded_and_escaped(text_app):
