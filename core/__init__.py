@@ -27,7 +27,7 @@ _EXPORTS = {
     "ExplainStats": "explain", "ExplanationCancelled": "explain", "summary_row": "explain",
     "warm_up_explanations": "explain",
     "ExplainJob": "explain_jobs", "ExplainJobs": "explain_jobs", "ExplainSnapshot": "explain_jobs",
-    "DEFAULT_EXPLAIN_ROWS": "explain_jobs", "MAX_EXPLAIN_ROWS": "explain_jobs",
+    "DEFAULT_EXPLAIN_ROWS": "config", "MAX_EXPLAIN_ROWS": "explain_jobs",
 }
 
 __all__ = sorted(_EXPORTS)

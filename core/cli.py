@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .config import DEFAULT_EXPLAIN_ROWS
 from .errors import BackboneError, ConfigError, DataError, FinTuneError, RunError
 
 BAD_INPUT = (DataError, ConfigError, BackboneError, RunError)
@@ -49,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="SHAP values per input column for the first rows of a file")
     explain.add_argument("run_dir")
     explain.add_argument("data")
-    explain.add_argument("--rows", type=int, default=200, help="explain the first N rows (default 200)")
+    explain.add_argument("--rows", type=int, default=DEFAULT_EXPLAIN_ROWS,
+                         help=f"explain the first N rows (default {DEFAULT_EXPLAIN_ROWS})")
     explain.add_argument("--class", dest="label", default=None,
                          help="class whose probability is explained (default: the last; binary: the positive)")
     explain.add_argument("--background", type=int, default=None,

@@ -15,6 +15,7 @@ Role = Literal["numeric", "categorical", "text", "datetime", "id", "ignore"]
 ROLES: tuple[str, ...] = ("numeric", "categorical", "text", "datetime", "id", "ignore")
 Task = Literal["binary", "multiclass", "regression"]
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
+DEFAULT_EXPLAIN_ROWS = 200  # rows explained when nobody says otherwise (page and CLI)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from .explain import ExplanationCancelled, explain_rows, explain_tokens, warm_up
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EXPLAIN_ROWS = 200  # rows explained when nobody says otherwise (the CLI's --rows default too)
 MAX_EXPLAIN_ROWS = 1000  # cost grows linearly with rows: a page should not start an hour-long job
 MAX_JOBS = 16  # finished jobs kept per registry, least recently used dropped first
 MAX_TOKEN_RESULTS = 64
