@@ -197,9 +197,13 @@ class FineTuner:
         targets = self.preprocessor_.encode_target(frame)
         return self.score_outputs(self.raw_outputs(frame), targets)
 
-    def predictions_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """One row per input row: the target if present, the prediction, and one probability per class."""
-        predictions = self.outputs_to_predictions(self.raw_outputs(frame))
+    def predictions_frame(self, frame: pd.DataFrame, outputs: np.ndarray | None = None) -> pd.DataFrame:
+        """One row per input row: the target if present, the prediction, and one probability per class.
+
+        ``outputs`` are this frame's raw outputs when the caller already has them.
+        """
+        outputs = self.raw_outputs(frame) if outputs is None else outputs
+        predictions = self.outputs_to_predictions(outputs)
         out = pd.DataFrame({"row": frame.index.to_numpy()})
         if self.spec_.target in frame.columns:
             out[self.spec_.target] = frame[self.spec_.target].to_numpy()

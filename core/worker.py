@@ -86,10 +86,9 @@ def execute(
         runs.write_status(run_dir, "running", phase="Evaluating on the test split")
         parts = {name: frame.iloc[rows] for name, rows in tuner.splits_.items()}
         val_metrics = tuner.evaluate(parts["val"])
-        predictions = tuner.predictions_frame(parts["test"])
-        test_metrics = tuner.score_outputs(
-            tuner.raw_outputs(parts["test"]), tuner.preprocessor_.encode_target(parts["test"])
-        )
+        test_outputs = tuner.raw_outputs(parts["test"])  # one inference pass serves both
+        predictions = tuner.predictions_frame(parts["test"], test_outputs)
+        test_metrics = tuner.score_outputs(test_outputs, tuner.preprocessor_.encode_target(parts["test"]))
         runs.write_status(run_dir, "running", phase="Saving the model")
         tuner.save(runs.model_dir(run_dir))
         runs.write_predictions(run_dir, predictions)
