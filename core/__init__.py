@@ -28,6 +28,21 @@ _EXPORTS = {
     "warm_up_explanations": "explain",
     "ExplainJob": "explain_jobs", "ExplainJobs": "explain_jobs", "ExplainSnapshot": "explain_jobs",
     "DEFAULT_EXPLAIN_ROWS": "config", "MAX_EXPLAIN_ROWS": "explain_jobs",
+    "resolve_split": "data", "describe_split": "data",
+    "reliability_table": "metrics", "gain_lift_table": "metrics", "classification_metrics": "metrics",
+    "regression_metrics": "metrics", "HIGHER_IS_BETTER": "metrics",
+    "evaluate": "evaluation", "diagnostics": "evaluation",
+    "bootstrap_intervals": "significance", "delong_test": "significance",
+    "Decision": "thresholds", "choose_threshold": "thresholds", "cost_curve": "thresholds",
+    "outcome_at": "thresholds", "apply_decision": "thresholds",
+    "read_decision": "runs", "write_decision": "runs", "read_val_predictions": "runs",
+    "read_baseline_predictions": "runs", "read_stability": "runs",
+    "Comparison": "compare", "compare_runs": "compare", "compare_with_baselines": "compare",
+    "compare_predictions": "compare",
+    "drift_report": "predict",
+    "psi_level": "stability", "PSI_WARN": "stability", "PSI_ALERT": "stability",
+    "find_leakage": "leakage", "LeakageWarning": "leakage",
+    "derive_market_features": "market", "market_columns": "market",
 }
 
 __all__ = sorted(_EXPORTS)

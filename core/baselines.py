@@ -1,7 +1,9 @@
 """Reference models on the same split, so a user sees whether fine-tuning paid off.
 
 LightGBM for tables (numeric + categorical + TF-IDF of any text columns); TF-IDF + logistic
-regression for tables whose only features are text.
+regression for tables whose only features are text; and always the majority-class (or mean)
+predictor, the floor any model must clear. Each returns its outputs on the val and test rows:
+class probabilities (N, C) or predicted values (N,).
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ def _targets(spec: TableSpec, frame: pd.DataFrame) -> np.ndarray:
 def _score(spec: TableSpec, y: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     if spec.task == "regression":
         return regression_metrics(y, predictions)
-    return classification_metrics(y, predictions)
+    return classification_metrics(y, predictions, spec.positive_index)
+
+
+Outputs = dict[str, np.ndarray]  # split name ("val", "test") -> probabilities or values
 
 
 def _full_proba(model, x, n_classes: int) -> np.ndarray:
@@ -45,7 +50,7 @@ def _full_proba(model, x, n_classes: int) -> np.ndarray:
     return full
 
 
-def tfidf_logistic(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:
+def tfidf_logistic(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> Outputs:
     """TF-IDF (word 1-2 grams) + logistic regression (ridge for regression) over the text columns."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
@@ -54,12 +59,12 @@ def tfidf_logistic(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> dict[str,
     y = {name: _targets(spec, frame) for name, frame in parts.items()}
     if spec.task == "regression":
         model = Ridge(alpha=1.0).fit(x["train"], y["train"])
-        return {name: _score(spec, y[name], model.predict(x[name])) for name in ("val", "test")}
+        return {name: model.predict(x[name]) for name in ("val", "test")}
     model = LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced").fit(x["train"], y["train"])
-    return {name: _score(spec, y[name], _full_proba(model, x[name], len(spec.classes))) for name in ("val", "test")}
+    return {name: _full_proba(model, x[name], len(spec.classes)) for name in ("val", "test")}
 
 
-def lightgbm_table(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> dict[str, dict[str, float]]:
+def lightgbm_table(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> Outputs:
     """LightGBM over numeric, categorical (native handling) and TF-IDF text features."""
     import lightgbm as lgb
     import scipy.sparse as sp
@@ -89,15 +94,39 @@ def lightgbm_table(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> dict[str,
     if spec.task == "regression":
         model = lgb.LGBMRegressor(**params)
         model.fit(x["train"], y["train"], categorical_feature=cat_index or "auto")
-        return {name: _score(spec, y[name], model.predict(x[name])) for name in ("val", "test")}
+        return {name: model.predict(x[name]) for name in ("val", "test")}
     model = lgb.LGBMClassifier(**params, class_weight="balanced")
     model.fit(x["train"], y["train"], categorical_feature=cat_index or "auto")
-    return {name: _score(spec, y[name], _full_proba(model, x[name], len(spec.classes))) for name in ("val", "test")}
+    return {name: _full_proba(model, x[name], len(spec.classes)) for name in ("val", "test")}
+
+
+def majority(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> Outputs:
+    """The training class shares as every row's probabilities (or the training mean): no skill."""
+    y = _targets(spec, parts["train"])
+    if spec.task == "regression":
+        return {name: np.full(len(parts[name]), float(np.nanmean(y))) for name in ("val", "test")}
+    prior = np.bincount(y, minlength=len(spec.classes)) / len(y)
+    return {name: np.tile(prior, (len(parts[name]), 1)) for name in ("val", "test")}
+
+
+def reference_name(spec: TableSpec) -> str:
+    """The strong reference for this table's kind of features."""
+    only_text = not spec.columns("numeric") and not spec.columns("datetime") and bool(spec.columns("text"))
+    return "TF-IDF + logistic regression" if only_text else "LightGBM"
+
+
+def majority_name(spec: TableSpec) -> str:
+    return "Mean predictor" if spec.task == "regression" else "Majority class"
+
+
+def fit_baselines(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> dict[str, Outputs]:
+    """Every baseline's val and test outputs, strong reference first."""
+    fit = tfidf_logistic if reference_name(spec).startswith("TF-IDF") else lightgbm_table
+    return {reference_name(spec): fit(spec, parts), majority_name(spec): majority(spec, parts)}
 
 
 def run_baseline(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> tuple[str, dict[str, dict[str, float]]]:
-    """The right reference for this table: (name, {"val": metrics, "test": metrics})."""
-    only_text = not spec.columns("numeric") and not spec.columns("datetime") and bool(spec.columns("text"))
-    if only_text:
-        return "TF-IDF + logistic regression", tfidf_logistic(spec, parts)
-    return "LightGBM", lightgbm_table(spec, parts)
+    """The strong reference's plain metrics: (name, {"val": metrics, "test": metrics})."""
+    fit = tfidf_logistic if reference_name(spec).startswith("TF-IDF") else lightgbm_table
+    outputs = fit(spec, parts)
+    return reference_name(spec), {n: _score(spec, _targets(spec, parts[n]), outputs[n]) for n in ("val", "test")}

@@ -1,4 +1,5 @@
-"""``fintune``: train, predict, explain, list runs, start the dashboard.
+"""``fintune``: train, predict, explain, choose thresholds, compare runs, derive market features,
+list runs, start the dashboard.
 
 Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 anything else.
 """
@@ -31,7 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--lr", type=float, default=None, help="backbone learning rate")
     train.add_argument("--max-length", type=int, default=None, help="tokens per row (default: automatic)")
-    train.add_argument("--split", default="random", help="random | time:COLUMN")
+    train.add_argument("--split", default=None,
+                       help="auto (default: by time when there is a date column) | random | time:COLUMN")
+    train.add_argument("--embargo", type=int, default=None,
+                       help="time split: leave out N dates between train, validation and test")
+    train.add_argument("--positive-class", default=None,
+                       help="binary: the event class scored by KS, lift and thresholds (default: the rarer)")
+    train.add_argument("--class-weights", choices=["auto", "balanced", "none"], default=None)
+    train.add_argument("--loss", choices=["cross_entropy", "focal"], default=None,
+                       help="classification loss (focal down-weights easy rows; for rare events)")
     train.add_argument("--task", choices=["binary", "multiclass", "regression"], default=None)
     train.add_argument("--role", action="append", default=[], metavar="COLUMN=ROLE",
                        help="override a column role (numeric, categorical, text, datetime, id, ignore)")
@@ -46,6 +55,31 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir")
     predict.add_argument("data")
     predict.add_argument("-o", "--output", required=True)
+    predict.add_argument("--threshold", type=float, default=None,
+                         help="binary: flag rows whose positive-class probability is at least this "
+                              "(default: the run's saved threshold)")
+
+    threshold = sub.add_parser("threshold", help="choose and save a binary run's decision threshold")
+    threshold.add_argument("run_dir")
+    threshold.add_argument("--cost-fp", type=float, default=1.0, help="cost of flagging a row wrongly")
+    threshold.add_argument("--cost-fn", type=float, default=1.0, help="cost of missing a positive row")
+    threshold.add_argument("--approval-rate", type=float, default=None,
+                           help="instead of costs: the share of rows to approve (not flag), e.g. 0.7")
+    threshold.add_argument("--threshold", type=float, default=None, help="set the threshold by hand")
+
+    compare = sub.add_parser("compare", help="compare finished runs on their test rows (first = reference)")
+    compare.add_argument("run_dirs", nargs="+")
+
+    market = sub.add_parser("market-features", help="derive lagged returns, volatility and a next-period "
+                                                    "target from a daily price table, without look-ahead")
+    market.add_argument("data")
+    market.add_argument("-o", "--output", required=True)
+    market.add_argument("--date", default=None, help="date column (default: guessed)")
+    market.add_argument("--close", default=None, help="closing price column (default: guessed)")
+    market.add_argument("--volume", default=None, help="volume column (default: guessed when present)")
+    market.add_argument("--group", default=None, help="ticker column for several instruments")
+    market.add_argument("--horizon", type=int, default=1, help="periods ahead the target looks")
+    market.add_argument("--target", choices=["direction", "return"], default="direction")
 
     explain = sub.add_parser("explain", help="SHAP values per input column for the first rows of a file")
     explain.add_argument("run_dir")
@@ -86,8 +120,10 @@ def build_config(args: argparse.Namespace):
 
     model = given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length)
     train = given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                  device=args.device, precision=args.precision, max_steps=args.max_steps, compile=args.compile)
-    data = DataConfig(target=args.target, roles=_parse_roles(args.role), task=args.task, split=args.split)
+                  device=args.device, precision=args.precision, max_steps=args.max_steps, compile=args.compile,
+                  class_weights=args.class_weights, loss=args.loss)
+    data = DataConfig(target=args.target, roles=_parse_roles(args.role), task=args.task,
+                      **given(split=args.split, embargo=args.embargo, positive_class=args.positive_class))
     return RunConfig(data=data, model=ModelConfig(**model), train=TrainConfig(**train))
 
 
@@ -133,11 +169,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: {status.get('message', state)}", file=sys.stderr)
         print(run_dir)
         return 2 if status.get("kind") in ("data_error", "backbone_error") else 1
-    metrics = runs.read_metrics(run_dir)
-    test = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items() if isinstance(v, float))
-    print(f"test: {test}", file=sys.stderr)
+    for line in summary_lines(runs.read_metrics(run_dir)):
+        print(line, file=sys.stderr)
     print(run_dir)
     return 0
+
+
+def _with_interval(value, interval) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "")
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """What a finished run tells the terminal: test metrics with 95% intervals, baselines, warnings."""
+    lines = [f"split: {metrics.get('split', '?')}; test rows: {metrics.get('rows', {}).get('test', '?')}"]
+    intervals = metrics.get("test_intervals", {})
+    lines += [f"test {name}: {_with_interval(value, intervals.get(name))}"
+              for name, value in metrics.get("test", {}).items() if isinstance(value, (int, float))]
+    headline = "rmse" if metrics.get("task") == "regression" else "roc_auc"
+    for name, entry in metrics.get("baselines", {}).items():
+        if isinstance(entry, dict) and entry.get("test"):
+            lines.append(f"baseline {name}: test {headline} "
+                         f"{_with_interval(entry['test'].get(headline), entry.get('test_intervals', {}).get(headline))}")
+    if "at_threshold" in metrics:
+        at = metrics["at_threshold"]
+        lines.append(f"threshold {at['threshold']:.4f} ({metrics['decision']['method']}, positive "
+                     f"{metrics['positive_class']!r}): precision {at['precision']:.3f}, recall {at['recall']:.3f}, "
+                     f"approval rate {at['approval_rate']:.3f}")
+    lines += [f"warning: {w['message']}" for w in metrics.get("warnings", [])]
+    return lines
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -145,13 +206,82 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import score_file
 
     frame = read_table(args.data)
-    predictions, warnings = score_file(args.run_dir, frame)
+    predictions, warnings = score_file(args.run_dir, frame, threshold=args.threshold)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     from .exports import to_safe_csv
+    from .predict import drift_report
 
     Path(args.output).write_bytes(to_safe_csv(predictions))
     print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
+    drift = drift_report(args.run_dir, frame, predictions)
+    for row in drift[drift["level"] != "stable"].itertuples():
+        print(f"warning: {row.input!r} has shifted since training (PSI {row.psi:.3f}, {row.level})", file=sys.stderr)
+    return 0
+
+
+def cmd_threshold(args: argparse.Namespace) -> int:
+    from . import runs
+    from .compare import spec_from_metrics
+    from .thresholds import choose_threshold, outcome_at
+
+    run_dir = Path(args.run_dir)
+    metrics = runs.read_metrics(run_dir)
+    if metrics.get("task") != "binary":
+        raise RunError(f"Run {run_dir.name} is not a finished binary run: thresholds are for yes/no targets.")
+    target = runs.read_json(run_dir / "config.json")["data"]["target"]
+    spec = spec_from_metrics(metrics, target)
+
+    def scores(table):
+        return table[target].astype(str).to_numpy() == spec.positive_class, table[f"prob_{spec.positive_class}"].to_numpy()
+
+    decision = choose_threshold(*scores(runs.read_val_predictions(run_dir)), spec.positive_class, cost_fp=args.cost_fp,
+                      cost_fn=args.cost_fn, approval_rate=args.approval_rate, threshold=args.threshold)
+    runs.write_decision(run_dir, decision)
+    test = outcome_at(*scores(runs.read_predictions(run_dir)), decision)
+    print(f"threshold {decision.threshold:.4f} ({decision.method}, chosen on validation rows); on test rows: "
+          f"TP {test['tp']}, FP {test['fp']}, FN {test['fn']}, TN {test['tn']}, precision {test['precision']:.3f}, "
+          f"recall {test['recall']:.3f}, approval rate {test['approval_rate']:.3f}, "
+          f"cost per row {test['cost_per_row']:.4f}", file=sys.stderr)
+    print(run_dir / "decision.json")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+
+    result = compare_runs(args.run_dirs)
+    print(result.metrics.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if result.note:
+        print(result.note, file=sys.stderr)
+    if not result.differences.empty:
+        print(f"\ndifferences against {result.models[0]} (paired bootstrap, 95% interval):")
+        print(result.differences.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if not result.delong.empty:
+        print("\nDeLong test of ROC AUC differences:")
+        print(result.delong.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if not result.config.empty:
+        print("\nsettings that differ:")
+        print(result.config.to_string(index=False))
+    return 0
+
+
+def cmd_market_features(args: argparse.Namespace) -> int:
+    from .data import read_table
+    from .exports import to_safe_csv
+    from .market import derive_market_features, market_columns
+
+    frame = read_table(args.data)
+    guessed = market_columns(frame) or {}
+    date, close = args.date or guessed.get("date"), args.close or guessed.get("close")
+    if not date or not close:
+        raise ConfigError("No date and closing-price columns found: name them with --date and --close.")
+    derived = derive_market_features(frame, date=date, close=close, volume=args.volume or guessed.get("volume"),
+                                     group=args.group, horizon=args.horizon, target=args.target)
+    Path(args.output).write_bytes(to_safe_csv(derived))
+    target = f"next_{args.horizon}d_{args.target}"
+    print(f"wrote {len(derived)} rows to {args.output}; train with --target {target} "
+          f"(the split defaults to chronological by {date!r}; add --embargo {args.horizon})", file=sys.stderr)
     return 0
 
 
@@ -204,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     handlers = {"train": cmd_train, "predict": cmd_predict, "explain": cmd_explain, "runs": cmd_runs,
-                "dashboard": cmd_dashboard}
+                "dashboard": cmd_dashboard, "threshold": cmd_threshold, "compare": cmd_compare,
+                "market-features": cmd_market_features}
     try:
         return handlers[args.command](args)
     except BAD_INPUT as exc:

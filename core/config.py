@@ -25,9 +25,11 @@ class DataConfig:
     target: str
     roles: dict[str, str] = field(default_factory=dict)  # overrides of the inferred roles
     task: str | None = None  # None: inferred from the target
-    split: str = "random"  # "random" (stratified) or "time:<column>"
+    split: str = "auto"  # "auto" (by time when a date column exists), "random" (stratified), "time:<column>"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    embargo: int = 0  # time splits: distinct dates left out between train|val and val|test
+    positive_class: str | None = None  # binary: the event class scored by KS, lift, thresholds; None: the rarer
 
     def __post_init__(self):
         if not self.target:
@@ -39,10 +41,14 @@ class DataConfig:
                 )
         if self.task not in (None, "binary", "multiclass", "regression"):
             raise ConfigError(f"Task {self.task!r} is unknown: use binary, multiclass or regression.")
-        if not (self.split == "random" or (self.split.startswith("time:") and len(self.split) > 5)):
+        if not (self.split in ("auto", "random") or (self.split.startswith("time:") and len(self.split) > 5)):
             raise ConfigError(
-                f"Split {self.split!r} is unknown: use 'random' or 'time:<date column>'."
+                f"Split {self.split!r} is unknown: use 'auto', 'random' or 'time:<date column>'."
             )
+        if self.embargo < 0:
+            raise ConfigError(f"embargo is {self.embargo}: use 0 or more dates.")
+        if self.embargo and self.split == "random":
+            raise ConfigError("An embargo needs a time split: use split 'time:<date column>' or 'auto'.")
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 < value < 0.5:
@@ -91,6 +97,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     patience: int = 2  # epochs without validation improvement before stopping
     class_weights: str = "auto"  # "auto": balanced weights when the rarest class is under 25%
+    loss: str = "cross_entropy"  # classification loss: cross_entropy | focal
+    focal_gamma: float = 2.0  # focal loss: how much easy rows are down-weighted (0 = cross-entropy)
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto (bf16 on GPUs and bf16-capable CPUs, else fp16 / fp32) | fp32 | bf16 | fp16
@@ -107,6 +115,10 @@ class TrainConfig:
             raise ConfigError(f"learning rates {self.lr}, {self.head_lr}: use values in (0, 1), e.g. 5e-5.")
         if self.class_weights not in ("auto", "balanced", "none"):
             raise ConfigError(f"class_weights is {self.class_weights!r}: use auto, balanced or none.")
+        if self.loss not in ("cross_entropy", "focal"):
+            raise ConfigError(f"loss is {self.loss!r}: use cross_entropy or focal.")
+        if not 0.0 <= self.focal_gamma <= 10.0:
+            raise ConfigError(f"focal_gamma is {self.focal_gamma}: choose between 0 and 10 (2 is usual).")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision is {self.precision!r}: use auto, fp32, bf16 or fp16.")
         if not 0 <= self.warmup_ratio < 1:

@@ -28,6 +28,7 @@ MAX_CLASSES = 1000
 MIN_ROWS = 20
 _ID_NAME = re.compile(r"(^|[_\s-])(id|uuid|guid|key|number|no|nr)$|^id[_\s-]|identifier", re.I)
 _DATE_HINT = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{4}-\d{2}|\d{1,2}:\d{2}")
+_DATE_NAME = re.compile(r"date|time|day|period|month", re.I)
 
 
 # --------------------------------------------------------------------------- reading
@@ -259,6 +260,12 @@ class TableSpec:
     roles: dict[str, str]
     classes: tuple[str, ...]  # empty for regression
     warnings: tuple[str, ...] = ()
+    positive_class: str | None = None  # binary: the event class (default, fraud) the metrics score
+
+    @property
+    def positive_index(self) -> int | None:
+        """Index of the positive class in ``classes`` (binary only)."""
+        return self.classes.index(self.positive_class) if self.positive_class in self.classes else None
 
     def columns(self, role: str) -> list[str]:
         return [c for c, r in self.roles.items() if r == role]
@@ -274,6 +281,7 @@ class TableSpec:
             "roles": self.roles,
             "classes": list(self.classes),
             "warnings": list(self.warnings),
+            "positive_class": self.positive_class,
         }
 
     @classmethod
@@ -284,6 +292,7 @@ class TableSpec:
             roles=dict(raw["roles"]),
             classes=tuple(raw["classes"]),
             warnings=tuple(raw.get("warnings", ())),
+            positive_class=raw.get("positive_class") or _default_positive(raw["task"], tuple(raw["classes"])),
         )
 
 
@@ -310,6 +319,7 @@ def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
         raise DataError(f"Only {len(y)} labelled rows: FinTune needs at least {MIN_ROWS} to train and test.")
     task = config.task or infer_task(y)
     classes: tuple[str, ...] = ()
+    positive_class = None
     if task == "regression":
         numeric = pd.to_numeric(y, errors="coerce")
         bad = numeric.isna() | ~np.isfinite(numeric.fillna(0).to_numpy(dtype=float))
@@ -335,6 +345,8 @@ def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
         if task == "binary" and len(counts) > 2:
             raise DataError(f"Task is binary but {target!r} has {len(counts)} classes: set task multiclass.")
         classes = tuple(sorted(counts.index, key=_natural_key))
+        if task == "binary":
+            positive_class = _positive_class(config.positive_class, counts, classes, target)
     roles = infer_roles(frame, target)
     roles.update(config.roles)
     time_column = config.time_column
@@ -348,7 +360,27 @@ def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
             f"No usable feature: every column besides {target!r} is an identifier, constant or ignored. "
             "Add feature columns or change a column's role."
         )
-    return TableSpec(target=target, task=task, roles=roles, classes=classes, warnings=tuple(notes))
+    if config.positive_class is not None and task != "binary":
+        raise DataError(f"A positive class is for binary targets, and {target!r} is {task}: leave it unset.")
+    return TableSpec(target=target, task=task, roles=roles, classes=classes, warnings=tuple(notes),
+                     positive_class=positive_class)
+
+
+def _positive_class(given: str | None, counts: pd.Series, classes: tuple[str, ...], target: str) -> str:
+    """The event class: the one given, else the rarer class (defaults and frauds are the minority)."""
+    if given is not None:
+        if str(given) not in classes:
+            raise DataError(
+                f"Positive class {given!r} is not a value of {target!r}: choose one of {list(classes)}."
+            )
+        return str(given)
+    rarest = counts[counts == counts.min()].index
+    return max(rarest, key=_natural_key)  # a tie (50/50) keeps the conventional "1" / later label
+
+
+def _default_positive(task: str, classes: tuple[str, ...]) -> str | None:
+    """Specs saved before positive classes existed scored ``classes[1]``."""
+    return classes[1] if task == "binary" and len(classes) == 2 else None
 
 
 def target_labels(y: pd.Series) -> pd.Series:
@@ -373,11 +405,32 @@ def _preview(columns, n: int = 8) -> str:
 # --------------------------------------------------------------------------- splitting
 
 
+def resolve_split(spec: TableSpec, config: DataConfig) -> str:
+    """The split a config means for this table: ``auto`` is by time when there is a date column."""
+    if config.split != "auto":
+        return config.split
+    dates = spec.columns("datetime")
+    if not dates:
+        return "random"
+    named = [c for c in dates if _DATE_NAME.search(str(c))]
+    return f"time:{(named or dates)[0]}"
+
+
+def describe_split(spec: TableSpec, config: DataConfig) -> str:
+    """One line for people: "chronological by 'date' (embargo 5 dates)" or "stratified random"."""
+    split = resolve_split(spec, config)
+    if split == "random":
+        return "stratified random" if spec.task != "regression" else "random"
+    embargo = f", embargo {config.embargo} dates" if config.embargo else ""
+    return f"chronological by {split[5:]!r}{embargo}"
+
+
 def split_rows(frame: pd.DataFrame, spec: TableSpec, config: DataConfig, seed: int) -> dict[str, np.ndarray]:
     """Row positions for train / val / test (labelled rows only)."""
     labelled = np.flatnonzero(frame[spec.target].notna().to_numpy())
-    if config.time_column:
-        return _chronological_split(frame, labelled, config)
+    split = resolve_split(spec, config)
+    if split.startswith("time:"):
+        return _chronological_split(frame, labelled, split[5:], config)
     return _random_split(frame, spec, labelled, config, seed)
 
 
@@ -402,8 +455,7 @@ def _random_split(frame, spec, rows, config, seed) -> dict[str, np.ndarray]:
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
-def _chronological_split(frame, rows, config) -> dict[str, np.ndarray]:
-    column = config.time_column
+def _chronological_split(frame, rows, column, config) -> dict[str, np.ndarray]:
     times = parse_datetime(frame[column].iloc[rows])
     if times.isna().mean() > 0.5:
         raise DataError(f"Column {column!r} does not hold dates: choose a date column for the time split.")
@@ -415,14 +467,28 @@ def _chronological_split(frame, rows, config) -> dict[str, np.ndarray]:
     # Cut at timestamp boundaries so no later split holds a row from the same instant as train.
     cut_val = _boundary(stamps, int(round(n * (1 - config.val_fraction - config.test_fraction))))
     cut_test = _boundary(stamps, int(round(n * (1 - config.test_fraction))))
-    parts = {"train": rows[:cut_val], "val": rows[cut_val:cut_test], "test": rows[cut_test:]}
+    # The embargo drops the first dates after each cut, so labels that look ahead (a 5-day return)
+    # cannot overlap the next period's rows.
+    val_start = _skip_dates(stamps, cut_val, config.embargo)
+    test_start = _skip_dates(stamps, cut_test, config.embargo)
+    parts = {"train": rows[:cut_val], "val": rows[val_start:cut_test], "test": rows[test_start:]}
     for name, part in parts.items():
         if len(part) == 0:
+            embargo = f" after an embargo of {config.embargo} dates" if config.embargo else ""
             raise DataError(
-                f"The time split by {column!r} leaves the {name} split empty: too few distinct dates; "
-                "use a random split or a finer date column."
+                f"The time split by {column!r} leaves the {name} split empty{embargo}: too few distinct "
+                "dates; use a smaller embargo, a random split or a finer date column."
             )
     return parts
+
+
+def _skip_dates(stamps: np.ndarray, position: int, n_dates: int) -> int:
+    """The position ``n_dates`` distinct dates after ``position``."""
+    for _ in range(n_dates):
+        if position >= len(stamps):
+            break
+        position = _boundary(stamps, position + 1) if position + 1 < len(stamps) else len(stamps)
+    return position
 
 
 def _boundary(stamps: np.ndarray, position: int) -> int:

@@ -29,6 +29,29 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def predictions_table(spec, frame: pd.DataFrame, predictions: np.ndarray, decision=None) -> pd.DataFrame:
+    """Rows ``row``, the target (when ``frame`` has it), ``prediction`` and ``prob_<class>`` columns.
+
+    ``predictions`` are class probabilities (N, C) or values (N,); any model's outputs (the fine-tuned
+    one or a baseline) become the same table.
+    """
+    out = pd.DataFrame({"row": frame.index.to_numpy()})
+    if spec.target in frame.columns:
+        out[spec.target] = frame[spec.target].to_numpy()
+    if spec.task == "regression":
+        out["prediction"] = predictions
+        return out
+    if decision is not None and spec.task == "binary":
+        from .thresholds import apply_decision
+
+        out["prediction"] = apply_decision(predictions, spec.classes, decision)
+    else:
+        out["prediction"] = np.asarray(spec.classes, dtype=object)[predictions.argmax(axis=1)]
+    for k, label in enumerate(spec.classes):
+        out[f"prob_{label}"] = predictions[:, k]
+    return out
+
+
 class FineTuner:
     """Fine-tune a pretrained encoder plus fusion head on a table.
 
@@ -191,29 +214,23 @@ class FineTuner:
         if self.spec_.task == "regression":
             truth = self.preprocessor_.decode_regression(targets)
             return regression_metrics(truth, predictions)
-        return classification_metrics(targets, predictions)
+        return classification_metrics(targets, predictions, self.spec_.positive_index)
 
     def evaluate(self, frame: pd.DataFrame) -> dict[str, float]:
         targets = self.preprocessor_.encode_target(frame)
         return self.score_outputs(self.raw_outputs(frame), targets)
 
-    def predictions_frame(self, frame: pd.DataFrame, outputs: np.ndarray | None = None) -> pd.DataFrame:
+    def predictions_frame(
+        self, frame: pd.DataFrame, outputs: np.ndarray | None = None, *, decision=None
+    ) -> pd.DataFrame:
         """One row per input row: the target if present, the prediction, and one probability per class.
 
-        ``outputs`` are this frame's raw outputs when the caller already has them.
+        ``outputs`` are this frame's raw outputs when the caller already has them. A binary run's
+        labels follow ``decision`` (a :class:`core.thresholds.Decision`) when given, else the most
+        probable class.
         """
         outputs = self.raw_outputs(frame) if outputs is None else outputs
-        predictions = self.outputs_to_predictions(outputs)
-        out = pd.DataFrame({"row": frame.index.to_numpy()})
-        if self.spec_.target in frame.columns:
-            out[self.spec_.target] = frame[self.spec_.target].to_numpy()
-        if self.spec_.task == "regression":
-            out["prediction"] = predictions
-        else:
-            out["prediction"] = np.asarray(self.spec_.classes, dtype=object)[predictions.argmax(axis=1)]
-            for k, label in enumerate(self.spec_.classes):
-                out[f"prob_{label}"] = predictions[:, k]
-        return out
+        return predictions_table(self.spec_, frame, self.outputs_to_predictions(outputs), decision)
 
     # ----------------------------------------------------------------- persistence
 

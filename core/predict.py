@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import runs
-from .errors import RunError
+from .errors import ConfigError, RunError
 
 
 @lru_cache(maxsize=4)
@@ -29,8 +29,53 @@ def load_model(run_dir: str | Path):
     return _load(str(path.resolve()), weights.stat().st_mtime)
 
 
-def score_file(run_dir: str | Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Predictions (and class probabilities) for every row; warnings for ignored extra columns."""
+def decision_for(run_dir: str | Path, tuner, threshold: float | None = None):
+    """The run's saved decision, with ``threshold`` (when given) replacing its cut-off."""
+    from .thresholds import Decision
+
+    decision = runs.read_decision(Path(run_dir))
+    if threshold is None:
+        return decision
+    if tuner.spec_.task != "binary":
+        raise ConfigError(f"--threshold is for binary runs; this run is {tuner.spec_.task}: leave it out.")
+    base = decision or Decision(tuner.spec_.positive_class, 0.5)
+    return Decision(base.positive_class, float(threshold), "manual", base.cost_fp, base.cost_fn)
+
+
+def score_file(
+    run_dir: str | Path, frame: pd.DataFrame, *, threshold: float | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Predictions (and class probabilities) for every row; warnings for ignored extra columns.
+
+    Binary labels use the run's saved decision threshold, or ``threshold`` when given.
+    """
     tuner = load_model(run_dir)
+    decision = decision_for(run_dir, tuner, threshold)
     warnings = tuner.preprocessor_.check_columns(frame)
-    return tuner.predictions_frame(frame), warnings
+    return tuner.predictions_frame(frame, decision=decision), warnings
+
+
+def drift_report(run_dir: str | Path, frame: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+    """PSI of each input and of the score between the run's training rows and ``frame``.
+
+    Columns ``input``, ``psi``, ``level``; empty for runs trained before stability was recorded.
+    """
+    from .report import score_of
+    from .stability import Reference, psi, psi_level, stability_report
+
+    saved = runs.read_stability(Path(run_dir))
+    if not saved:
+        return pd.DataFrame(columns=["input", "psi", "level"])
+    tuner = load_model(run_dir)
+    references = {name: Reference.from_dict(raw) for name, raw in saved.get("references", {}).items()}
+    report = stability_report(references, frame)
+    if "score_reference" in saved:
+        spec = tuner.spec_
+        if spec.task == "regression":
+            values = predictions["prediction"].to_numpy(dtype=float)
+        else:
+            values = score_of(spec, predictions[[f"prob_{c}" for c in spec.classes]].to_numpy(dtype=float))
+        value = psi(Reference.from_dict(saved["score_reference"]), values)
+        score = pd.DataFrame([{"input": "model score", "psi": value, "level": psi_level(value)}])
+        report = pd.concat([score, report], ignore_index=True)
+    return report

@@ -1,7 +1,9 @@
 """The run folder is the contract: everything about a run is written here and read from here.
 
 Layout: ``config.json``, ``status.json``, ``history.jsonl``, ``data.parquet`` (the input table),
-``metrics.json``, ``predictions.csv``, ``model/``. Only this module writes run folders; every
+``metrics.json``, ``predictions.csv`` (test rows), ``val_predictions.csv``, ``decision.json``
+(binary: the threshold), ``stability.json``, ``baselines/<name>.csv`` (test outputs of each
+baseline), ``model/``. Only this module writes run folders; every
 write of a whole file is atomic (temp file + rename), so a reader never sees half a file.
 """
 
@@ -211,6 +213,58 @@ def read_predictions(run_dir: Path) -> pd.DataFrame:
     if not path.exists():
         raise RunError(f"Run {Path(run_dir).name} has no predictions yet: wait until it succeeds.")
     return pd.read_csv(path)
+
+
+def write_table(run_dir: Path, name: str, frame: pd.DataFrame) -> None:
+    """Write ``frame`` as CSV at ``run_dir / name`` (``name`` is ours, never user input)."""
+    atomic_write_bytes(Path(run_dir) / name, frame.to_csv(index=False).encode())
+
+
+def read_val_predictions(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / "val_predictions.csv"
+    if not path.exists():
+        raise RunError(f"Run {Path(run_dir).name} has no validation predictions: it predates thresholds.")
+    return pd.read_csv(path)
+
+
+def baseline_file(name: str) -> str:
+    """``baselines/lightgbm.csv`` for "LightGBM": a safe file name for a baseline's outputs."""
+    return f"baselines/{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.csv"
+
+
+def read_baseline_predictions(run_dir: Path) -> dict[str, pd.DataFrame]:
+    """Each baseline's test predictions, by baseline name (empty for runs without baselines)."""
+    found = {}
+    for name, entry in read_metrics(run_dir).get("baselines", {}).items():
+        path = Path(run_dir) / baseline_file(name)
+        if entry.get("error") is None and path.is_file():
+            found[name] = pd.read_csv(path)
+    return found
+
+
+def read_decision(run_dir: Path):
+    """The run's saved :class:`~core.thresholds.Decision`, or None (not binary, or none saved)."""
+    from .thresholds import Decision
+
+    raw = read_json(Path(run_dir) / "decision.json")
+    return Decision.from_dict(raw) if raw else None
+
+
+def write_decision(run_dir: Path, decision) -> None:
+    """Save the decision and relabel the test predictions with it, so every file agrees."""
+    from .thresholds import apply_decision
+
+    run_dir = Path(run_dir)
+    write_json(run_dir / "decision.json", decision.to_dict())
+    predictions = read_predictions(run_dir) if (run_dir / "predictions.csv").exists() else None
+    if predictions is not None:
+        classes = [c[len("prob_"):] for c in predictions.columns if c.startswith("prob_")]
+        predictions["prediction"] = apply_decision(predictions[[f"prob_{c}" for c in classes]].to_numpy(), classes, decision)
+        write_predictions(run_dir, predictions)
+
+
+def read_stability(run_dir: Path) -> dict:
+    return read_json(Path(run_dir) / "stability.json")
 
 
 def test_rows(run_dir: Path, n: int | None = None) -> pd.DataFrame:

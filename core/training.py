@@ -240,8 +240,31 @@ def _lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def _loss_fn(task: str, class_weights: torch.Tensor | None) -> nn.Module:
-    return nn.MSELoss() if task == "regression" else nn.CrossEntropyLoss(weight=class_weights)
+class FocalLoss(nn.Module):
+    """Multiclass focal loss (Lin et al., 2017): cross-entropy scaled by (1 − p_true)^gamma, so
+    easy, confidently right rows (most legitimate transactions) weigh little and rare hard ones
+    drive learning. ``weight`` plays the role of focal loss's alpha (per-class weights)."""
+
+    def __init__(self, *, gamma: float = 2.0, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_p = torch.log_softmax(logits.float(), dim=-1).gather(1, target[:, None]).squeeze(1)  # (B,)
+        loss = -((1 - log_p.exp()) ** self.gamma) * log_p
+        if self.weight is not None:
+            w = self.weight[target]
+            return (w * loss).sum() / w.sum()
+        return loss.mean()
+
+
+def _loss_fn(task: str, class_weights: torch.Tensor | None, config: TrainConfig) -> nn.Module:
+    if task == "regression":
+        return nn.MSELoss()
+    if config.loss == "focal":
+        return FocalLoss(gamma=config.focal_gamma, weight=class_weights)
+    return nn.CrossEntropyLoss(weight=class_weights)
 
 
 def train(
@@ -286,7 +309,7 @@ def train(
     )
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     weights = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights is not None else None
-    loss_fn = _loss_fn(task, weights)
+    loss_fn = _loss_fn(task, weights, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     prefix = _make_prefix(model, frozen_depth, config)
     stores = _make_stores(prefix, model, train_rows, val_rows)

@@ -83,32 +83,16 @@ def execute(
         config = runs.load_config(run_dir)
         frame = runs.load_data(run_dir)
         tuner = FineTuner(config).fit(frame, on_progress=_HistoryWriter(run_dir, on_progress), should_stop=should_stop)
-        runs.write_status(run_dir, "running", phase="Evaluating on the test split")
-        parts = {name: frame.iloc[rows] for name, rows in tuner.splits_.items()}
-        val_metrics = tuner.evaluate(parts["val"])
-        test_outputs = tuner.raw_outputs(parts["test"])  # one inference pass serves both
-        predictions = tuner.predictions_frame(parts["test"], test_outputs)
-        test_metrics = tuner.score_outputs(test_outputs, tuner.preprocessor_.encode_target(parts["test"]))
         runs.write_status(run_dir, "running", phase="Saving the model")
         tuner.save(runs.model_dir(run_dir))
-        runs.write_predictions(run_dir, predictions)
         from .backbones import count_parameters
+        from .report import write_report
 
+        metrics = write_report(run_dir, tuner, frame, lambda name: runs.write_status(run_dir, "running", phase=name))
         trainable, total = count_parameters(tuner.model_)
-        runs.write_metrics(
-            run_dir,
-            {
-                "task": tuner.spec_.task,
-                "val": val_metrics,
-                "test": test_metrics,
-                "classes": list(tuner.spec_.classes),
-                "rows": {name: len(rows) for name, rows in tuner.splits_.items()},
-                "epochs_run": len(tuner.history_),
-                "max_length": tuner.max_length_,
-                "trainable_parameters": trainable,
-                "total_parameters": total,
-            },
-        )
+        metrics.update(epochs_run=len(tuner.history_), max_length=tuner.max_length_,
+                       trainable_parameters=trainable, total_parameters=total)
+        runs.write_metrics(run_dir, metrics)
         state = "succeeded"
         runs.write_status(run_dir, state, phase="Done", message="")
     except TrainingCancelled:

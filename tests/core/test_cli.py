@@ -45,7 +45,7 @@ def test_train_prints_the_run_folder_last(trained):
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     assert run_dir.parent == runs_dir and run_dir.is_dir()
     assert (run_dir / "model" / "model.safetensors").is_file()
-    assert "test: " in result.stderr and "Traceback" not in result.stderr
+    assert "test roc_auc: " in result.stderr and "Traceback" not in result.stderr
 
 
 def test_predict_writes_predictions(trained, tmp_path, fintune):

@@ -37,7 +37,7 @@ def test_fit_multiclass(sentiment_df, tiny_config):
     frame = tuner.predictions_frame(sentiment_df.head(5))
     assert list(frame.columns) == ["row", "label", "prediction", "prob_bearish", "prob_bullish", "prob_neutral"]
     metrics = tuner.evaluate(sentiment_df.iloc[tuner.splits_["val"]])
-    assert set(metrics) == {"roc_auc", "accuracy", "f1", "log_loss"}
+    assert set(metrics) == {"roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"}
 
 
 def test_fit_regression(regression_df, tiny_config):
@@ -45,7 +45,7 @@ def test_fit_regression(regression_df, tiny_config):
     predictions = tuner.predict(regression_df.head(10))
     assert predictions.shape == (10,) and np.isfinite(predictions).all()
     metrics = tuner.evaluate(regression_df.iloc[tuner.splits_["test"]])
-    assert set(metrics) == {"rmse", "mae", "r2"}
+    assert {"rmse", "mae", "r2", "mape"} <= set(metrics)
     assert metrics["rmse"] < regression_df["spread_bps"].std()  # better than predicting the mean
     with pytest.raises(RunError, match="predict_proba is for classification"):
         tuner.predict_proba(regression_df.head(2))
@@ -89,7 +89,7 @@ def test_class_weights_auto_for_imbalanced_targets(credit_df, tiny_config, monke
 
     seen = []
     original = core.training._loss_fn
-    monkeypatch.setattr(core.training, "_loss_fn", lambda task, weights: seen.append(weights) or original(task, weights))
+    monkeypatch.setattr(core.training, "_loss_fn", lambda task, weights, config: seen.append(weights) or original(task, weights, config))
 
     imbalanced = credit_df.copy()
     imbalanced["credit_risk"] = np.where(np.arange(len(imbalanced)) % 10 == 0, "bad", "good")  # 10% bad

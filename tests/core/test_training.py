@@ -43,7 +43,7 @@ def test_progress_events(credit_df, tiny_config):
     assert [e["step"] for e in steps] == list(range(1, 2 * steps_per_epoch + 1))
     assert all(e["total_steps"] == 2 * steps_per_epoch for e in steps)
     assert [e["epoch"] for e in epochs] == [1, 2]
-    assert set(epochs[0]["val"]) == {"roc_auc", "accuracy", "f1", "log_loss"}
+    assert set(epochs[0]["val"]) == {"roc_auc", "gini", "ks", "pr_auc", "accuracy", "f1", "log_loss", "brier", "ece"}
     assert steps[-1]["eta_s"] == 0 and all(e["samples_per_s"] > 0 for e in steps)
     assert tuner.history_ == epochs
     # warmup then decay: the learning rate rises, peaks and ends low
@@ -70,7 +70,7 @@ def test_non_finite_loss_names_a_smaller_learning_rate(credit_df, tiny_config, m
         def forward(self, out, targets):
             return out.sum() * math.inf
 
-    monkeypatch.setattr(core.training, "_loss_fn", lambda task, weights: InfiniteLoss())
+    monkeypatch.setattr(core.training, "_loss_fn", lambda task, weights, config: InfiniteLoss())
     with pytest.raises(TrainingError) as caught:
         FineTuner(tiny_config("credit_risk", lr=2e-4)).fit(credit_df)
     assert caught.value.kind == "non_finite_loss"
