@@ -19,6 +19,7 @@ pages = [
     st.Page("views/model.py", title="Model", icon=":material/tune:"),
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     st.Page("views/results.py", title="Results", icon=":material/insights:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("views/predict.py", title="Predict", icon=":material/batch_prediction:"),
     st.Page("views/explain.py", title="Explain", icon=":material/psychology_alt:"),
 ]

@@ -324,3 +324,76 @@ def highlighted_tokens(tokens, values, scale: float) -> str:
                      f'{0.85 * share:.3f}); border-radius: 3px">{html.escape(str(token), quote=True)}</span>')
     return ('<div style="white-space: pre-wrap; line-height: 1.9; font-size: 1.05rem">'
             + "".join(spans) + "</div>")
+
+
+# ----------------------------------------------------------------------------- decision threshold
+
+
+def _save_decision(run_dir, decision) -> None:
+    try:
+        core.write_decision(run_dir, decision)
+        st.toast(f"Threshold {decision.threshold:.3f} saved: predictions now use it.", icon=":material/check:")
+    except core.FinTuneError as exc:
+        st.toast(str(exc), icon=":material/error:")
+
+
+def decision_panel(summary, metrics: dict, predictions: pd.DataFrame) -> None:
+    """Choose a binary run's threshold by costs, approval rate or hand (on validation rows), see
+    what it does on test rows, and save it for every later prediction."""
+    from dashboard import charts
+
+    positive = str(metrics["positive_class"])
+    negative = next(str(c) for c in metrics["classes"] if str(c) != positive)
+    try:
+        val = core.read_val_predictions(summary.path)
+        saved = core.read_decision(summary.path)
+    except core.FinTuneError as exc:
+        st.info(str(exc))
+        return
+
+    def scores(table: pd.DataFrame):
+        return table[summary.target].astype(str).to_numpy() == positive, table[f"prob_{positive}"].to_numpy()
+
+    key = f"results.decision.{summary.run_id}"
+    saved_method = saved.method if saved else "cost"
+    st.session_state.setdefault(f"{key}.method", saved_method)
+    method = st.radio("Choose the threshold by", ["cost", "approval_rate", "manual"], key=f"{key}.method",
+                      horizontal=True, format_func={"cost": "Costs of errors", "approval_rate": "Target approval rate",
+                                                    "manual": "By hand"}.get)
+    c1, c2 = st.columns(2)
+    cost_fp = c1.number_input(f"Cost of flagging a row that is not {positive} (false positive)", min_value=0.0,
+                              value=float(saved.cost_fp) if saved else 1.0, step=0.5, key=f"{key}.cost_fp")
+    cost_fn = c2.number_input(f"Cost of missing a {positive} row (false negative)", min_value=0.0,
+                              value=float(saved.cost_fn) if saved else 1.0, step=0.5, key=f"{key}.cost_fn")
+    approval_rate = threshold = None
+    if method == "approval_rate":
+        default = saved.approval_rate if saved and saved.approval_rate is not None else 0.8
+        approval_rate = st.slider("Share of rows approved (not flagged)", 0.0, 1.0, float(default), 0.01,
+                                  key=f"{key}.approval", format="%.2f")
+    elif method == "manual":
+        threshold = st.slider(f"Flag rows with P({positive}) at or above", 0.0, 1.0,
+                              float(saved.threshold) if saved else 0.5, 0.005, key=f"{key}.threshold", format="%.3f")
+    try:
+        decision = core.choose_threshold(*scores(val), positive, cost_fp=cost_fp, cost_fn=cost_fn,
+                                         approval_rate=approval_rate, threshold=threshold)
+    except core.FinTuneError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    test = core.outcome_at(*scores(predictions), decision)
+    m1, m2, m3, m4, m5 = st.columns(5)
+    m1.metric("Threshold", f"{decision.threshold:.3f}", help="chosen on the validation rows")
+    m2.metric("Expected cost per row (test)", f"{test['cost_per_row']:.3f}")
+    m3.metric("Approval rate (test)", f"{test['approval_rate']:.1%}")
+    m4.metric(f"Precision for {positive}", "–" if np.isnan(test["precision"]) else f"{test['precision']:.1%}")
+    m5.metric(f"Recall for {positive}", "–" if np.isnan(test["recall"]) else f"{test['recall']:.1%}")
+    left, right = st.columns(2)
+    with left:
+        plot(charts.confusion_at(test, positive, negative))
+    with right:
+        curve = core.cost_curve(*scores(val), cost_fp, cost_fn)
+        plot(charts.cost_curve(curve, decision.threshold, "validation rows"))
+    current = f"Saved threshold: **{saved.threshold:.3f}** ({saved.method})." if saved else "No threshold saved."
+    st.caption(f"{current} Predictions on the Predict page and `fintune predict` use the saved one.")
+    st.button("Use this threshold for predictions", icon=":material/save:", key=f"{key}.save",
+              on_click=_save_decision, args=(summary.path, decision),
+              disabled=saved is not None and saved == decision)

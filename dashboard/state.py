@@ -27,11 +27,14 @@ LAST_UPLOAD = "data.last_upload"  # file_id of the upload already loaded
 TARGET = "data.target"
 TASK = "data.task"  # "auto" or a task name
 ROLES = "data.roles"  # {column: role} overrides of the inferred roles
-SPLIT_KIND = "data.split_kind"  # "random" | "time"
+SPLIT_KIND = "data.split_kind"  # "auto" | "random" | "time"
 SPLIT_COLUMN = "data.split_column"
+EMBARGO = "data.embargo"  # dates left out between train, validation and test (time splits)
+POSITIVE_CLASS = "data.positive_class"  # binary: "auto" (the rarer class) or a label
 BACKBONE = "model.backbone"
 CURRENT_RUN = "train.run_id"
-RESULT_RUNS = "results.runs"
+RESULT_RUN = "results.run"
+COMPARE_RUNS = "compare.runs"
 PREDICT_RUN = "predict.run"
 EXPLAIN_RUN = "explain.run"
 EXPLAIN_SOURCE = "explain.source"  # "test" (the run's test rows) | "upload"
@@ -43,6 +46,7 @@ EXPLAIN_ROW = "explain.row"  # the row shown in the waterfall
 MODEL_FIELDS = ("freeze_depth", "max_length", "dropout")
 TRAIN_FIELDS = ("epochs", "max_steps", "batch_size", "lr", "head_lr", "weight_decay", "warmup_ratio",
                 "patience", "seed")
+TRAIN_CHOICES = ("class_weights", "loss")  # select boxes on the Model page
 
 # Widgets whose value must survive a visit to another page take persist_state=PERSIST.
 PERSIST = "session"
@@ -121,7 +125,9 @@ def load_bytes(raw: bytes, name: str, *, sample: str | None = None) -> pd.DataFr
         default = SAMPLES.get(sample or "")
         st.session_state[TARGET] = default if default in columns else columns[-1]
         st.session_state[TASK] = "auto"
-        st.session_state[SPLIT_KIND] = "random"
+        st.session_state[SPLIT_KIND] = "auto"
+        st.session_state[EMBARGO] = 0
+        st.session_state[POSITIVE_CLASS] = "auto"
         st.session_state.pop(SPLIT_COLUMN, None)
     return frame
 
@@ -150,17 +156,22 @@ def table() -> tuple[str, pd.DataFrame] | None:
 
 
 def split() -> str:
+    kind = st.session_state.get(SPLIT_KIND, "auto")
     column = st.session_state.get(SPLIT_COLUMN)
-    if st.session_state.get(SPLIT_KIND) == "time" and column:
+    if kind == "time" and column:
         return f"time:{column}"
-    return "random"
+    return "random" if kind == "random" else "auto"
 
 
 def data_config() -> core.DataConfig:
     """The DataConfig chosen on the Data page (raises core.ConfigError)."""
     task = st.session_state.get(TASK, "auto")
+    kind = split()
+    positive = st.session_state.get(POSITIVE_CLASS, "auto")
     return core.DataConfig(target=st.session_state[TARGET], roles=dict(st.session_state.get(ROLES, {})),
-                           task=None if task == "auto" else task, split=split())
+                           task=None if task == "auto" else task, split=kind,
+                           embargo=0 if kind == "random" else int(st.session_state.get(EMBARGO, 0) or 0),
+                           positive_class=None if positive in (None, "auto") else positive)
 
 
 def defaults(target: str = "target") -> core.RunConfig:
@@ -183,7 +194,7 @@ def run_config() -> core.RunConfig:
     def chosen(section: str, names: tuple[str, ...]) -> dict:
         return {n: st.session_state[f"{section}.{n}"] for n in names if f"{section}.{n}" in st.session_state}
 
-    return base.replace(model=chosen("model", MODEL_FIELDS), train=chosen("train", TRAIN_FIELDS))
+    return base.replace(model=chosen("model", MODEL_FIELDS), train=chosen("train", TRAIN_FIELDS + TRAIN_CHOICES))
 
 
 def validated() -> tuple[str, pd.DataFrame, core.RunConfig, core.TableSpec]:

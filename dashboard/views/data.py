@@ -1,10 +1,39 @@
 """Data: load a table, choose the target, check column roles and the split, look at the profile."""
 
+import dataclasses
+import json
+
 import streamlit as st
 
 import core
 from dashboard import components as ui
 from dashboard import state
+
+
+@st.cache_data(max_entries=16, show_spinner="Checking for leakage ...")
+def leakage(digest: str, config_json: str, _frame, _spec) -> list:
+    config = core.DataConfig(**json.loads(config_json))
+    split = core.resolve_split(_spec, config)
+    splits = core.split_rows(_frame, _spec, config, core.TrainConfig().seed)
+    return core.find_leakage(_frame, _spec, splits, time_column=split[5:] if split.startswith("time:") else None)
+
+
+MARKET_ERROR = "data.market_error"
+
+
+def derive_market(frame, name: str, columns: dict) -> None:
+    """Button callback (runs before the page, so it may set the target widget's value)."""
+    horizon, kind = int(st.session_state["data.market_horizon"]), st.session_state["data.market_target"]
+    try:
+        derived = core.derive_market_features(frame, horizon=horizon, target=kind, **columns)
+    except core.FinTuneError as exc:
+        st.session_state[MARKET_ERROR] = str(exc)
+        return
+    st.session_state[MARKET_ERROR] = None
+    state.load_bytes(derived.to_csv(index=False).encode(), f"{name.rsplit('.', 1)[0]}-features.csv")
+    st.session_state[state.TARGET] = f"next_{horizon}d_{kind}"
+    st.session_state[state.EMBARGO] = horizon if horizon > 1 else 0
+
 
 st.title("Data")
 
@@ -37,13 +66,35 @@ target = c1.selectbox("Target column", columns, key=state.TARGET, persist_state=
 c2.selectbox("Task", ["auto", "binary", "multiclass", "regression"], key=state.TASK, persist_state=state.PERSIST,
              help="auto: inferred from the target column")
 inferred = core.infer_roles(frame, target)
-split_kind = c3.radio("Split", ["random", "time"], key=state.SPLIT_KIND, persist_state=state.PERSIST, horizontal=True,
-                      format_func={"random": "Stratified random", "time": "Chronological"}.get)
+state.init_widget(state.SPLIT_KIND, "auto")
+split_kind = c3.radio("Split", ["auto", "random", "time"], key=state.SPLIT_KIND, persist_state=state.PERSIST,
+                      horizontal=True, help="Auto: chronological when the table has a date column, else random.",
+                      format_func={"auto": "Auto", "random": "Stratified random", "time": "Chronological"}.get)
 if split_kind == "time":
     dates = sorted(inferred, key=lambda c: inferred[c] != "datetime")  # date-like columns first
     if st.session_state.get(state.SPLIT_COLUMN) not in dates:
         st.session_state.pop(state.SPLIT_COLUMN, None)
     c3.selectbox("Date column", dates, key=state.SPLIT_COLUMN, persist_state=state.PERSIST)
+if split_kind != "random":
+    state.init_widget(state.EMBARGO, 0)
+    c3.number_input("Embargo (dates left out between periods)", 0, 365, key=state.EMBARGO, persist_state=state.PERSIST,
+                    help="Set it to the target's horizon (5 for a 5-day return) so no label overlaps the next period.")
+
+market = core.market_columns(frame)
+if market is not None:
+    with st.expander("Market data: derive returns, volatility and a next-period target", icon=":material/candlestick_chart:"):
+        st.caption(f"Found dates in `{market['date']}` and prices in `{market['close']}`"
+                   + (f", volume in `{market['volume']}`" if market["volume"] else "")
+                   + (f", instruments in `{market['group']}`" if market["group"] else "")
+                   + ". Every feature reads only past rows; only the target looks ahead.")
+        m1, m2 = st.columns(2)
+        horizon = m1.number_input("Horizon (periods ahead)", 1, 250, 1, key="data.market_horizon")
+        kind = m2.radio("Target", ["direction", "return"], horizontal=True, key="data.market_target",
+                        format_func={"direction": "Up / down", "return": "Return (regression)"}.get)
+        st.button("Derive features and use them", icon=":material/add_chart:", on_click=derive_market,
+                  args=(frame, name, market))
+        if st.session_state.get(MARKET_ERROR):
+            st.error(st.session_state[MARKET_ERROR], icon=":material/error:")
 
 overrides = {c: r for c, r in st.session_state.get(state.ROLES, {}).items() if c in inferred}
 roles = {**inferred, **overrides}
@@ -64,7 +115,22 @@ except core.FinTuneError as exc:
 for note in spec.warnings:
     st.warning(note)
 classes = f" · classes: {', '.join(spec.classes[:10])}{' …' if len(spec.classes) > 10 else ''}" if spec.classes else ""
-st.success(f"Task: **{spec.task}** · {len(spec.feature_columns)} feature columns{classes}")
+st.success(f"Task: **{spec.task}** · {len(spec.feature_columns)} feature columns{classes} · split: "
+           f"{core.describe_split(spec, state.data_config())}")
+if spec.task == "binary":
+    state.init_widget(state.POSITIVE_CLASS, "auto")
+    if st.session_state[state.POSITIVE_CLASS] not in ("auto", *spec.classes):
+        st.session_state[state.POSITIVE_CLASS] = "auto"
+    st.selectbox("Positive class (the event: default, fraud, …)", ["auto", *spec.classes], key=state.POSITIVE_CLASS,
+                 persist_state=state.PERSIST, format_func=lambda c: f"auto ({spec.positive_class}, the rarer)"
+                 if c == "auto" else c, help="KS, lift, PR AUC and the decision threshold are about this class.")
+try:
+    leaks = leakage(st.session_state[state.DATA_DIGEST], json.dumps(dataclasses.asdict(state.data_config())), frame, spec)
+except core.FinTuneError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+for warning in leaks:
+    st.warning(warning.message, icon=":material/warning:")
 
 st.subheader("Profile")
 p1, p2 = st.columns(2)

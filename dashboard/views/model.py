@@ -94,6 +94,16 @@ for i, (section, field, label, options) in enumerate(HYPERPARAMETERS):
     state.init_widget(key, getattr(getattr(defaults, section), field))
     grid[i % 4].number_input(label, key=key, persist_state=state.PERSIST, **options)
 
+st.subheader("Imbalanced targets")
+left, right = st.columns(2)
+for key, value in (("train.class_weights", defaults.train.class_weights), ("train.loss", defaults.train.loss)):
+    state.init_widget(key, value)
+left.selectbox("Class weights", ["auto", "balanced", "none"], key="train.class_weights", persist_state=state.PERSIST,
+               help="auto: softened balanced weights when the rarest class is under 25% of rows")
+right.selectbox("Loss", ["cross_entropy", "focal"], key="train.loss", persist_state=state.PERSIST,
+                format_func={"cross_entropy": "Cross-entropy", "focal": "Focal loss (γ = 2)"}.get,
+                help="Focal loss down-weights easy rows so rare, hard ones (fraud) drive learning.")
+
 st.subheader("What the model reads")
 try:
     _, frame, config, spec = state.validated()

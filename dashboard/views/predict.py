@@ -1,33 +1,57 @@
-"""Predict: score a new file with a finished run and download the predictions."""
+"""Predict: score a new file with a finished run, check it against training, download the result."""
 
 import streamlit as st
 
 import core
+from dashboard import charts, state
 from dashboard import components as ui
-from dashboard import state
 
 
 @st.cache_data(max_entries=4, show_spinner="Scoring ...")
-def score(run_dir: str, file_id: str, name: str, _raw: bytes):
-    return core.score_file(run_dir, core.read_table(_raw, filename=name))
+def score(run_dir: str, file_id: str, name: str, threshold: float | None, _raw: bytes):
+    frame = core.read_table(_raw, filename=name)
+    predictions, warnings = core.score_file(run_dir, frame, threshold=threshold)
+    return predictions, warnings, core.drift_report(run_dir, frame, predictions)
 
 
 st.title("Predict")
 summary = ui.pick_finished_run(state.PREDICT_RUN)
 st.caption(f"The file needs the columns this run was trained on; `{summary.target}` may be missing.")
+try:
+    decision = core.read_decision(summary.path)
+except core.FinTuneError as exc:
+    st.error(str(exc), icon=":material/error:")
+    st.stop()
+threshold = None
+if decision is not None:
+    threshold = st.slider(f"Flag rows with P({decision.positive_class}) at or above", 0.0, 1.0,
+                          float(decision.threshold), 0.005, format="%.3f", key=f"predict.threshold.{summary.run_id}",
+                          help="Starts at the run's saved threshold (set it on the Results page).")
 upload = st.file_uploader("File to score (CSV or Parquet)", type=["csv", "parquet", "pq"], key="predict.upload")
 if upload is None:
     st.info("Upload a file to score.")
     st.stop()
 
 try:
-    predictions, warnings = score(str(summary.path), upload.file_id, upload.name, upload.getvalue())
+    predictions, warnings, drift = score(str(summary.path), upload.file_id, upload.name, threshold, upload.getvalue())
 except core.FinTuneError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
 
 for warning in warnings:
     st.warning(warning)
-st.success(f"{len(predictions):,} predictions from run {summary.run_id}.")
-st.dataframe(predictions, hide_index=True, height=400, width="stretch")
+flagged = ""
+if decision is not None:
+    share = (predictions["prediction"].astype(str) == decision.positive_class).mean()
+    flagged = f" {share:.1%} flagged {decision.positive_class} at threshold {threshold:.3f}."
+st.success(f"{len(predictions):,} predictions from run {summary.run_id}.{flagged}")
+st.dataframe(predictions, hide_index=True, height=360, width="stretch")
 ui.download_csv(predictions, f"{summary.run_id}-predictions.csv", "Download predictions")
+
+if not drift.empty:
+    st.subheader("Stability against the training data")
+    shifted = drift[drift["level"] != "stable"]
+    for row in shifted.itertuples():
+        st.warning(f"{row.input!r} has shifted since training (PSI {row.psi:.3f}: {row.level}); predictions on "
+                   "these rows may be less reliable than the test metrics say.", icon=":material/warning:")
+    ui.plot(charts.psi_bars(drift, "Stability: this file vs training rows"), height=max(300, 26 * len(drift.head(25))))

@@ -1,80 +1,130 @@
-"""Results: metrics, diagnostic charts, training curves and test predictions of finished runs."""
+"""Results: one finished run in depth: scorecard beside the baselines, curves, calibration,
+gain and lift, the decision threshold, stability, training curves and test predictions."""
 
+import pandas as pd
 import streamlit as st
 
 import core
+from dashboard import charts, state
 from dashboard import components as ui
-from dashboard import state
+
+
+@st.cache_data(max_entries=16, show_spinner="Testing the differences ...")
+def against_baselines(run_dir: str, _stamp: float):
+    return core.compare_with_baselines(run_dir)
+
 
 st.title("Results")
-runs_dir = state.runs_dir()
-done = {s.run_id: s for s in state.manager().list_runs() if s.state == "succeeded"}
-if not done:
-    st.info("No finished runs yet: start one on the Train page.")
-    st.stop()
-
-current = st.session_state.get(state.CURRENT_RUN)
-state.init_widget(state.RESULT_RUNS, [current if current in done else next(iter(done))])
-st.session_state[state.RESULT_RUNS] = [r for r in st.session_state[state.RESULT_RUNS] if r in done]
-chosen = st.multiselect("Runs (pick several to compare)", list(done), key=state.RESULT_RUNS, persist_state=state.PERSIST,
-                        format_func=lambda r: ui.run_label(done[r]))
-if not chosen:
-    st.info("Pick at least one run.")
-    st.stop()
-
+summary = ui.pick_finished_run(state.RESULT_RUN)
 try:
-    metrics = {r: core.read_metrics(core.run_path(runs_dir, r)) for r in chosen}
-    histories = {r: core.read_history(core.run_path(runs_dir, r)) for r in chosen}
-except core.FinTuneError as exc:
-    st.error(str(exc), icon=":material/error:")
-    st.stop()
-
-st.subheader("Metrics")
-st.dataframe(ui.metrics_table(metrics), hide_index=True, width="stretch")
-
-st.subheader("Training curves")
-left, right = st.columns(2)
-first = metrics[chosen[0]]
-metric = ui.headline_metric(first.get("task", ""))
-with left:
-    if len(chosen) == 1:
-        ui.plot(ui.loss_curve([e for e in histories[chosen[0]] if e.get("type") == "step"]))
-    else:
-        ui.plot(ui.compare_curves(histories, "train_loss"))
-with right:
-    if len(chosen) == 1:
-        ui.plot(ui.validation_curve([e for e in histories[chosen[0]] if e.get("type") == "epoch"], metric))
-    else:
-        ui.plot(ui.compare_curves(histories, metric))
-
-run_id = chosen[0] if len(chosen) == 1 else st.selectbox("Details for", chosen, format_func=lambda r: ui.run_label(done[r]))
-summary, result = done[run_id], metrics[run_id]
-try:
+    metrics = core.read_metrics(summary.path)
     predictions = core.read_predictions(summary.path)
+    baselines = core.read_baseline_predictions(summary.path)
+    history = core.read_history(summary.path)
 except core.FinTuneError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
 
-st.subheader(f"Test set: {run_id}")
-actual = predictions[summary.target]
-if result.get("task") == "regression":
+task, target = metrics.get("task", ""), summary.target
+positive = metrics.get("positive_class")
+rows = metrics.get("rows", {})
+st.caption(f"Split: {metrics.get('split', 'not recorded')} · train {rows.get('train', '?')}, validation "
+           f"{rows.get('val', '?')}, test {rows.get('test', '?')} rows"
+           + (f" · positive class **{positive}**" if positive else "") + " · intervals are bootstrap 95%")
+for warning in metrics.get("warnings", []):
+    st.warning(warning["message"], icon=":material/warning:")
+
+st.subheader("Scorecard: fine-tuned vs baselines (test)")
+if "test_intervals" not in metrics:
+    st.info("This run was trained before baselines and intervals were recorded: retrain it to see them.")
+st.dataframe(charts.scorecard(metrics), hide_index=True, width="stretch")
+if isinstance(metrics.get("baselines"), dict) and "error" in metrics["baselines"]:
+    st.warning(f"The baselines could not be fitted: {metrics['baselines']['error']}")
+if baselines:
+    comparison = against_baselines(str(summary.path), (summary.path / "metrics.json").stat().st_mtime)
+    if not comparison.delong.empty:
+        st.caption("DeLong test of each baseline's ROC AUC against the fine-tuned model (same test rows):")
+        st.dataframe(charts.delong_table(comparison), hide_index=True, width="stretch")
+    elif not comparison.differences.empty:
+        st.dataframe(charts.differences_table(comparison), hide_index=True, width="stretch")
+
+binary = task == "binary" and positive is not None
+names = (["Curves", "Calibration", "Gain & lift", "Decision threshold"] if binary
+         else ["Fit"] if task == "regression" else ["Curves"]) + ["Stability", "Training", "Predictions"]
+tabs = dict(zip(names, st.tabs(names), strict=True))
+
+if binary:
+    models = {"Fine-tuned": predictions, **baselines}
+    with tabs["Curves"]:
+        c1, c2, c3 = st.columns(3)
+        with c1:
+            ui.plot(charts.roc_overlay(models, positive, target))
+        with c2:
+            ui.plot(charts.pr_overlay(models, positive, target))
+        with c3:
+            ui.plot(charts.score_distributions(predictions, positive, target, metrics["test"].get("ks")))
+    diagnostics = metrics.get("diagnostics", {})
+    with tabs["Calibration"]:
+        c1, c2 = st.columns([3, 2])
+        with c1:
+            ui.plot(charts.reliability(diagnostics.get("reliability", []), positive), height=380)
+        with c2:
+            st.metric("Expected calibration error", charts.with_interval(
+                metrics["test"].get("ece"), metrics.get("test_intervals", {}).get("ece")))
+            st.metric("Brier score", charts.with_interval(
+                metrics["test"].get("brier"), metrics.get("test_intervals", {}).get("brier")))
+            st.caption("Points on the diagonal mean a predicted 30% really happens 30% of the time. Class "
+                       "weights push probabilities towards the rare class: read them as scores, or check "
+                       "here before using them as probabilities.")
+    with tabs["Gain & lift"]:
+        if diagnostics.get("gain_lift"):
+            c1, c2 = st.columns(2)
+            with c1:
+                ui.plot(charts.gain(diagnostics["gain_lift"]))
+            with c2:
+                ui.plot(charts.lift(diagnostics["gain_lift"]))
+            st.dataframe(charts.gain_lift_table(diagnostics["gain_lift"]), hide_index=True, width="stretch")
+    with tabs["Decision threshold"]:
+        ui.decision_panel(summary, metrics, predictions)
+elif task == "regression":
+    with tabs["Fit"]:
+        left, right = st.columns(2)
+        with left:
+            ui.plot(ui.predicted_vs_actual(predictions[target], predictions["prediction"]))
+        with right:
+            ui.plot(ui.residuals(predictions[target], predictions["prediction"]))
+else:
+    with tabs["Curves"]:
+        classes = [str(c) for c in metrics.get("classes", [])]
+        labels = predictions[target].astype(str)
+        curves = {c: core.roc_pr_curves(labels == c, predictions[f"prob_{c}"]) for c in classes}
+        c1, c2, c3 = st.columns(3)
+        with c1:
+            ui.plot(ui.confusion(core.confusion_table(labels, predictions["prediction"].astype(str), classes)))
+        with c2:
+            ui.plot(ui.roc({c: v["roc"] for c, v in curves.items()}))
+        with c3:
+            ui.plot(ui.precision_recall({c: v["pr"] for c, v in curves.items()}))
+
+with tabs["Stability"]:
+    stability = metrics.get("stability") or {}
+    if "inputs" not in stability:
+        st.info(stability.get("error", "No stability report for this run."))
+    else:
+        report = pd.DataFrame(stability["inputs"])
+        score = {"input": "model score", "psi": stability["score_psi"], "level": stability["score_level"]}
+        report = pd.concat([pd.DataFrame([score]), report], ignore_index=True)
+        st.caption("Population stability index of each input and of the model's score, test rows against "
+                   "training rows: under 0.1 stable, 0.1-0.25 watch, 0.25 and above a real shift.")
+        ui.plot(charts.psi_bars(report, "Stability: test vs train"), height=max(300, 26 * len(report.head(25))))
+
+with tabs["Training"]:
     left, right = st.columns(2)
     with left:
-        ui.plot(ui.predicted_vs_actual(actual, predictions["prediction"]))
+        ui.plot(ui.loss_curve([e for e in history if e.get("type") == "step"]))
     with right:
-        ui.plot(ui.residuals(actual, predictions["prediction"]))
-else:
-    classes = [str(c) for c in result.get("classes", [])]
-    labels = actual.astype(str)
-    positives = classes[1:] if len(classes) == 2 else classes  # binary: the class roc_auc scores
-    curves = {c: core.roc_pr_curves(labels == c, predictions[f"prob_{c}"]) for c in positives}
-    c1, c2, c3 = st.columns(3)
-    with c1:
-        ui.plot(ui.confusion(core.confusion_table(labels, predictions["prediction"].astype(str), classes)))
-    with c2:
-        ui.plot(ui.roc({c: v["roc"] for c, v in curves.items()}))
-    with c3:
-        ui.plot(ui.precision_recall({c: v["pr"] for c, v in curves.items()}))
+        ui.plot(ui.validation_curve([e for e in history if e.get("type") == "epoch"], ui.headline_metric(task)))
 
-st.dataframe(predictions, hide_index=True, height=300, width="stretch")
-ui.download_csv(predictions, f"{run_id}-test-predictions.csv", "Download test predictions")
+with tabs["Predictions"]:
+    st.dataframe(predictions, hide_index=True, height=320, width="stretch")
+    ui.download_csv(predictions, f"{summary.run_id}-test-predictions.csv", "Download test predictions")

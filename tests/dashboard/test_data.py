@@ -80,3 +80,54 @@ def test_other_pages_stay_usable_after_a_bad_upload(app):
     open_page(app, "train")
     assert not app.exception
     assert [b for b in app.button if b.label == "Start fine-tuning"]
+
+
+def test_auto_split_is_chronological_when_there_is_a_date(app):
+    app.run()
+    assert "split: stratified random" in texts(app.success)  # credit has no date column
+    app.file_uploader[0].set_value(("market.csv", (SAMPLES / "market_daily.csv").read_bytes(), "text/csv")).run()
+    app.selectbox(key="data.target").select("next_day_direction").run()
+    assert not app.exception
+    assert "split: chronological by 'date'" in texts(app.success)
+    app.number_input(key="data.embargo").set_value(5).run()
+    assert "embargo 5 dates" in texts(app.success)
+
+
+def test_a_column_that_restates_the_target_is_flagged(app):
+    import core
+
+    app.run()
+    frame = core.read_table(SAMPLES / "credit_risk.csv")
+    frame["collections_flag"] = (frame["credit_risk"] == "bad").astype(int)
+    app.file_uploader[0].set_value(("leaky.csv", frame.to_csv(index=False).encode(), "text/csv")).run()
+    app.selectbox(key="data.target").select("credit_risk").run()
+    assert not app.exception
+    assert "'collections_flag'" in texts(app.warning)
+
+
+def test_positive_class_defaults_to_the_rarer(app):
+    app.run()
+    assert app.selectbox(key="data.positive_class").value == "auto"
+    assert "auto (bad, the rarer)" in app.selectbox(key="data.positive_class").options
+
+
+def test_market_helper_derives_features_and_target(app):
+    app.run()
+    raw = (SAMPLES / "market_daily.csv").read_text().splitlines()
+    header = raw[0].split(",")
+    keep = [header.index(c) for c in ("date", "open", "high", "low", "close", "volume", "headline")]
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO("\n".join(raw))))
+    out = io.StringIO()
+    csv.writer(out).writerows([[r[i] for i in keep] for r in rows])
+    app.file_uploader[0].set_value(("prices.csv", out.getvalue().encode(), "text/csv")).run()
+    assert not app.exception
+    app.number_input(key="data.market_horizon").set_value(5).run()
+    next(b for b in app.button if b.label == "Derive features and use them").click().run()
+    assert not app.exception
+    assert "prices-features.csv" in texts(app.caption)
+    assert app.selectbox(key="data.target").value == "next_5d_direction"
+    assert app.number_input(key="data.embargo").value == 5
+    assert "split: chronological by 'date', embargo 5 dates" in texts(app.success)
