@@ -29,7 +29,7 @@ def _slice(path: Path, target: str) -> pd.DataFrame:
         ("credit_risk.csv", "credit_risk", []),
         ("fin_sentiment.csv", "label", []),
         ("card_fraud.csv", "is_fraud", []),
-        ("market_daily.csv", "next_day_direction", ["--split", "time:date"]),
+        ("market_daily.csv", "next_day_direction", []),  # a date column: chronological by default
     ],
 )
 def test_fine_tune_minilm_on_a_sample(tmp_path, project_root, fintune, name, target, extra):
@@ -49,7 +49,13 @@ def test_fine_tune_minilm_on_a_sample(tmp_path, project_root, fintune, name, tar
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"task", "val", "test"} <= set(metrics)
     for split in ("val", "test"):
-        assert {"roc_auc", "accuracy", "f1", "log_loss"} <= set(metrics[split])
+        assert {"roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"} <= set(metrics[split])
+    reference = "TF-IDF + logistic regression" if name == "fin_sentiment.csv" else "LightGBM"
+    assert list(metrics["baselines"]) == [reference, "Majority class"]
+    assert (run_dir / "baselines" / "majority-class.csv").is_file()
+    if metrics["task"] == "binary":
+        assert {"ks", "gini", "pr_auc"} <= set(metrics["test"]) and "roc_auc" in metrics["test_intervals"]
+        assert json.loads((run_dir / "decision.json").read_text())["positive_class"] == metrics["positive_class"]
 
     predictions = pd.read_csv(run_dir / "predictions.csv")
     classes = sorted(frame[target].astype(str).unique())
@@ -59,7 +65,8 @@ def test_fine_tune_minilm_on_a_sample(tmp_path, project_root, fintune, name, tar
 
     assert (run_dir / "model" / "model.safetensors").is_file()
     assert not [p for p in run_dir.rglob("*") if p.suffix in (".bin", ".pkl", ".pt", ".pickle")]
-    if extra:  # chronological: the test split is the latest 15% of days
+    if "date" in frame.columns:  # chronological: the test split is the latest 15% of days
+        assert metrics["split"] == "chronological by 'date'"
         dates = pd.to_datetime(frame["date"]).sort_values()
         test_dates = pd.to_datetime(predictions["row"].map(frame["date"]))
         assert test_dates.min() > dates.iloc[int(0.8 * len(dates))]
