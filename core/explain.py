@@ -199,7 +199,8 @@ def _check_rows(tuner, rows, what: str = "rows") -> None:
 
 
 def _output(spec, class_index) -> tuple[int, str]:
-    """The explained output's position and name; classification defaults to the last class."""
+    """The explained output's position and name; binary defaults to the positive class (the event
+    the run's metrics and threshold are about), multiclass to the last class."""
     if spec.task == "regression":
         if class_index is not None:
             raise ConfigError(
@@ -207,6 +208,8 @@ def _output(spec, class_index) -> tuple[int, str]:
             )
         return 0, spec.target
     classes = list(spec.classes)
+    if class_index is None and spec.task == "binary" and spec.positive_class in classes:
+        return classes.index(spec.positive_class), spec.positive_class
     if class_index is None:
         return len(classes) - 1, classes[-1]
     if isinstance(class_index, str):
@@ -300,8 +303,8 @@ def explain_rows(
     """SHAP values per input column (each text column one feature) for ``rows``, as a shap.Explanation.
 
     ``source`` is a run folder or a fitted FineTuner. The explained output is the probability of
-    ``class_index`` (an index into the run's classes or a label; default the last class, which
-    for a binary run is the positive class of ROC AUC) or, for regression, the predicted value.
+    ``class_index`` (an index into the run's classes or a label; default: a binary run's positive
+    class, a multiclass run's last class) or, for regression, the predicted value.
 
     ``background`` is the reference: None for one summary row of the training rows (medians, most
     frequent categories, empty text); an int for that many random training rows; or a DataFrame.

@@ -137,7 +137,7 @@ def cost_curve(curve: pd.DataFrame, threshold: float, split: str) -> go.Figure:
     figure.update_layout(title=f"Cost and approval rate by threshold ({split})", xaxis_title="threshold",
                          yaxis_title="cost per row", yaxis2={"overlaying": "y", "side": "right",
                                                              "title": "approval rate", "tickformat": ".0%",
-                                                             "range": [0, 1]})
+                                                             "range": [0, 1], "dtick": 0.25})
     return figure
 
 
@@ -179,7 +179,7 @@ def delong_table(comparison) -> pd.DataFrame:
     for r in comparison.delong.itertuples():
         interval = None if math.isnan(r.low) else (r.low, r.high)
         rows.append({"model": r.model, f"AUC {comparison.models[0]}": f"{r.auc_reference:.4f}",
-                     "AUC": f"{r.auc:.4f}", "difference": with_interval(r.difference, interval, 4),
+                     "AUC": f"{r.auc:.4f}", f"AUC − AUC {comparison.models[0]}": with_interval(r.difference, interval, 4),
                      "p (DeLong)": f"{r.p_value:.4f}",
                      "verdict": "significant at 5%" if r.p_value < 0.05 else "not significant at 5%"})
     return pd.DataFrame(rows)

@@ -54,9 +54,10 @@ elif spec.task == "regression":
     label = None
     right.caption(f"Explains the predicted **{spec.target}**, in its units.")
 else:
-    label = spec.classes[-1]
+    label = spec.positive_class
+    other = next(c for c in spec.classes if c != label)
     right.caption(f"Explains the probability of **{label}** (the positive class; "
-                  f"the other class, {spec.classes[0]}, moves the opposite way).")
+                  f"the other class, {other}, moves the opposite way).")
 
 try:
     if source == "test":

@@ -65,10 +65,10 @@ def test_rows_add_up_to_the_engines_probability(credit_run):
     columns = tuner.spec_.feature_columns
     assert explanation.shape == (12, len(columns))
     assert list(explanation.feature_names) == columns
-    assert explanation.output_names == "good"  # binary: the positive (last) class
+    assert explanation.output_names == tuner.spec_.positive_class  # binary: the positive class
     assert (explanation.data == rows[columns].to_numpy(dtype=object)).sum() == rows[columns].notna().sum().sum()
     total = explanation.base_values + explanation.values.sum(axis=1)
-    np.testing.assert_allclose(total, tuner.predict_proba(rows)[:, 1], atol=1e-3)
+    np.testing.assert_allclose(total, tuner.predict_proba(rows)[:, tuner.spec_.positive_index], atol=1e-3)
     # One summary row as reference: the same base value for every row.
     assert np.ptp(explanation.base_values) == 0
 
@@ -77,7 +77,7 @@ def test_rows_add_up_with_a_background_sample_and_bf16(credit_run):
     rows = credit_table(seed=5).head(6)
     explanation = explain_rows(credit_run, rows, background=8, precision="bf16", n_permutations=2)
     frame = explanation_frame(explanation)
-    np.testing.assert_allclose(frame["prediction"], load_model(credit_run).predict_proba(rows)[:, 1], atol=2e-2)
+    np.testing.assert_allclose(frame["prediction"], load_model(credit_run).predict_proba(rows)[:, load_model(credit_run).spec_.positive_index], atol=2e-2)
     assert explanation.stats.precision == "bf16"
 
 
@@ -106,7 +106,7 @@ def test_tokens_add_up_to_the_rows_output(credit_run):
     tokens = [t.strip() for t in explanation.data[0] if t.strip()]
     assert "request" in tokens and len(tokens) >= 5
     total = explanation.base_values[0] + explanation.values[0].sum()
-    assert total == pytest.approx(load_model(credit_run).predict_proba(row)[0, 1], abs=1e-3)
+    assert total == pytest.approx(load_model(credit_run).predict_proba(row)[0, load_model(credit_run).spec_.positive_index], abs=1e-3)
 
 
 # --------------------------------------------------------------------------- the right columns

@@ -172,15 +172,31 @@ def test_upload_train_and_read_results(server, browser):
     page.wait_for_timeout(2000)  # one more fragment refresh draws the final curves
     _shot(page, "train")
 
-    # Results: the metrics table and the charts.
+    # Results: the scorecard beside the baselines, the curves, then the decision threshold by cost.
     _open(page, "Results")
-    page.get_by_role("heading", name="Metrics").wait_for()
-    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    page.get_by_role("heading", name="Scorecard: fine-tuned vs baselines (test)").wait_for()
+    page.get_by_text("DeLong test of each baseline").wait_for()
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 2  # scorecard and DeLong table
     page.locator(".js-plotly-plot").first.wait_for()
-    page.locator('[data-testid="stDownloadButton"]').wait_for()
     _settle(page)
-    assert page.locator('[data-testid="stPlotlyChart"]').count() == 5  # 2 curves, confusion, ROC, PR
+    titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
+    assert any(t.startswith("ROC curve") for t in titles) and any(t.startswith("Scores by actual class (KS")
+                                                                   for t in titles), titles
     _shot(page, "results")
+    page.get_by_role("tab", name="Decision threshold").click()
+    miss = page.get_by_label("Cost of missing a bad row (false negative)")
+    miss.fill("5")
+    miss.press("Enter")
+    _settle(page)
+    page.get_by_text("Expected cost per row (test)").wait_for()
+    page.get_by_role("button", name="Use this threshold for predictions").click()
+    page.get_by_text("saved: predictions now use it").wait_for()
+    _settle(page)
+    _shot(page, "results-threshold")
+    page.get_by_role("tab", name="Calibration").click()
+    page.get_by_text("Expected calibration error").wait_for()
+    _settle(page)
+    _shot(page, "results-calibration")
 
     # Predict: score the same file with the finished run.
     _open(page, "Predict")
@@ -199,8 +215,8 @@ def test_upload_train_and_read_results(server, browser):
     _settle(page)
     titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
     assert len(titles) == 3, titles
-    assert titles[0].startswith("Importance") and titles[1].startswith("Effect on P(good)")
-    assert titles[2].startswith("Why P(good)"), titles  # the waterfall of the first row
+    assert titles[0].startswith("Importance") and titles[1].startswith("Effect on P(bad)")
+    assert titles[2].startswith("Why P(bad)"), titles  # the waterfall of the first row
     assert page.locator(".js-plotly-plot .waterfalllayer .point").count() >= 2  # drawn bars
     page.locator('[data-testid="stDownloadButton"]').filter(has_text="SHAP").wait_for()
     page.set_viewport_size({"width": 1440, "height": 1900})  # the page scrolls inside: show the waterfall too

@@ -47,14 +47,14 @@ def test_explains_the_test_rows_of_a_run(trained_app):
     open_page(trained_app, "explain")
     assert not trained_app.exception
     assert trained_app.number_input(key=state.EXPLAIN_ROWS).value == core.DEFAULT_EXPLAIN_ROWS
-    assert "probability of **good**" in texts(trained_app.caption)  # binary: the positive class
+    assert "probability of **bad**" in texts(trained_app.caption)  # binary: the positive class
     job = _compute(trained_app, 6)
     assert job.wait(timeout=300).state == "succeeded", job.snapshot().error
     trained_app.run()
     assert not trained_app.exception
     titles = _chart_titles(trained_app)
-    assert len(titles) == 3 and titles[0].startswith("Importance") and "P(good)" in titles[0]
-    assert titles[1].startswith("Effect on P(good)")
+    assert len(titles) == 3 and titles[0].startswith("Importance") and "P(bad)" in titles[0]
+    assert titles[1].startswith("Effect on P(bad)")
     assert "backbone passes" in texts(trained_app.caption)
     assert not trained_app.get("html")  # the credit table has no text column: no word view
 
