@@ -28,12 +28,16 @@ DATASETS = {
 }
 
 
-# Design alternatives to justify the default: the backbone frozen (only the head learns), and the
-# numbers also written into the text (binned) besides the numeric encoder.
+# Design alternatives to justify the defaults: the backbone frozen (only the head learns), the
+# numbers also written into the text (binned) besides the numeric encoder, and for imbalanced
+# targets the loss (focal) and the class weights (balanced, none) against the default (auto).
 VARIANTS = {
     "default": {},
-    "frozen": {"freeze_depth": 6},
-    "numbers-in-text": {"numeric_in_text": "always"},
+    "frozen": {"model": {"freeze_depth": 6}},
+    "numbers-in-text": {"model": {"numeric_in_text": "always"}},
+    "focal": {"train": {"loss": "focal"}},
+    "balanced": {"train": {"class_weights": "balanced"}},
+    "no-weights": {"train": {"class_weights": "none"}},
 }
 
 
@@ -45,10 +49,10 @@ def run_one(name: str, args: argparse.Namespace, variant: str = "default") -> di
         fraction = args.max_rows / len(frame)
         frame = frame.groupby(target, group_keys=False).sample(frac=fraction, random_state=0).sort_index()
     config = default_config(target, split=split)
-    model_overrides = dict(VARIANTS[variant])
+    model_overrides = dict(VARIANTS[variant].get("model", {}))
     if args.freeze is not None:
         model_overrides["freeze_depth"] = args.freeze
-    train_overrides = {"precision": args.precision}
+    train_overrides = {"precision": args.precision, **VARIANTS[variant].get("train", {})}
     if args.epochs is not None:
         train_overrides["epochs"] = args.epochs
     config = config.replace(model=model_overrides, train=train_overrides)
@@ -68,6 +72,8 @@ def run_one(name: str, args: argparse.Namespace, variant: str = "default") -> di
         "metric": metric,
         "ours": ours[metric],
         "ours_accuracy": ours.get("accuracy"),
+        "ours_pr_auc": ours.get("pr_auc"),
+        "baseline_pr_auc": baseline["test"].get("pr_auc"),
         "baseline": baseline_name,
         "baseline_value": baseline["test"][metric],
         "baseline_accuracy": baseline["test"].get("accuracy"),
@@ -75,6 +81,10 @@ def run_one(name: str, args: argparse.Namespace, variant: str = "default") -> di
         "freeze_depth": config.model.freeze_depth,
         "train_seconds": seconds,
     }
+
+
+def _pair(ours, baseline) -> str:
+    return "–" if ours is None else f"{ours:.3f}/{baseline:.3f}"
 
 
 def main() -> None:
@@ -88,7 +98,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     rows = []
-    header = f"{'dataset':<10} {'variant':<16} {'rows':>6} {'task':<10} {'split':<15} {'metric':<8} {'FinTune':>8} {'baseline':>8}  {'(which)':<30} {'epochs':>6} {'train s':>8}"
+    header = f"{'dataset':<10} {'variant':<16} {'rows':>6} {'task':<10} {'split':<15} {'metric':<8} {'FinTune':>8} {'baseline':>8}  {'PR AUC ours/base':>16}  {'(which)':<30} {'epochs':>6} {'train s':>8}"
     print(header, flush=True)
     jobs = [(d.strip(), v.strip()) for d in args.datasets.split(",") for v in args.variants.split(",")]
     for name, variant in jobs:
@@ -96,7 +106,8 @@ def main() -> None:
         rows.append(row)
         print(
             f"{row['dataset']:<10} {row['variant']:<16} {row['rows']:>6} {row['task']:<10} {row['split']:<15} {row['metric']:<8} "
-            f"{row['ours']:>8.4f} {row['baseline_value']:>8.4f}  {row['baseline']:<30} {row['epochs_run']:>6} "
+            f"{row['ours']:>8.4f} {row['baseline_value']:>8.4f}  {_pair(row['ours_pr_auc'], row['baseline_pr_auc']):>16}  "
+            f"{row['baseline']:<30} {row['epochs_run']:>6} "
             f"{row['train_seconds']:>8.1f}",
             flush=True,
         )

@@ -40,7 +40,7 @@ _EXPORTS = {
     "Comparison": "compare", "compare_runs": "compare", "compare_with_baselines": "compare",
     "compare_predictions": "compare",
     "drift_report": "predict",
-    "psi_level": "stability", "PSI_WARN": "stability", "PSI_ALERT": "stability",
+    "psi_level": "stability", "psi_chance_level": "stability", "PSI_WARN": "stability", "PSI_ALERT": "stability",
     "find_leakage": "leakage", "LeakageWarning": "leakage",
     "derive_market_features": "market", "market_columns": "market",
 }

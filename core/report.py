@@ -23,7 +23,7 @@ from .thresholds import choose_threshold, outcome_at
 
 logger = logging.getLogger(__name__)
 
-STABILITY_SAMPLE = 1000  # train rows scored for the score's reference distribution
+STABILITY_SAMPLE = 500  # train rows scored for the score's reference distribution (the test split, not this, sets PSI's noise floor)
 
 
 def _labels(tuner: FineTuner, frame: pd.DataFrame) -> np.ndarray:
@@ -105,7 +105,14 @@ def _baselines(run_dir: Path, spec, parts: dict, labels: dict, decision) -> dict
 
 def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: np.ndarray) -> dict:
     """PSI of every input and of the score, test against train; references saved for new files."""
-    from .stability import Reference, psi, psi_level, stability_reference, stability_report
+    from .stability import (
+        Reference,
+        psi,
+        psi_chance_level,
+        psi_level,
+        stability_reference,
+        stability_report,
+    )
 
     try:
         train = parts["train"]
@@ -126,6 +133,7 @@ def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: n
         "score_psi": score_psi,
         "score_level": psi_level(score_psi),
         "inputs": report.to_dict("records"),
+        "chance_level": psi_chance_level(len(parts["train"]), len(parts["test"])),
     }
 
 

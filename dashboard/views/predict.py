@@ -50,6 +50,9 @@ ui.download_csv(predictions, f"{summary.run_id}-predictions.csv", "Download pred
 
 if not drift.empty:
     st.subheader("Stability against the training data")
+    rows = core.read_metrics(summary.path).get("rows", {}).get("train", 0)
+    st.caption(f"PSI of each input and of the score, this file against the training rows. With {len(predictions):,} "
+               f"rows, about {core.psi_chance_level(rows, len(predictions)):.2f} is reached by chance alone.")
     shifted = drift[drift["level"] != "stable"]
     for row in shifted.itertuples():
         st.warning(f"{row.input!r} has shifted since training (PSI {row.psi:.3f}: {row.level}); predictions on "

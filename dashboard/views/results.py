@@ -114,8 +114,10 @@ with tabs["Stability"]:
         report = pd.DataFrame(stability["inputs"])
         score = {"input": "model score", "psi": stability["score_psi"], "level": stability["score_level"]}
         report = pd.concat([pd.DataFrame([score]), report], ignore_index=True)
+        chance = stability.get("chance_level")
         st.caption("Population stability index of each input and of the model's score, test rows against "
-                   "training rows: under 0.1 stable, 0.1-0.25 watch, 0.25 and above a real shift.")
+                   "training rows: under 0.1 stable, 0.1-0.25 watch, 0.25 and above a real shift."
+                   + (f" With these split sizes about {chance:.2f} is reached by chance alone." if chance else ""))
         ui.plot(charts.psi_bars(report, "Stability: test vs train"), height=max(300, 26 * len(report.head(25))))
 
 with tabs["Training"]:

@@ -126,3 +126,11 @@ def test_reference_and_report_over_a_table():
 
     only = stability_reference(frame, spec, columns=["housing"])
     assert list(only) == ["housing"]
+
+
+def test_chance_level_matches_the_psi_of_two_samples_of_one_distribution():
+    from core.stability import psi_chance_level
+
+    rng = np.random.default_rng(3)
+    observed = [psi(Reference.fit(rng.normal(size=700)), rng.normal(size=150)) for _ in range(200)]
+    assert np.mean(observed) == pytest.approx(psi_chance_level(700, 150), rel=0.25)
