@@ -193,10 +193,10 @@ def summary_lines(metrics: dict) -> list[str]:
             lines.append(f"baseline {name}: test {headline} "
                          f"{_with_interval(entry['test'].get(headline), entry.get('test_intervals', {}).get(headline))}")
     if "at_threshold" in metrics:
-        at = metrics["at_threshold"]
-        lines.append(f"threshold {at['threshold']:.4f} ({metrics['decision']['method']}, positive "
-                     f"{metrics['positive_class']!r}): precision {at['precision']:.3f}, recall {at['recall']:.3f}, "
-                     f"approval rate {at['approval_rate']:.3f}")
+        at = {k: ("n/a" if v is None else f"{v:.3f}") for k, v in metrics["at_threshold"].items()}
+        lines.append(f"threshold {at['threshold']} ({metrics['decision']['method']}, positive "
+                     f"{metrics['positive_class']!r}): precision {at['precision']}, recall {at['recall']}, "
+                     f"approval rate {at['approval_rate']}")
     lines += [f"warning: {w['message']}" for w in metrics.get("warnings", [])]
     return lines
 
@@ -239,10 +239,11 @@ def cmd_threshold(args: argparse.Namespace) -> int:
                       cost_fn=args.cost_fn, approval_rate=args.approval_rate, threshold=args.threshold)
     runs.write_decision(run_dir, decision)
     test = outcome_at(*scores(runs.read_predictions(run_dir)), decision)
+    share = {k: "n/a" if v != v else f"{v:.3f}" for k, v in test.items() if isinstance(v, float)}  # v != v: NaN
     print(f"threshold {decision.threshold:.4f} ({decision.method}, chosen on validation rows); on test rows: "
-          f"TP {test['tp']}, FP {test['fp']}, FN {test['fn']}, TN {test['tn']}, precision {test['precision']:.3f}, "
-          f"recall {test['recall']:.3f}, approval rate {test['approval_rate']:.3f}, "
-          f"cost per row {test['cost_per_row']:.4f}", file=sys.stderr)
+          f"TP {test['tp']}, FP {test['fp']}, FN {test['fn']}, TN {test['tn']}, precision {share['precision']}, "
+          f"recall {share['recall']}, approval rate {share['approval_rate']}, "
+          f"cost per row {share['cost_per_row']}", file=sys.stderr)
     print(run_dir / "decision.json")
     return 0
 

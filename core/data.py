@@ -64,7 +64,9 @@ def _read_parquet(raw: bytes, name: str) -> pd.DataFrame:
     try:
         frame = pd.read_parquet(io.BytesIO(raw))
     except Exception as exc:  # pyarrow raises many types for damaged files
-        raise DataError(f"{Path(name).name} is not a readable Parquet file ({exc}): export it again.") from exc
+        raise DataError(
+            f"{Path(name).name} is not a readable Parquet file ({_one_line(exc)}): export it again."
+        ) from exc
     _check_columns(list(map(str, frame.columns)), name)
     if frame.empty:
         raise DataError(f"{Path(name).name} has columns but no rows: add data rows.")
@@ -73,8 +75,25 @@ def _read_parquet(raw: bytes, name: str) -> pd.DataFrame:
 
 
 def _decode(raw: bytes, name: str) -> str:
+    if raw[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+        try:
+            return raw.decode("utf-32")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{Path(name).name} starts with a UTF-32 byte-order mark but is not UTF-32 text: "
+                "save it again as CSV UTF-8."
+            ) from exc
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return raw.decode("utf-16")
+        # UTF-16 text holds NULs (every ASCII character has one); a BOM in front of 8-bit text does not.
+        try:
+            if b"\x00" in raw[2:4098]:
+                return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+        raise DataError(
+            f"{Path(name).name} starts with a UTF-16 byte-order mark but is not UTF-16 text: "
+            "save it again as CSV UTF-8."
+        )
     if b"\x00" in raw[:4096]:
         # UTF-16 without a BOM shows a NUL in every other byte; anything else with NULs is binary.
         if raw[1:4096:2].count(0) > 0.9 * len(raw[1:4096:2]):
@@ -113,7 +132,8 @@ def _read_csv_text(text: str, name: str) -> pd.DataFrame:
     short = Path(name).name
     delimiter = _sniff_delimiter(text)
     try:
-        header = next(csv.reader(io.StringIO(text), delimiter=delimiter))
+        # newline="": a file with classic-Mac "\r" line ends is rows, not one line holding "\r"s
+        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except (StopIteration, csv.Error) as exc:
         raise DataError(f"{short} has no readable header row: the first line must name the columns.") from exc
     _check_columns(header, short)
@@ -125,7 +145,7 @@ def _read_csv_text(text: str, name: str) -> pd.DataFrame:
         row = re.search(r"line (\d+)", str(exc))
         where = f" at line {row.group(1)}" if row else ""
         raise DataError(
-            f"{short} could not be parsed{where} ({exc}). Check that every row has as many fields as the "
+            f"{short} could not be parsed{where} ({_one_line(exc)}). Check that every row has as many fields as the "
             f"header and that quotes are balanced."
         ) from exc
     if frame.empty:
@@ -136,6 +156,11 @@ def _read_csv_text(text: str, name: str) -> pd.DataFrame:
     if delimiter == ";":
         _convert_decimal_commas(frame)
     return frame
+
+
+def _one_line(exc: Exception) -> str:
+    """A library's message on one line: the CLI reports an error as exactly one line."""
+    return " ".join(str(exc).split())
 
 
 _DECIMAL_COMMA = re.compile(r"^\s*-?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*-?\d+,\d+\s*$")
@@ -242,7 +267,8 @@ def infer_task(target: pd.Series) -> str:
     values = target.dropna()
     n_unique = values.nunique()
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+        with np.errstate(invalid="ignore"):  # inf is not integral: mod gives NaN
+            integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
         if n_unique > 2 and not (integral and n_unique <= 20):
             return "regression"
     return "binary" if n_unique <= 2 else "multiclass"
@@ -324,10 +350,12 @@ def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
         numeric = pd.to_numeric(y, errors="coerce")
         bad = numeric.isna() | ~np.isfinite(numeric.fillna(0).to_numpy(dtype=float))
         if bad.any():
-            row = int(bad.idxmax())
+            label = bad.idxmax()
+            problem = "is not numeric" if pd.isna(numeric.loc[label]) else "is not a finite number"
             raise DataError(
-                f"Target column {target!r} is not numeric at row {row + 2} (value {y.loc[row]!r}): "
-                "regression needs numbers; fix the value or choose a classification task."
+                f"Target column {target!r} {problem} at row {frame.index.get_loc(label) + 2} (value "
+                f"{str(y.loc[label])!r}): regression needs finite numbers; fix the value or choose a "
+                "classification task."
             )
     else:
         labels = target_labels(y)

@@ -71,8 +71,13 @@ class FineTuner:
         splits: dict[str, np.ndarray] | None = None,
         on_progress: Callable[[dict], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_checkpoint: Callable[[FineTuner, dict], None] | None = None,
     ) -> FineTuner:
-        """Fit on ``frame``; ``splits`` (row positions for train/val/test) replaces the configured split."""
+        """Fit on ``frame``; ``splits`` (row positions for train/val/test) replaces the configured split.
+
+        ``on_checkpoint(self, epoch_event)`` is called whenever validation improves, while the model
+        holds those weights: ``self.save(folder)`` then writes a loadable checkpoint.
+        """
         from .training import train
 
         report = on_progress or (lambda event: None)
@@ -104,6 +109,7 @@ class FineTuner:
             frozen_depth=cfg.model.freeze_depth,
             on_progress=on_progress,
             should_stop=should_stop,
+            on_best=(lambda event: on_checkpoint(self, event)) if on_checkpoint is not None else None,
         )
         self.model_.to("cpu")
         return self

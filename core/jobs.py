@@ -264,12 +264,15 @@ def _exit_kind(code: int) -> str:
 
 
 def _exit_message(run_dir: Path, code: int) -> str:
+    checkpoint = runs.read_checkpoint(run_dir)
+    kept = (f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in {runs.CHECKPOINT}/."
+            if checkpoint else "")
     if code == -signal.SIGKILL:
         return ("The training process was killed (SIGKILL), most often by the system running out of memory: "
-                "try a smaller batch size or max length.")
+                f"try a smaller batch size or max length.{kept}")
     tail = ""
     log = run_dir / "worker.log"
     if log.exists():
         lines = log.read_text(errors="replace").strip().splitlines()
         tail = lines[-1] if lines else ""
-    return f"The training process exited with code {code}. {tail}".strip()
+    return f"The training process exited with code {code}. {tail}{kept}".strip()

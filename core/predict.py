@@ -61,14 +61,15 @@ def drift_report(run_dir: str | Path, frame: pd.DataFrame, predictions: pd.DataF
     Columns ``input``, ``psi``, ``level``; empty for runs trained before stability was recorded.
     """
     from .report import score_of
-    from .stability import Reference, psi, psi_level, stability_report
+    from .stability import Reference, psi, psi_chance_level, psi_level, stability_report
 
     saved = runs.read_stability(Path(run_dir))
     if not saved:
         return pd.DataFrame(columns=["input", "psi", "level"])
     tuner = load_model(run_dir)
     references = {name: Reference.from_dict(raw) for name, raw in saved.get("references", {}).items()}
-    report = stability_report(references, frame)
+    sizes = saved.get("rows", {})
+    report = stability_report(references, frame, n_reference=sizes.get("inputs", 0))
     if "score_reference" in saved:
         spec = tuner.spec_
         if spec.task == "regression":
@@ -76,6 +77,7 @@ def drift_report(run_dir: str | Path, frame: pd.DataFrame, predictions: pd.DataF
         else:
             values = score_of(spec, predictions[[f"prob_{c}" for c in spec.classes]].to_numpy(dtype=float))
         value = psi(Reference.from_dict(saved["score_reference"]), values)
-        score = pd.DataFrame([{"input": "model score", "psi": value, "level": psi_level(value)}])
+        chance = psi_chance_level(sizes.get("score", 0), len(values)) if sizes.get("score") else 0.0
+        score = pd.DataFrame([{"input": "model score", "psi": value, "level": psi_level(value, chance)}])
         report = pd.concat([score, report], ignore_index=True)
     return report

@@ -120,18 +120,20 @@ def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: n
         train_scores = score_of(tuner.spec_, tuner.outputs_to_predictions(tuner.raw_outputs(sample)))
         references = stability_reference(train, tuner.spec_)
         score_reference = Reference.fit(train_scores, kind="numeric")
-        report = stability_report(references, parts["test"])
+        report = stability_report(references, parts["test"], n_reference=len(train))
         score_psi = psi(score_reference, score_of(tuner.spec_, test_predictions))
+        score_chance = psi_chance_level(len(sample), len(parts["test"]))
     except Exception as exc:  # stability is advice: its failure must not fail the run
         logger.exception("stability failed")
         return {"error": f"{type(exc).__name__}: {exc}"}
     runs.write_json(Path(run_dir) / "stability.json", {
         "references": {name: ref.to_dict() for name, ref in references.items()},
         "score_reference": score_reference.to_dict(),
+        "rows": {"inputs": len(train), "score": len(sample)},
     })
     return {
         "score_psi": score_psi,
-        "score_level": psi_level(score_psi),
+        "score_level": psi_level(score_psi, score_chance),
         "inputs": report.to_dict("records"),
         "chance_level": psi_chance_level(len(parts["train"]), len(parts["test"])),
     }

@@ -3,7 +3,8 @@
 Layout: ``config.json``, ``status.json``, ``history.jsonl``, ``data.parquet`` (the input table),
 ``metrics.json``, ``predictions.csv`` (test rows), ``val_predictions.csv``, ``decision.json``
 (binary: the threshold), ``stability.json``, ``baselines/<name>.csv`` (test outputs of each
-baseline), ``model/``. Only this module writes run folders; every
+baseline), ``model/``, and while training ``checkpoint/`` (``model/`` of the best epoch so far
+and ``checkpoint.json``; removed once the run succeeds, kept when it is killed or fails). Only this module writes run folders; every
 write of a whole file is atomic (temp file + rename), so a reader never sees half a file.
 """
 
@@ -14,6 +15,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -93,8 +95,16 @@ def run_path(runs_dir: str | Path, run_id: str) -> Path:
 def create_run(runs_dir: str | Path, config: RunConfig, frame: pd.DataFrame, *, source: str = "") -> Path:
     """A new queued run holding its config and a Parquet copy of the input table."""
     runs_dir = Path(runs_dir)
-    run_dir = run_path(runs_dir, new_run_id())
-    run_dir.mkdir(parents=True, exist_ok=False)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for _ in range(10):  # two sessions in the same second: the random part differs, or we retry
+        run_dir = run_path(runs_dir, new_run_id())
+        try:
+            run_dir.mkdir(exist_ok=False)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise RunError(f"Could not make a new run folder in {runs_dir}: try again.")
     write_json(run_dir / "config.json", {**config.to_dict(), "source": Path(source).name if source else ""})
     buffer = frame.copy()
     buffer.columns = [str(c) for c in buffer.columns]
@@ -167,8 +177,12 @@ def read_status(run_dir: Path) -> dict:
     state = status.get("state")
     stale = time.time() - float(status.get("heartbeat", 0)) > STALE_AFTER_S
     if state == "running" and (not _pid_alive(status.get("pid")) or stale):
+        checkpoint = read_checkpoint(run_dir)
+        kept = (f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in {CHECKPOINT}/: score files "
+                f"with `fintune predict {Path(run_dir) / CHECKPOINT} FILE`.") if checkpoint else ""
         status = write_status(
-            run_dir, "interrupted", message="The training process stopped without finishing (killed or crashed)."
+            run_dir, "interrupted",
+            message=f"The training process stopped without finishing (killed or crashed).{kept}",
         )
     elif state == "queued" and not _pid_alive(status.get("owner_pid")):
         status = write_status(run_dir, "interrupted", message="The app that queued this run stopped before it started.")
@@ -277,6 +291,52 @@ def test_rows(run_dir: Path, n: int | None = None) -> pd.DataFrame:
 
 def model_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "model"
+
+
+CHECKPOINT = "checkpoint"
+
+
+def _swap_in(run_dir: Path, name: str, write) -> Path:
+    """Build folder ``name`` beside the old one, then swap it in: a crash or a full disk part-way
+    leaves the previous folder whole, and a reader never sees a half-written one."""
+    run_dir = Path(run_dir)
+    fresh = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{name}-new-"))
+    try:
+        write(fresh)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    final, old = run_dir / name, run_dir / f".{name}-old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(fresh, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def write_checkpoint(run_dir: Path, save, info: dict) -> Path:
+    """``save(folder)`` writes a model; it becomes ``checkpoint/model`` with ``checkpoint.json``."""
+
+    def write(folder: Path) -> None:
+        save(folder / "model")
+        write_json(folder / "checkpoint.json", info)
+
+    return _swap_in(run_dir, CHECKPOINT, write)
+
+
+def write_model(run_dir: Path, save) -> Path:
+    """``save(folder)`` writes the final model; it becomes ``model/`` atomically."""
+    return _swap_in(run_dir, "model", save)
+
+
+def read_checkpoint(run_dir: Path) -> dict:
+    """``checkpoint.json`` of the run's last good checkpoint (``{}`` when there is none)."""
+    return read_json(Path(run_dir) / CHECKPOINT / "checkpoint.json")
+
+
+def drop_checkpoint(run_dir: Path) -> None:
+    shutil.rmtree(Path(run_dir) / CHECKPOINT, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- listing

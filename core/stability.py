@@ -28,9 +28,13 @@ EPSILON = 1e-4  # floor on each bin's share, so an empty bin gives a large but f
 LENGTH_SUFFIX = " (length)"  # text inputs are tracked through their length in characters
 
 
-def psi_level(value: float) -> str:
-    """"stable" below PSI_WARN, "watch" below PSI_ALERT, else "shift"."""
-    if value < PSI_WARN:
+CHANCE_95 = 1.9  # PSI/chance level is ~ chi-square(9)/9 with no shift; its 95th percentile is 1.88
+
+
+def psi_level(value: float, chance_level: float = 0.0) -> str:
+    """"stable" below PSI_WARN, "watch" below PSI_ALERT, else "shift"; a PSI that chance alone
+    reaches one time in twenty at these sample sizes (``chance_level``) is "stable" too."""
+    if value < PSI_WARN or value < CHANCE_95 * chance_level:
         return "stable"
     if value < PSI_ALERT:
         return "watch"
@@ -171,11 +175,13 @@ def _text_length(series: pd.Series) -> pd.Series:
     return series.astype("string").str.len().astype(float)
 
 
-def stability_report(references: dict[str, Reference], frame: pd.DataFrame) -> pd.DataFrame:
+def stability_report(references: dict[str, Reference], frame: pd.DataFrame, *, n_reference: int = 0) -> pd.DataFrame:
     """PSI of each input of ``frame`` against its reference: columns input, psi, level; worst first.
 
     Inputs whose column ``frame`` lacks are skipped, so a file with fewer columns still gets a report.
+    With ``n_reference`` (the reference's row count), PSI within chance for these sizes is "stable".
     """
+    chance = psi_chance_level(n_reference, len(frame)) if n_reference else 0.0
     rows = []
     for name, reference in references.items():
         if name in frame.columns:
@@ -186,6 +192,6 @@ def stability_report(references: dict[str, Reference], frame: pd.DataFrame) -> p
             logger.info("Stability: %r is not in the table, skipped", name)
             continue
         value = psi(reference, values)
-        rows.append({"input": name, "psi": value, "level": psi_level(value)})
+        rows.append({"input": name, "psi": value, "level": psi_level(value, chance)})
     report = pd.DataFrame(rows, columns=["input", "psi", "level"])
     return report.sort_values("psi", ascending=False, kind="mergesort").reset_index(drop=True)

@@ -280,6 +280,7 @@ def train(
     frozen_depth: int = 0,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_best: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Fine-tune ``model`` in place and restore its best validation checkpoint; return epoch events.
 
@@ -402,6 +403,8 @@ def train(
         if score > best_score:
             best_score, stale_epochs = score, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad}
+            if on_best is not None:
+                on_best(event)  # the model holds the best weights right now: a checkpoint can be taken
         else:
             stale_epochs += 1
         if stale_epochs >= config.patience or step >= total_steps:

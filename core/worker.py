@@ -7,6 +7,7 @@ in-process. Either way, everything goes to the run folder.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -65,6 +66,31 @@ def _heartbeat(run_dir: Path, stop: threading.Event) -> None:
             pass  # a full disk must not kill training; the final status write will report it
 
 
+def _checkpointer(run_dir: Path):
+    """Save the best model so far after each improving epoch; a failed save (full disk) is logged
+    and training goes on, with the previous checkpoint still whole."""
+
+    def on_checkpoint(tuner, event: dict) -> None:
+        info = {"epoch": event["epoch"], "step": event["step"], "val": event["val"]}
+        try:
+            runs.write_checkpoint(run_dir, tuner.save, info)
+        except OSError as exc:
+            logger.warning("checkpoint of epoch %s not written: %s", event["epoch"], exc)
+            try:
+                runs.append_event(run_dir, {"type": "warning", "message": f"Checkpoint of epoch {event['epoch']} "
+                                            f"not written ({exc.strerror or exc}); the previous one is kept."})
+            except OSError:
+                pass
+
+    return on_checkpoint
+
+
+def _disk_message(exc: OSError, run_dir: Path) -> str:
+    kept = " The best checkpoint so far is kept in checkpoint/." if runs.read_checkpoint(run_dir) else ""
+    return (f"The disk is full ({exc.strerror or exc}) while writing {exc.filename or 'the run'}: free space "
+            f"where the runs folder is ({run_dir.parent}) and train again.{kept}")
+
+
 def execute(
     run_dir: str | Path,
     *,
@@ -82,9 +108,10 @@ def execute(
     try:
         config = runs.load_config(run_dir)
         frame = runs.load_data(run_dir)
-        tuner = FineTuner(config).fit(frame, on_progress=_HistoryWriter(run_dir, on_progress), should_stop=should_stop)
+        tuner = FineTuner(config).fit(frame, on_progress=_HistoryWriter(run_dir, on_progress), should_stop=should_stop,
+                                      on_checkpoint=_checkpointer(run_dir))
         runs.write_status(run_dir, "running", phase="Saving the model")
-        tuner.save(runs.model_dir(run_dir))
+        runs.write_model(run_dir, tuner.save)
         from .backbones import count_parameters
         from .report import write_report
 
@@ -93,6 +120,7 @@ def execute(
         metrics.update(epochs_run=len(tuner.history_), max_length=tuner.max_length_,
                        trainable_parameters=trainable, total_parameters=total)
         runs.write_metrics(run_dir, metrics)
+        runs.drop_checkpoint(run_dir)  # model/ holds the same best weights now
         state = "succeeded"
         runs.write_status(run_dir, state, phase="Done", message="")
     except TrainingCancelled:
@@ -101,6 +129,14 @@ def execute(
     except FinTuneError as exc:
         state = "failed"
         runs.write_status(run_dir, state, kind=failure_kind(exc), message=str(exc), phase="Failed")
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        state = "failed"
+        try:
+            runs.write_status(run_dir, state, kind="disk_full", phase="Failed", message=_disk_message(exc, run_dir))
+        except OSError:
+            logger.error("disk full: the failed status could not be written either")
     except MemoryError:
         state = "failed"
         runs.write_status(run_dir, state, kind="out_of_memory", phase="Failed",

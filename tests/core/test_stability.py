@@ -134,3 +134,11 @@ def test_chance_level_matches_the_psi_of_two_samples_of_one_distribution():
     rng = np.random.default_rng(3)
     observed = [psi(Reference.fit(rng.normal(size=700)), rng.normal(size=150)) for _ in range(200)]
     assert np.mean(observed) == pytest.approx(psi_chance_level(700, 150), rel=0.25)
+
+
+def test_psi_within_chance_for_small_samples_is_stable():
+    from core.stability import psi_chance_level
+
+    chance = psi_chance_level(140, 200)  # about 0.11: small samples drift by chance
+    assert psi_level(0.18) == "watch" and psi_level(0.18, chance) == "stable"
+    assert psi_level(0.30, chance) == "shift"  # beyond what chance gives
