@@ -319,9 +319,33 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _has_password(root: Path) -> bool:
+    import tomllib
+
+    if os.environ.get("FINTUNE_PASSWORD"):
+        return True
+    for secrets in (root / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"):
+        try:
+            if tomllib.loads(secrets.read_text()).get("password"):
+                return True
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+    return False
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, FINTUNE_RUNS_DIR=str(Path(args.runs_dir).resolve()))
+    if args.host not in LOCAL_HOSTS:
+        if not _has_password(root):
+            raise ConfigError(
+                f"--host {args.host} makes the app reachable from other machines: set a password first "
+                "(password = \"...\" in .streamlit/secrets.toml, or FINTUNE_PASSWORD), or keep 127.0.0.1."
+            )
+        env["FINTUNE_REQUIRE_PASSWORD"] = "1"
     command = [sys.executable, "-m", "streamlit", "run", str(root / "dashboard" / "app.py"),
                "--server.address", args.host, "--server.port", str(args.port),
                "--server.enableXsrfProtection", "true", "--browser.gatherUsageStats", "false"]

@@ -10,9 +10,10 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import state  # noqa: E402
+from dashboard import auth, state  # noqa: E402
 
 st.set_page_config(page_title="FinTune", page_icon=":material/model_training:", layout="wide")
+auth.gate()  # a password whenever the app is bound to anything but this machine
 
 pages = [
     st.Page("views/data.py", title="Data", icon=":material/table:", default=True),
