@@ -71,7 +71,8 @@ def runs_dir() -> Path:
 
 @st.cache_resource(show_spinner=False)
 def _manager(directory: str) -> core.JobManager:
-    return core.JobManager(directory)
+    # FINTUNE_WARM_WORKER=0 skips the pre-started spare worker (saves ~1 GB on small machines).
+    return core.JobManager(directory, warm_worker=os.environ.get("FINTUNE_WARM_WORKER", "1") != "0")
 
 
 def manager() -> core.JobManager:

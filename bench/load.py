@@ -1,0 +1,136 @@
+"""Load: N dashboard sessions watching a running fine-tuning job.
+
+    python -m bench.load [--sessions 20] [--seconds 30]
+
+A real job (bundled MiniLM on the credit sample) trains in its worker process. Training
+throughput is measured from the run's own step events, first with no viewer, then while N
+Streamlit sessions watch it, then with no viewer again. Each session is an AppTest in its own
+process (AppTest is not thread-safe) that reruns the whole Train page once a second, as the
+page's live fragment does, and times every rerun. Prints render times (median, 95th percentile,
+max) and the throughput with and without viewers, measured side by side in one job. AppTest
+reruns the whole page where a browser session reruns only the live fragment, and 20 processes
+each pay their own interpreter, so both figures are pessimistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _throughput(run_dir: Path, start: float, end: float, batch_size: int) -> float:
+    """Samples per second between two wall-clock times, from the run's step events."""
+    from core import runs
+
+    steps = [(e["time"], e["step"]) for e in runs.read_history(run_dir) if e.get("type") == "step"
+             and start <= e["time"] <= end]
+    if len(steps) < 2:
+        return float("nan")
+    (t0, s0), (t1, s1) = steps[0], steps[-1]
+    return (s1 - s0) * batch_size / (t1 - t0)
+
+
+def _session_until(app, runs_dir, ready, go, until, results) -> None:
+    """One viewer: open the Train page, then rerun it once a second until the parent's end time."""
+    os.environ["FINTUNE_RUNS_DIR"] = runs_dir
+    os.environ["FINTUNE_WARM_WORKER"] = "0"  # a viewer process must not start a spare training worker
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(app, default_timeout=60)
+    at.run()
+    at.switch_page("views/train.py").run()
+    ready.release()
+    go.wait()
+    renders, errors = [], 0
+    while time.time() < until.value:
+        started = time.perf_counter()
+        at.run()
+        renders.append(time.perf_counter() - started)
+        errors += bool(at.exception)
+        time.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))  # the fragment's run_every=1.0
+    results.put((renders, errors))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
+    args = parser.parse_args()
+
+    runs_dir = Path(tempfile.mkdtemp(prefix="fintune-load-")) / "runs"
+    os.environ["FINTUNE_RUNS_DIR"] = str(runs_dir)
+    import core
+    from dashboard import state
+
+    jobs = state.manager()
+    batch_size = 16
+    config = core.default_config("credit_risk").replace(
+        train={"epochs": 100, "patience": 100, "batch_size": batch_size})
+    run_id = jobs.submit(config, core.read_table(ROOT / "sample_data" / "credit_risk.csv"), source="credit_risk.csv")
+    run_dir = runs_dir / run_id
+    while jobs.snapshot(run_id).step < 10:  # past start-up, tokenising and the first steps
+        time.sleep(0.5)
+
+    phases = {}
+    start = time.time()
+    time.sleep(args.seconds)
+    phases["alone (before)"] = (start, time.time())
+
+    # Sessions start (imports, first page) before the measured window, then all go at once.
+    context = multiprocessing.get_context("spawn")
+    ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
+    app = str(ROOT / "dashboard" / "app.py")
+    start_at = time.time() + 10_000  # placeholder until every session is ready
+    viewers = []
+    for _ in range(args.sessions):
+        until = context.Value("d", start_at)
+        viewers.append((context.Process(target=_session_until, args=(app, str(runs_dir), ready, go, until, results)),
+                        until))
+    for process, _ in viewers:
+        process.start()
+    for _ in viewers:
+        ready.acquire()
+    start = time.time()
+    for _, until in viewers:
+        until.value = start + args.seconds
+    go.set()
+    time.sleep(args.seconds)
+    phases[f"{args.sessions} sessions watching"] = (start, time.time())
+    renders, errors = [], 0
+    for _ in viewers:
+        times, failed = results.get(timeout=120)
+        renders += times
+        errors += failed
+    for process, _ in viewers:
+        process.join(timeout=30)
+
+    start = time.time()
+    time.sleep(args.seconds)
+    phases["alone (after)"] = (start, time.time())
+    jobs.cancel(run_id)
+    jobs.wait(run_id, timeout=60)
+    jobs.shutdown()
+
+    rates = {name: _throughput(run_dir, a, b, batch_size) for name, (a, b) in phases.items()}
+    alone = statistics.mean([rates["alone (before)"], rates["alone (after)"]])
+    watched = rates[f"{args.sessions} sessions watching"]
+    ordered = sorted(renders)
+    print(f"training throughput (samples/s, MiniLM, batch {batch_size}, freeze 0, {os.cpu_count()} CPUs):")
+    for name, rate in rates.items():
+        print(f"  {name:<24} {rate:7.1f}")
+    print(f"  drop with viewers        {100 * (1 - watched / alone):6.1f} %  (against the mean of both alone phases)")
+    print(f"page renders of {args.sessions} sessions: {len(ordered)} renders, median "
+          f"{statistics.median(ordered):.2f} s, 95th percentile {ordered[int(0.95 * (len(ordered) - 1))]:.2f} s, "
+          f"max {ordered[-1]:.2f} s; under 2 s: {sum(r < 2 for r in ordered) / len(ordered):.0%}; "
+          f"exceptions: {errors}")
+
+
+if __name__ == "__main__":
+    main()
