@@ -45,7 +45,12 @@ with right:
     if st.button("Load sample", icon=":material/dataset:"):
         state.load_sample(sample)
 
-if upload is not None and upload.file_id != st.session_state.get(state.LAST_UPLOAD):
+limit_mb = st.get_option("server.maxUploadSize")  # the browser enforces it; AppTest and scripts do not
+if upload is not None and upload.size > limit_mb * 1024 * 1024:
+    st.error(f"{upload.name} is {upload.size / 2**20:,.1f} MB, over the dashboard's upload limit of {limit_mb} MB: "
+             "use `fintune train` from the command line for larger files, or sample the rows.",
+             icon=":material/error:")
+elif upload is not None and upload.file_id != st.session_state.get(state.LAST_UPLOAD):
     try:
         state.load_bytes(upload.getvalue(), upload.name)
         st.session_state[state.LAST_UPLOAD] = upload.file_id
