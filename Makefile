@@ -1,5 +1,5 @@
 # The two set-up commands of the README's quick start, and the checks CI runs.
-.PHONY: dashboard test lint bench-quality
+.PHONY: dashboard test lint bench-quality bench-load
 
 dashboard:  ## set up, then start the dashboard on http://127.0.0.1:8501 with the sample data
 	bash scripts/setup.sh run
@@ -12,3 +12,6 @@ test:  ## set up (test tools and Chromium too), then lint and run the whole test
 
 bench-quality:
 	.venv/bin/python -m bench.quality
+
+bench-load:  ## 20 dashboard sessions watching a training job: render times and throughput drop
+	.venv/bin/python -m bench.load --sessions 20 --seconds 20 --check

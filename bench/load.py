@@ -5,11 +5,11 @@
 A real job (bundled MiniLM on the credit sample) trains in its worker process. Training
 throughput is measured from the run's own step events, first with no viewer, then while N
 Streamlit sessions watch it, then with no viewer again. Each session is an AppTest in its own
-process (AppTest is not thread-safe) that reruns the whole Train page once a second, as the
-page's live fragment does, and times every rerun. Prints render times (median, 95th percentile,
-max) and the throughput with and without viewers, measured side by side in one job. AppTest
-reruns the whole page where a browser session reruns only the live fragment, and 20 processes
-each pay their own interpreter, so both figures are pessimistic.
+process (AppTest is not thread-safe) that, as often as an open Train page's live fragment
+(``components.LIVE_REFRESH_S``), runs what that fragment runs (``components.live_run``; ``--view
+page`` reruns the whole page instead), and times every run. Prints render times (median, 95th percentile, max) and the throughput with and without
+viewers, measured side by side in one job. 20 viewer processes each pay their own interpreter and
+AppTest's overhead where a server runs 20 sessions in one process, so the figures are pessimistic.
 """
 
 from __future__ import annotations
@@ -37,15 +37,36 @@ def _throughput(run_dir: Path, start: float, end: float, batch_size: int) -> flo
     return (s1 - s0) * batch_size / (t1 - t0)
 
 
+def _live_view() -> None:
+    """What an open Train page's fragments run: the live run every LIVE_REFRESH_S, all runs every
+    RUNS_REFRESH_S."""
+    import streamlit as st
+
+    from dashboard import components as ui
+    from dashboard import state
+
+    tick = st.session_state.get("tick", 0)
+    st.session_state["tick"] = tick + 1
+    ui.live_run(state.manager(), state.current_run_id())
+    if tick % round(ui.RUNS_REFRESH_S / ui.LIVE_REFRESH_S) == 0:
+        ui.runs_table(state.manager().list_runs())
+
+
 def _session_until(app, runs_dir, ready, go, until, results) -> None:
     """One viewer: open the Train page, then rerun it once a second until the parent's end time."""
     os.environ["FINTUNE_RUNS_DIR"] = runs_dir
     os.environ["FINTUNE_WARM_WORKER"] = "0"  # a viewer process must not start a spare training worker
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(app, default_timeout=60)
-    at.run()
-    at.switch_page("views/train.py").run()
+    from dashboard.components import LIVE_REFRESH_S as refresh
+
+    if app == "fragment":
+        at = AppTest.from_function(_live_view, default_timeout=60)
+        at.run()
+    else:
+        at = AppTest.from_file(app, default_timeout=60)
+        at.run()
+        at.switch_page("views/train.py").run()
     ready.release()
     go.wait()
     renders, errors = [], 0
@@ -54,7 +75,7 @@ def _session_until(app, runs_dir, ready, go, until, results) -> None:
         at.run()
         renders.append(time.perf_counter() - started)
         errors += bool(at.exception)
-        time.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))  # the fragment's run_every=1.0
+        time.sleep(max(0.0, refresh - (time.perf_counter() - started)))  # the fragment's run_every
     results.put((renders, errors))
 
 
@@ -62,6 +83,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if a session raised or a render took 2 s or more (CI)")
+    parser.add_argument("--view", choices=["fragment", "page"], default="fragment",
+                        help="what each viewer reruns every second: the live fragment or the whole page")
     args = parser.parse_args()
 
     runs_dir = Path(tempfile.mkdtemp(prefix="fintune-load-")) / "runs"
@@ -86,7 +111,7 @@ def main() -> None:
     # Sessions start (imports, first page) before the measured window, then all go at once.
     context = multiprocessing.get_context("spawn")
     ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
-    app = str(ROOT / "dashboard" / "app.py")
+    app = "fragment" if args.view == "fragment" else str(ROOT / "dashboard" / "app.py")
     start_at = time.time() + 10_000  # placeholder until every session is ready
     viewers = []
     for _ in range(args.sessions):
@@ -130,6 +155,8 @@ def main() -> None:
           f"{statistics.median(ordered):.2f} s, 95th percentile {ordered[int(0.95 * (len(ordered) - 1))]:.2f} s, "
           f"max {ordered[-1]:.2f} s; under 2 s: {sum(r < 2 for r in ordered) / len(ordered):.0%}; "
           f"exceptions: {errors}")
+    if args.check and (errors or not ordered or ordered[-1] >= 2.0):
+        raise SystemExit("load check failed: a session raised, or a render took 2 s or more")
 
 
 if __name__ == "__main__":

@@ -96,18 +96,28 @@ def roles_table(frame: pd.DataFrame, roles: dict[str, str]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- training curves
 
 
+# The live Train page redraws these every second in every open session: plain graph objects,
+# not plotly.express, build in a few milliseconds instead of ~25.
+
+
+MAX_CURVE_POINTS = 500  # a long run's curve is thinned: the shape is the same, the page stays light
+
+
 def loss_curve(steps: list[dict], *, title: str = "Training loss") -> go.Figure:
-    frame = pd.DataFrame(steps, columns=["step", "epoch", "loss"])
-    figure = px.line(frame, x="step", y="loss", title=title, markers=len(frame) < 30)
-    figure.update_xaxes(rangemode="tozero")
+    if len(steps) > MAX_CURVE_POINTS:
+        stride = -(-len(steps) // MAX_CURVE_POINTS)
+        steps = steps[::stride] + ([steps[-1]] if (len(steps) - 1) % stride else [])
+    x, y = [e.get("step") for e in steps], [e.get("loss") for e in steps]
+    figure = go.Figure(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) < 30 else "lines", name="loss"))
+    figure.update_layout(title=title, xaxis_title="step", yaxis_title="loss", xaxis_rangemode="tozero")
     return figure
 
 
 def validation_curve(epochs: list[dict], metric: str) -> go.Figure:
-    frame = pd.DataFrame([{"epoch": e["epoch"], metric: (e.get("val") or {}).get(metric)} for e in epochs],
-                         columns=["epoch", metric])
-    figure = px.line(frame, x="epoch", y=metric, markers=True, title=f"Validation {metric}")
-    figure.update_xaxes(dtick=1)
+    x = [e["epoch"] for e in epochs]
+    y = [(e.get("val") or {}).get(metric) for e in epochs]
+    figure = go.Figure(go.Scatter(x=x, y=y, mode="lines+markers", name=metric))
+    figure.update_layout(title=f"Validation {metric}", xaxis_title="epoch", yaxis_title=metric, xaxis_dtick=1)
     if metric in BOUNDED_METRICS:
         figure.update_yaxes(range=[0, 1.02])
     return figure
@@ -125,6 +135,46 @@ def compare_curves(histories: dict[str, list[dict]], metric: str) -> go.Figure:
     figure = px.line(frame, x="epoch", y=metric, color="run", markers=True, title=title)
     figure.update_xaxes(dtick=1)
     return figure
+
+
+LIVE_REFRESH_S = 2.0  # the live view's redraw interval: every open Train page pays it (bench/load.py)
+RUNS_REFRESH_S = 10.0  # the all-runs table: states change rarely
+
+
+def live_run(jobs, run_id: str | None) -> None:
+    """The live view of one run: state, progress, loss and validation curves, all runs.
+
+    Every open Train page redraws this every LIVE_REFRESH_S, so it must stay cheap (bench/load.py).
+    """
+    if run_id is None:
+        st.caption("No runs yet: start one above.")
+        return
+    snap = jobs.snapshot(run_id)
+    head, cancel = st.columns([5, 1])
+    head.subheader(f"Run {run_id}")
+    # The engine reports phases up to tokenising; after that the step events tell the story.
+    activity = "" if snap.finished else (f"training, epoch {snap.epoch}" if snap.steps else snap.phase)
+    head.markdown(f"State: **{STATE_ICONS.get(snap.state, '')} {snap.state}**"
+                  + (f" · {activity}" if activity else ""))
+    if not snap.finished and cancel.button("Cancel", icon=":material/stop:", key=f"cancel.{run_id}"):
+        jobs.cancel(run_id)
+        st.toast(f"Cancelling {run_id} ...")
+    if snap.state in ("failed", "interrupted", "cancelled") and snap.message:
+        (st.error if snap.state == "failed" else st.warning)(snap.message)
+    step_text = f"step {snap.step} of {snap.total_steps}" if snap.total_steps else snap.phase or snap.state
+    st.progress(snap.progress, text=step_text)
+    c = st.columns(4)
+    c[0].metric("Epoch", snap.epoch or "–")
+    c[1].metric("Loss", "–" if snap.loss is None else f"{snap.loss:.4f}")
+    c[2].metric("Samples/s", "–" if snap.samples_per_s is None else f"{snap.samples_per_s:.1f}")
+    c[3].metric("ETA" if not snap.finished else "Elapsed", duration(snap.elapsed_s if snap.finished else snap.eta_s))
+    left, right = st.columns(2)
+    with left:
+        plot(loss_curve(snap.steps), key=f"loss.{run_id}")
+    with right:
+        val = (snap.epochs[-1].get("val") or {}) if snap.epochs else {}
+        metric = headline_metric("regression" if "rmse" in val else "classification")
+        plot(validation_curve(snap.epochs, metric), key=f"val.{run_id}")
 
 
 def runs_table(summaries: list) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -207,4 +208,11 @@ def validated() -> tuple[str, pd.DataFrame, core.RunConfig, core.TableSpec]:
     if st.session_state.get(TARGET) not in frame.columns:
         raise LookupError("No target column chosen.")
     config = run_config()
-    return name, frame, config, core.describe_table(frame, config.data)
+    key = json.dumps(dataclasses.asdict(config.data), sort_keys=True, default=str)
+    return name, frame, config, _described(st.session_state[DATA_DIGEST], key, frame, config.data)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _described(digest: str, data_config: str, _frame: pd.DataFrame, _config: core.DataConfig) -> core.TableSpec:
+    # Role inference reads every column (~70 ms on the credit table); pages rerun often.
+    return core.describe_table(_frame, _config)
