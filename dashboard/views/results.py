@@ -38,6 +38,9 @@ st.subheader("Scorecard: fine-tuned vs baselines (test)")
 if "test_intervals" not in metrics:
     st.info("This run was trained before baselines and intervals were recorded: retrain it to see them.")
 st.dataframe(charts.scorecard(metrics), hide_index=True, width="stretch")
+if task == "binary":
+    st.caption("Accuracy and F1 here label each row with its more probable class; at the chosen threshold "
+               "they are on the Decision threshold tab.")
 if isinstance(metrics.get("baselines"), dict) and "error" in metrics["baselines"]:
     st.warning(f"The baselines could not be fitted: {metrics['baselines']['error']}")
 if baselines:
