@@ -223,7 +223,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_threshold(args: argparse.Namespace) -> int:
     from . import runs
     from .compare import spec_from_metrics
-    from .thresholds import choose_threshold, outcome_at
+    from .thresholds import choose_threshold, outcome_at, table_scores
 
     run_dir = Path(args.run_dir)
     metrics = runs.read_metrics(run_dir)
@@ -233,7 +233,7 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     spec = spec_from_metrics(metrics, target)
 
     def scores(table):
-        return table[target].astype(str).to_numpy() == spec.positive_class, table[f"prob_{spec.positive_class}"].to_numpy()
+        return table_scores(table, target, spec.positive_class)
 
     decision = choose_threshold(*scores(runs.read_val_predictions(run_dir)), spec.positive_class, cost_fp=args.cost_fp,
                       cost_fn=args.cost_fn, approval_rate=args.approval_rate, threshold=args.threshold)

@@ -21,7 +21,7 @@ from .evaluation import metrics_of
 from .metrics import HIGHER_IS_BETTER
 from .significance import N_BOOTSTRAP, delong_test, paired_differences
 
-HEADLINE = {
+HEADLINE_METRICS = {  # the metrics people read first, per task, in reading order
     "binary": ["roc_auc", "gini", "ks", "pr_auc", "brier", "ece", "log_loss", "accuracy", "f1"],
     "multiclass": ["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"],
     "regression": ["rmse", "mae", "r2", "mape", "directional_accuracy"],
@@ -78,7 +78,7 @@ def compare_predictions(
     """Compare models given their test prediction tables; the first model is the reference."""
     names = list(tables)
     arrays = {name: _arrays(spec, table) for name, table in tables.items()}
-    headline = HEADLINE.get(spec.task, [])
+    headline = HEADLINE_METRICS.get(spec.task, [])
     rows = []
     for name, (y, outputs) in arrays.items():
         values = metrics_of(spec, y, outputs)

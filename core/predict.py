@@ -61,7 +61,7 @@ def drift_report(run_dir: str | Path, frame: pd.DataFrame, predictions: pd.DataF
     Columns ``input``, ``psi``, ``level``; empty for runs trained before stability was recorded.
     """
     from .report import score_of
-    from .stability import Reference, psi, psi_chance_level, psi_level, stability_report
+    from .stability import Reference, stability_report, with_score
 
     saved = runs.read_stability(Path(run_dir))
     if not saved:
@@ -76,8 +76,6 @@ def drift_report(run_dir: str | Path, frame: pd.DataFrame, predictions: pd.DataF
             values = predictions["prediction"].to_numpy(dtype=float)
         else:
             values = score_of(spec, predictions[[f"prob_{c}" for c in spec.classes]].to_numpy(dtype=float))
-        value = psi(Reference.from_dict(saved["score_reference"]), values)
-        chance = psi_chance_level(sizes.get("score", 0), len(values)) if sizes.get("score") else 0.0
-        score = pd.DataFrame([{"input": "model score", "psi": value, "level": psi_level(value, chance)}])
-        report = pd.concat([score, report], ignore_index=True)
+        report = with_score(report, Reference.from_dict(saved["score_reference"]), values,
+                            n_reference=sizes.get("score", 0))
     return report

@@ -107,11 +107,10 @@ def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: n
     """PSI of every input and of the score, test against train; references saved for new files."""
     from .stability import (
         Reference,
-        psi,
         psi_chance_level,
-        psi_level,
         stability_reference,
         stability_report,
+        with_score,
     )
 
     try:
@@ -120,9 +119,8 @@ def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: n
         train_scores = score_of(tuner.spec_, tuner.outputs_to_predictions(tuner.raw_outputs(sample)))
         references = stability_reference(train, tuner.spec_)
         score_reference = Reference.fit(train_scores, kind="numeric")
-        report = stability_report(references, parts["test"], n_reference=len(train))
-        score_psi = psi(score_reference, score_of(tuner.spec_, test_predictions))
-        score_chance = psi_chance_level(len(sample), len(parts["test"]))
+        report = with_score(stability_report(references, parts["test"], n_reference=len(train)), score_reference,
+                            score_of(tuner.spec_, test_predictions), n_reference=len(sample))
     except Exception as exc:  # stability is advice: its failure must not fail the run
         logger.exception("stability failed")
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -132,10 +130,8 @@ def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: n
         "rows": {"inputs": len(train), "score": len(sample)},
     })
     return {
-        "score_psi": score_psi,
-        "score_level": psi_level(score_psi, score_chance),
-        "inputs": report.to_dict("records"),
-        "chance_level": psi_chance_level(len(parts["train"]), len(parts["test"])),
+        "inputs": report.to_dict("records"),  # the model score first, then each input, worst first
+        "chance_level": psi_chance_level(len(train), len(parts["test"])),
     }
 
 

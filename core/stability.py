@@ -195,3 +195,14 @@ def stability_report(references: dict[str, Reference], frame: pd.DataFrame, *, n
         rows.append({"input": name, "psi": value, "level": psi_level(value, chance)})
     report = pd.DataFrame(rows, columns=["input", "psi", "level"])
     return report.sort_values("psi", ascending=False, kind="mergesort").reset_index(drop=True)
+
+
+MODEL_SCORE = "model score"
+
+
+def with_score(report: pd.DataFrame, reference: Reference, scores, *, n_reference: int = 0) -> pd.DataFrame:
+    """``report`` with the model score's PSI as its first row (the input people check first)."""
+    value = psi(reference, scores)
+    chance = psi_chance_level(n_reference, len(scores)) if n_reference else 0.0
+    row = pd.DataFrame([{"input": MODEL_SCORE, "psi": value, "level": psi_level(value, chance)}])
+    return pd.concat([row, report], ignore_index=True)

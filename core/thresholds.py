@@ -118,6 +118,11 @@ def choose_threshold(
     return Decision(positive_class, best_cost_threshold(is_positive, score, cost_fp, cost_fn), "cost", cost_fp, cost_fn)
 
 
+def table_scores(table: pd.DataFrame, target: str, positive_class: str) -> tuple[np.ndarray, np.ndarray]:
+    """(is_positive, P(positive)) from a prediction table (``predictions.csv`` and the like)."""
+    return table[target].astype(str).to_numpy() == positive_class, table[f"prob_{positive_class}"].to_numpy()
+
+
 def outcome_at(is_positive: np.ndarray, score: np.ndarray, decision: Decision) -> dict[str, float]:
     """Counts, rates and expected cost of ``decision`` on labelled rows."""
     is_positive = np.asarray(is_positive, dtype=bool)

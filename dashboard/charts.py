@@ -19,11 +19,6 @@ METRIC_LABELS = {
     "ece": "Calibration error (ECE)", "log_loss": "Log loss", "accuracy": "Accuracy", "f1": "F1",
     "rmse": "RMSE", "mae": "MAE", "r2": "R²", "mape": "MAPE", "directional_accuracy": "Directional accuracy",
 }
-HEADLINE = {
-    "binary": ["roc_auc", "gini", "ks", "pr_auc", "brier", "ece", "log_loss", "accuracy", "f1"],
-    "multiclass": ["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"],
-    "regression": ["rmse", "mae", "r2", "mape", "directional_accuracy"],
-}
 LEVEL_COLOURS = {"stable": "#2e7d32", "watch": "#f9a825", "shift": "#c62828"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#9467bd", "#8c564b"]
 
@@ -47,7 +42,7 @@ def scorecard(metrics: dict) -> pd.DataFrame:
     for name, entry in (metrics.get("baselines") or {}).items():
         if isinstance(entry, dict) and entry.get("test"):
             models[name] = (entry["test"], entry.get("test_intervals", {}))
-    names = [m for m in HEADLINE.get(metrics.get("task", ""), []) if m in models["Fine-tuned"][0]]
+    names = [m for m in core.HEADLINE_METRICS.get(metrics.get("task", ""), []) if m in models["Fine-tuned"][0]]
     rows = [{"metric": metric_label(m), **{model: with_interval(values.get(m), intervals.get(m))
                                            for model, (values, intervals) in models.items()}} for m in names]
     return pd.DataFrame(rows)

@@ -402,7 +402,7 @@ def decision_panel(summary, metrics: dict, predictions: pd.DataFrame) -> None:
         return
 
     def scores(table: pd.DataFrame):
-        return table[summary.target].astype(str).to_numpy() == positive, table[f"prob_{positive}"].to_numpy()
+        return core.table_scores(table, summary.target, positive)
 
     key = f"results.decision.{summary.run_id}"
     saved_method = saved.method if saved else "cost"

@@ -115,8 +115,6 @@ with tabs["Stability"]:
         st.info(stability.get("error", "No stability report for this run."))
     else:
         report = pd.DataFrame(stability["inputs"])
-        score = {"input": "model score", "psi": stability["score_psi"], "level": stability["score_level"]}
-        report = pd.concat([pd.DataFrame([score]), report], ignore_index=True)
         chance = stability.get("chance_level")
         st.caption("Population stability index of each input and of the model's score, test rows against "
                    "training rows: under 0.1 stable, 0.1-0.25 watch, 0.25 and above a real shift."

@@ -42,19 +42,25 @@ def app(runs_dir, monkeypatch):
     yield from app_over(runs_dir, monkeypatch)
 
 
-@pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory) -> Path:
-    """A runs folder holding one tiny succeeded run on the credit sample (frozen MiniLM, 2 steps)."""
+def train_credit_run(directory: Path, *, freeze_depth: int, max_steps: int) -> str:
+    """Train MiniLM briefly on the credit sample in ``directory`` through the job manager."""
     import core
 
-    directory = tmp_path_factory.mktemp("trained") / "runs"
     jobs = core.JobManager(directory)
-    config = core.default_config("credit_risk").replace(model={"freeze_depth": 6},
-                                                         train={"epochs": 1, "max_steps": 2})
+    config = core.default_config("credit_risk").replace(model={"freeze_depth": freeze_depth},
+                                                         train={"epochs": 1, "max_steps": max_steps})
     run_id = jobs.submit(config, core.read_table(SAMPLES / "credit_risk.csv"), source="credit_risk.csv")
     snapshot = jobs.wait(run_id, timeout=600)
     jobs.shutdown()
     assert snapshot.state == "succeeded", snapshot.message
+    return run_id
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> Path:
+    """A runs folder holding one tiny succeeded run on the credit sample (frozen MiniLM, 2 steps)."""
+    directory = tmp_path_factory.mktemp("trained") / "runs"
+    train_credit_run(directory, freeze_depth=6, max_steps=2)
     return directory
 
 

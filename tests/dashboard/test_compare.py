@@ -4,23 +4,15 @@ import shutil
 
 import pytest
 from apptest_helpers import open_page, texts
-from conftest import SAMPLES, app_over
+from conftest import app_over, train_credit_run
 
 
 @pytest.fixture(scope="module")
 def two_runs(trained_runs, tmp_path_factory):
     """The shared tiny run plus a second one with another freeze depth, on the same split."""
-    import core
-
     folder = tmp_path_factory.mktemp("compare") / "runs"
     shutil.copytree(trained_runs, folder)
-    jobs = core.JobManager(folder)
-    config = core.default_config("credit_risk").replace(model={"freeze_depth": 5},
-                                                         train={"epochs": 1, "max_steps": 3})
-    run_id = jobs.submit(config, core.read_table(SAMPLES / "credit_risk.csv"), source="credit_risk.csv")
-    snapshot = jobs.wait(run_id, timeout=600)
-    jobs.shutdown()
-    assert snapshot.state == "succeeded", snapshot.message
+    train_credit_run(folder, freeze_depth=5, max_steps=3)
     return folder
 
 
