@@ -105,6 +105,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this many optimiser steps (quick trials, tests)
     cache_frozen_prefix: bool = True  # compute frozen layers once, replay them in later epochs
     compile: bool = False  # torch.compile the model (used when no frozen prefix is cached)
+    num_processes: int = 1  # data-parallel processes (GPUs); batch_size is the global batch across them
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -125,6 +126,11 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio is {self.warmup_ratio}: choose in [0, 1).")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps is {self.max_steps}: use 1 or more, or leave it unset.")
+        if self.num_processes < 1:
+            raise ConfigError(f"num_processes is {self.num_processes}: use 1 or more.")
+        if self.batch_size < self.num_processes:
+            raise ConfigError(f"batch_size {self.batch_size} is smaller than num_processes {self.num_processes}: the "
+                              f"batch is shared out among the processes; use a batch size of {self.num_processes} or more.")
 
 
 @dataclass(frozen=True)

@@ -72,11 +72,13 @@ class FineTuner:
         on_progress: Callable[[dict], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         on_checkpoint: Callable[[FineTuner, dict], None] | None = None,
+        cluster=None,
     ) -> FineTuner:
         """Fit on ``frame``; ``splits`` (row positions for train/val/test) replaces the configured split.
 
         ``on_checkpoint(self, epoch_event)`` is called whenever validation improves, while the model
         holds those weights: ``self.save(folder)`` then writes a loadable checkpoint.
+        ``cluster`` is the process group when several processes train this run (see core.distributed).
         """
         from .training import train
 
@@ -89,6 +91,9 @@ class FineTuner:
         self.preprocessor_ = Preprocessor(self.spec_, numeric_in_text=cfg.model.numeric_in_text).fit(parts["train"])
 
         report({"type": "phase", "phase": f"Loading backbone {cfg.model.backbone}"})
+        import torch
+
+        torch.manual_seed(cfg.train.seed)  # the new head's initial weights: same seed, same run
         self._build_model(load_backbone(cfg.model.backbone))
         self.max_length_ = cfg.model.max_length or self._auto_max_length(parts["train"])
         trainable, total = count_parameters(self.model_)
@@ -110,6 +115,7 @@ class FineTuner:
             on_progress=on_progress,
             should_stop=should_stop,
             on_best=(lambda event: on_checkpoint(self, event)) if on_checkpoint is not None else None,
+            cluster=cluster,
         )
         self.model_.to("cpu")
         return self

@@ -113,6 +113,46 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 # --------------------------------------------------------------------------- batching
 
 
+def batch_order(
+    rows: EncodedRows, batch_size: int, *, shuffle: bool, generator: np.random.Generator | None = None
+) -> list[np.ndarray]:
+    """Row indices of each batch; training batches are length-bucketed, evaluation ones sorted."""
+    lengths = _lengths(rows)
+    if shuffle:
+        order = generator.permutation(len(rows))
+        # Sort within windows of 50 batches: similar lengths share a batch, order stays random.
+        window = batch_size * 50
+        chunks = [order[i : i + window] for i in range(0, len(order), window)]
+        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        return [batches[i] for i in generator.permutation(len(batches))]
+    order = np.argsort(lengths, kind="stable")  # evaluation: least padding
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _lengths(rows: EncodedRows) -> np.ndarray:
+    return np.fromiter((len(ids) for ids in rows.input_ids), dtype=np.int64, count=len(rows))
+
+
+def collate(rows: EncodedRows, index: np.ndarray, *, pad_id: int) -> dict[str, torch.Tensor]:
+    """The rows ``index`` as tensors, padded to their own longest row."""
+    width = max(len(rows.input_ids[i]) for i in index)
+    ids = np.full((len(index), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(index), width), dtype=np.int64)
+    for row, i in enumerate(index):
+        sequence = rows.input_ids[i]
+        ids[row, : len(sequence)] = sequence
+        mask[row, : len(sequence)] = 1
+    batch = {
+        "input_ids": torch.from_numpy(ids),
+        "attention_mask": torch.from_numpy(mask),
+        "numeric": torch.from_numpy(rows.numeric[index]),
+    }
+    if rows.targets is not None:
+        batch["targets"] = torch.from_numpy(rows.targets[index])
+    return batch
+
+
 def iterate_batches(
     rows: EncodedRows,
     batch_size: int,
@@ -122,34 +162,16 @@ def iterate_batches(
     generator: np.random.Generator | None = None,
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """Batches padded to their own longest row; training batches are length-bucketed."""
-    lengths = np.fromiter((len(ids) for ids in rows.input_ids), dtype=np.int64, count=len(rows))
-    if shuffle:
-        order = generator.permutation(len(rows))
-        # Sort within windows of 50 batches: similar lengths share a batch, order stays random.
-        window = batch_size * 50
-        chunks = [order[i : i + window] for i in range(0, len(order), window)]
-        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in chunks])
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        batches = [batches[i] for i in generator.permutation(len(batches))]
-    else:
-        order = np.argsort(lengths, kind="stable")  # evaluation: least padding
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for index in batches:
-        width = int(lengths[index].max())
-        ids = np.full((len(index), width), pad_id, dtype=np.int64)
-        mask = np.zeros((len(index), width), dtype=np.int64)
-        for row, i in enumerate(index):
-            sequence = rows.input_ids[i]
-            ids[row, : len(sequence)] = sequence
-            mask[row, : len(sequence)] = 1
-        batch = {
-            "input_ids": torch.from_numpy(ids),
-            "attention_mask": torch.from_numpy(mask),
-            "numeric": torch.from_numpy(rows.numeric[index]),
-        }
-        if rows.targets is not None:
-            batch["targets"] = torch.from_numpy(rows.targets[index])
-        yield index, batch
+    for index in batch_order(rows, batch_size, shuffle=shuffle, generator=generator):
+        yield index, collate(rows, index, pad_id=pad_id)
+
+
+def subset(rows: EncodedRows, index: np.ndarray) -> EncodedRows:
+    return EncodedRows(
+        input_ids=[rows.input_ids[i] for i in index],
+        numeric=rows.numeric[index],
+        targets=None if rows.targets is None else rows.targets[index],
+    )
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -230,6 +252,22 @@ def _replaying(prefix, store, index: np.ndarray, batch: dict, device: torch.devi
 # --------------------------------------------------------------------------- the loop
 
 
+def _has_unused_parameters(model: nn.Module, rows: EncodedRows, pad_id: int, device, dtype, prefix) -> bool:
+    """True when a forward and backward pass on two rows leaves some trainable weight without a gradient."""
+    if prefix is not None:
+        return False  # the cached prefix holds only frozen layers; every trainable layer runs above it
+    batch = _to_device(collate(rows, np.arange(min(2, len(rows))), pad_id=pad_id), device)
+    with _autocast(device, dtype):
+        out = model(batch["input_ids"], batch["attention_mask"], batch["numeric"])
+    out.float().sum().backward()
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    if unused:
+        logger.info("%d trainable tensors get no gradient (e.g. %s): DDP will look for them each step",
+                    len(unused), unused[0])
+    return bool(unused)
+
+
 def _lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -281,27 +319,43 @@ def train(
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_best: Callable[[dict], None] | None = None,
+    cluster=None,
 ) -> list[dict]:
     """Fine-tune ``model`` in place and restore its best validation checkpoint; return epoch events.
 
     With ``frozen_depth`` > 0 (and ``config.cache_frozen_prefix``) the frozen embeddings and
     bottom layers run once per row; later epochs replay their output and run only the top layers.
+
+    ``cluster`` (a :class:`core.distributed.Cluster`) is the launched process group when several
+    processes train together; each then takes its share of every global batch and of the
+    validation rows, and only the main one reports progress and takes checkpoints.
     """
+    from .distributed import current_cluster
+
+    cluster = cluster or current_cluster(config.device)
+    if not cluster.is_main:
+        on_progress, on_best = None, None
     on_progress = on_progress or (lambda event: None)
     should_stop = should_stop or (lambda: False)
-    device = resolve_device(config.device)
+    world = cluster.world
+    if config.batch_size < world or len(val_rows) < world:
+        raise ConfigError(
+            f"{world} processes need at least {world} rows per batch and {world} validation rows (batch size "
+            f"{config.batch_size}, {len(val_rows)} validation rows): raise --batch-size or use fewer processes."
+        )
+    device = cluster.device
     dtype = autocast_dtype(device, config.precision)
     torch.manual_seed(config.seed)
-    generator = np.random.default_rng(config.seed)
+    generator = np.random.default_rng(config.seed)  # the same on every rank: all agree on the global batches
     model.to(device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    # -- optimizer and schedule
+    # -- optimizer and schedule (the schedule drives the raw optimizer's groups, wrapped or not)
     groups = model.make_parameter_groups(lr=config.lr, head_lr=config.head_lr, weight_decay=config.weight_decay)
     optimizer = torch.optim.AdamW(groups, fused=device.type == "cuda")
-    steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
+    steps_per_epoch = sum(1 for _ in range(0, len(train_rows), config.batch_size))
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -312,103 +366,131 @@ def train(
     weights = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights is not None else None
     loss_fn = _loss_fn(task, weights, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    prefix = _make_prefix(model, frozen_depth, config)
-    stores = _make_stores(prefix, model, train_rows, val_rows)
+    # FSDP re-wraps the layers that the prefix cache would swap: it trains without the cache.
+    prefix = None if cluster.is_fsdp else _make_prefix(model, frozen_depth, config)
+    val_shards = [np.arange(len(val_rows))[rank::world] for rank in range(world)]
+    my_val = val_rows if world == 1 else subset(val_rows, val_shards[cluster.rank])
+    stores = _make_stores(prefix, model, train_rows, my_val)
+    unused = cluster.distributed and _has_unused_parameters(model, train_rows, pad_id, device, dtype, prefix)
+    wrapped, optimizer = cluster.wrap(model, optimizer, unused_parameters=unused)
     # The prefix cache swaps modules between calls, which a compiled graph cannot follow; it is the
     # larger saving, so compilation applies only where no prefix is cached.
-    forward = torch.compile(model, dynamic=True) if config.compile and prefix is None else model
+    forward = torch.compile(wrapped, dynamic=True) if config.compile and prefix is None else wrapped
 
     history: list[dict] = []
     best_score, best_state, stale_epochs = -math.inf, None, 0
     step, started = 0, time.perf_counter()
-    samples_seen = 0
+    samples_seen = 0.0
+    rank_rows = np.zeros(world)
     model.train()
-    for epoch in range(1, config.epochs + 1):
-        # -- train
-        epoch_loss, epoch_rows = 0.0, 0
-        for index, batch in iterate_batches(train_rows, config.batch_size, pad_id=pad_id, shuffle=True, generator=generator):
-            if should_stop():
-                raise TrainingCancelled()
-            batch = _to_device(batch, device)
-            try:
-                with _autocast(device, dtype), _replaying(prefix, stores.get("train"), index, batch, device):
-                    out = forward(batch["input_ids"], batch["attention_mask"], batch["numeric"])
-                targets = batch["targets"]
-                loss = loss_fn(out.float().squeeze(-1), targets) if task == "regression" else loss_fn(out.float(), targets)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"The loss became {loss.item()} at step {step + 1} (epoch {epoch}): lower the learning "
-                        f"rate (e.g. --lr {config.lr / 4:.0e}) or check numeric columns for extreme values.",
-                        kind="non_finite_loss",
-                    )
-                step_lr = scheduler.get_last_lr()[0]  # the rate this step is taken with
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                    optimizer.step()
-                scheduler.step()
-            except torch.OutOfMemoryError as exc:
-                raise _oom_error(config, device) from exc
-            except RuntimeError as exc:
-                if "out of memory" in str(exc).lower():
+    try:
+        for epoch in range(1, config.epochs + 1):
+            # -- train
+            epoch_loss, epoch_rows = 0.0, 0.0
+            for global_index in batch_order(train_rows, config.batch_size, shuffle=True, generator=generator):
+                if len(global_index) < world:
+                    continue  # a last batch too small to give every process a row
+                index = cluster.shard(global_index)
+                batch = _to_device(collate(train_rows, index, pad_id=pad_id), device)
+                try:
+                    with _autocast(device, dtype), _replaying(prefix, stores.get("train"), index, batch, device):
+                        out = forward(batch["input_ids"], batch["attention_mask"], batch["numeric"])
+                    targets = batch["targets"]
+                    loss = loss_fn(out.float().squeeze(-1), targets) if task == "regression" else loss_fn(out.float(), targets)
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"The loss became {loss.item()} at step {step + 1} (epoch {epoch}): lower the learning "
+                            f"rate (e.g. --lr {config.lr / 4:.0e}) or check numeric columns for extreme values.",
+                            kind="non_finite_loss",
+                        )
+                    step_lr = scheduler.get_last_lr()[0]  # the rate this step is taken with
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(optimizer)
+                        cluster.clip_grad_norm_(trainable, config.max_grad_norm)
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        cluster.clip_grad_norm_(trainable, config.max_grad_norm)
+                        optimizer.step()
+                    scheduler.step()
+                except torch.OutOfMemoryError as exc:
                     raise _oom_error(config, device) from exc
-                raise
-            step += 1
-            n = len(targets)
-            samples_seen += n
-            epoch_loss += loss.item() * n
-            epoch_rows += n
-            elapsed = time.perf_counter() - started
-            on_progress(
-                {
+                except RuntimeError as exc:
+                    if "out of memory" in str(exc).lower():
+                        raise _oom_error(config, device) from exc
+                    raise
+                step += 1
+                # Every rank's loss, rows and stop request: progress shows them all, and all ranks
+                # stop at the same step (a rank leaving alone would leave the others waiting).
+                totals = cluster.step_totals(loss * len(targets), len(targets), should_stop())
+                if totals[:, 2].any():
+                    raise TrainingCancelled()
+                n = float(totals[:, 1].sum())
+                rank_rows += totals[:, 1]
+                samples_seen += n
+                epoch_loss += float(totals[:, 0].sum())
+                epoch_rows += n
+                elapsed = time.perf_counter() - started
+                event = {
                     "type": "step",
                     "step": step,
                     "total_steps": total_steps,
                     "epoch": epoch,
-                    "loss": loss.item(),
+                    "loss": float(totals[:, 0].sum()) / max(n, 1.0),
                     "lr": step_lr,
                     "samples_per_s": samples_seen / elapsed,
                     "eta_s": elapsed / step * (total_steps - step),
                     "elapsed_s": elapsed,
                 }
-            )
-            if step >= total_steps:
-                break
+                if world > 1:
+                    event["processes"] = world
+                    event["ranks"] = [
+                        {"rank": r, "loss": float(totals[r, 0] / max(totals[r, 1], 1.0)),
+                         "samples_per_s": float(rank_rows[r] / elapsed)}
+                        for r in range(world)
+                    ]
+                on_progress(event)
+                if step >= total_steps:
+                    break
 
-        # -- evaluate, report, keep the best
-        val_outputs = predict_outputs(
-            forward, val_rows, batch_size=config.batch_size * 2, pad_id=pad_id, device=device, dtype=dtype,
-            prefix=prefix, store=stores.get("val"),
-        )
-        val_metrics = score_outputs(val_outputs)
-        score = selection_score(task, val_metrics)
-        event = {
-            "type": "epoch",
-            "epoch": epoch,
-            "step": step,
-            "total_steps": total_steps,
-            "train_loss": epoch_loss / max(epoch_rows, 1),
-            "val": val_metrics,
-            "elapsed_s": time.perf_counter() - started,
-        }
-        history.append(event)
-        on_progress(event)
-        if score > best_score:
-            best_score, stale_epochs = score, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad}
-            if on_best is not None:
-                on_best(event)  # the model holds the best weights right now: a checkpoint can be taken
-        else:
-            stale_epochs += 1
-        if stale_epochs >= config.patience or step >= total_steps:
-            break
+            # -- evaluate (each rank its share of the rows), report, keep the best
+            local_outputs = predict_outputs(
+                forward, my_val, batch_size=max(1, config.batch_size * 2 // world), pad_id=pad_id, device=device,
+                dtype=dtype, prefix=prefix, store=stores.get("val"),
+            )
+            val_outputs = cluster.gather_rows(local_outputs, val_shards, len(val_rows))
+            val_metrics = score_outputs(val_outputs)  # the same outputs on every rank: the same decisions
+            score = selection_score(task, val_metrics)
+            event = {
+                "type": "epoch",
+                "epoch": epoch,
+                "step": step,
+                "total_steps": total_steps,
+                "train_loss": epoch_loss / max(epoch_rows, 1.0),
+                "val": val_metrics,
+                "elapsed_s": time.perf_counter() - started,
+            }
+            history.append(event)
+            on_progress(event)
+            if score > best_score:
+                best_score, stale_epochs = score, 0
+                best_state = cluster.full_state(model)
+                if on_best is not None:
+                    on_best(event)  # the model holds the best weights right now: a checkpoint can be taken
+            else:
+                stale_epochs += 1
+            if stale_epochs >= config.patience or step >= total_steps:
+                break
+    except TrainingCancelled:
+        # Every rank stops at the same step, so all can leave the process group cleanly.
+        del forward, wrapped, optimizer, scheduler
+        cluster.finish()
+        raise
+    del forward, wrapped, optimizer, scheduler
+    cluster.finish()
 
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import runs
+from .distributed import launched_world_size
 from .errors import BackboneError, ConfigError, DataError, FinTuneError, TrainingError
 
 logger = logging.getLogger(__name__)
@@ -58,12 +59,78 @@ class _HistoryWriter:
             runs.write_status(self.run_dir, "running", phase=event["phase"])
 
 
-def _heartbeat(run_dir: Path, stop: threading.Event) -> None:
-    while not stop.wait(runs.HEARTBEAT_S):
+RANK_WATCH_S = 1.0  # how often the main process looks for a failed rank's error
+RANK_GRACE_S = 10.0  # time the main thread gets to report a failed rank itself before the watcher does
+
+
+def _heartbeat(run_dir: Path, stop: threading.Event, world: int = 1) -> None:
+    """Keep status.json's heartbeat fresh; with several processes, also watch for a failed rank.
+
+    A rank that fails leaves the others blocked in a collective (NCCL waits for minutes): the main
+    process marks the run failed with that rank's error and exits, and the launcher ends the rest.
+    """
+    from .distributed import rank_failure, read_rank_errors
+
+    last_beat, failed_since = time.monotonic(), None
+    while not stop.wait(RANK_WATCH_S if world > 1 else runs.HEARTBEAT_S):
+        now = time.monotonic()
+        if now - last_beat >= runs.HEARTBEAT_S or world == 1:
+            last_beat = now
+            try:
+                runs.touch_heartbeat(run_dir)
+            except OSError:
+                pass  # a full disk must not kill training; the final status write will report it
+        if world > 1 and read_rank_errors(run_dir):
+            failed_since = failed_since or now
+            if now - failed_since >= RANK_GRACE_S and not stop.is_set():
+                kind, message = rank_failure(read_rank_errors(run_dir)[0], world)
+                runs.write_status(run_dir, "failed", kind=kind, message=message, phase="Failed")
+                logger.error("%s; stopping this process too", message)
+                logging.shutdown()
+                os._exit(1)
+
+
+def _rank_cause(run_dir: Path, world: int, wait_s: float = 5.0) -> tuple[str, str] | None:
+    """The failed rank's (kind, message), waiting briefly for its file: the error this process saw
+    (a closed connection, a timed-out collective) is only the symptom."""
+    from .distributed import rank_failure, read_rank_errors
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        errors = read_rank_errors(run_dir)
+        if errors:
+            return rank_failure(errors[0], world)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def _execute_rank(run_dir: Path, cluster, config, frame, should_stop) -> str:
+    """A non-main rank: train its share, write nothing, and on failure leave its error for rank 0."""
+    from .distributed import write_rank_error
+    from .engine import FineTuner
+    from .training import TrainingCancelled
+
+    try:
+        frame = frame if frame is not None else runs.load_data(run_dir)
+        FineTuner(config).fit(frame, should_stop=should_stop, cluster=cluster)
+        return "succeeded"
+    except TrainingCancelled:
+        return "cancelled"
+    except Exception as exc:  # noqa: BLE001 - every failure must reach rank 0, whatever its type
+        if isinstance(exc, FinTuneError):
+            kind, message = failure_kind(exc), str(exc)
+        elif isinstance(exc, MemoryError):
+            kind, message = "out_of_memory", "Out of memory: try a smaller --batch-size or --max-length."
+        else:
+            kind, message = "other", f"Unexpected error {type(exc).__name__}: {exc}"
+            logger.error("rank %s failed:\n%s", cluster.rank, traceback.format_exc())
         try:
-            runs.touch_heartbeat(run_dir)
-        except OSError:
-            pass  # a full disk must not kill training; the final status write will report it
+            write_rank_error(run_dir, cluster.rank, kind, message)
+        except OSError as write_exc:  # e.g. another node without the shared runs folder
+            logger.error("rank %s failed (%s) and could not report it in %s: %s", cluster.rank, message, run_dir,
+                         write_exc)
+        return "failed"
 
 
 def _checkpointer(run_dir: Path):
@@ -96,20 +163,35 @@ def execute(
     *,
     should_stop: Callable[[], bool] | None = None,
     on_progress: Callable[[dict], None] | None = None,
+    config=None,
+    frame=None,
 ) -> str:
-    """Train the run in ``run_dir`` and write its results; return the final state."""
+    """Train the run in ``run_dir`` and write its results; return the final state.
+
+    Under a launcher of N processes every process calls this: they train together, the main one
+    writes the run folder. ``config`` and ``frame`` default to the run folder's own (other nodes of
+    a multi-node run that do not share the folder pass them in).
+    """
+    from .distributed import current_cluster, launched_world_size
     from .engine import FineTuner
     from .training import TrainingCancelled
 
     run_dir = Path(run_dir)
-    runs.write_status(run_dir, "running", pid=os.getpid(), started=runs._now(), message="", phase="Starting")
+    cluster, world = None, launched_world_size()
+    if world > 1:
+        config = config or runs.load_config(run_dir)
+        cluster = current_cluster(config.train.device)
+        if not cluster.is_main:
+            return _execute_rank(run_dir, cluster, config, frame, should_stop)
+    runs.write_status(run_dir, "running", pid=os.getpid(), started=runs._now(), message="", phase="Starting",
+                      processes=world)
     stop_heartbeat = threading.Event()
-    threading.Thread(target=_heartbeat, args=(run_dir, stop_heartbeat), daemon=True).start()
+    threading.Thread(target=_heartbeat, args=(run_dir, stop_heartbeat, world), daemon=True).start()
     try:
-        config = runs.load_config(run_dir)
-        frame = runs.load_data(run_dir)
+        config = config or runs.load_config(run_dir)
+        frame = frame if frame is not None else runs.load_data(run_dir)
         tuner = FineTuner(config).fit(frame, on_progress=_HistoryWriter(run_dir, on_progress), should_stop=should_stop,
-                                      on_checkpoint=_checkpointer(run_dir))
+                                      on_checkpoint=_checkpointer(run_dir), cluster=cluster)
         runs.write_status(run_dir, "running", phase="Saving the model")
         runs.write_model(run_dir, tuner.save)
         from .backbones import count_parameters
@@ -118,7 +200,7 @@ def execute(
         metrics = write_report(run_dir, tuner, frame, lambda name: runs.write_status(run_dir, "running", phase=name))
         trainable, total = count_parameters(tuner.model_)
         metrics.update(epochs_run=len(tuner.history_), max_length=tuner.max_length_,
-                       trainable_parameters=trainable, total_parameters=total)
+                       trainable_parameters=trainable, total_parameters=total, processes=world)
         runs.write_metrics(run_dir, metrics)
         runs.drop_checkpoint(run_dir)  # model/ holds the same best weights now
         state = "succeeded"
@@ -144,8 +226,16 @@ def execute(
     except Exception as exc:
         state = "failed"
         (run_dir / "error.txt").write_text(traceback.format_exc())
-        runs.write_status(run_dir, state, kind="other", phase="Failed",
-                          message=f"Unexpected error {type(exc).__name__}: {exc} (details in error.txt).")
+        cause = _rank_cause(run_dir, world) if world > 1 else None
+        if cause is not None:
+            runs.write_status(run_dir, state, kind=cause[0], message=cause[1], phase="Failed")
+            return state
+        if world > 1:
+            message = (f"Training on {world} processes stopped: {type(exc).__name__}: {exc}. Another process most "
+                       "likely died (killed, or out of memory): see worker.log and error.txt.")
+        else:
+            message = f"Unexpected error {type(exc).__name__}: {exc} (details in error.txt)."
+        runs.write_status(run_dir, state, kind="other", phase="Failed", message=message)
         raise
     finally:
         stop_heartbeat.set()
@@ -189,8 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         state = execute(argv[0], should_stop=stop.is_set)
     except Exception:
-        return 1
-    return {"succeeded": 0, "cancelled": 0}.get(state, 1)
+        state = "failed"
+    code = {"succeeded": 0, "cancelled": 0}.get(state, 1)
+    if code and launched_world_size() > 1:
+        # A failed rank leaves its peers blocked in collectives; a normal interpreter exit can then hang
+        # on the process group's teardown. Leave at once: the launcher ends the others.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
