@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", default=None, help="auto | fp32 | bf16 | fp16")
     train.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
     train.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    train.add_argument("--num-processes", type=int, default=None,
+                       help="train on N processes of this machine (one per GPU; gloo on CPU) under accelerate "
+                            "launch; --batch-size is then the global batch. Several machines: see docs/distributed.md")
     train.add_argument("--runs-dir", default="runs")
 
     predict = sub.add_parser("predict", help="score a new file with a finished run")
@@ -121,23 +124,16 @@ def build_config(args: argparse.Namespace):
     model = given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length)
     train = given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                   device=args.device, precision=args.precision, max_steps=args.max_steps, compile=args.compile,
-                  class_weights=args.class_weights, loss=args.loss)
+                  class_weights=args.class_weights, loss=args.loss, num_processes=args.num_processes)
     data = DataConfig(target=args.target, roles=_parse_roles(args.role), task=args.task,
                       **given(split=args.split, embargo=args.embargo, positive_class=args.positive_class))
     return RunConfig(data=data, model=ModelConfig(**model), train=TrainConfig(**train))
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _progress_bar():
+    """A tqdm bar fed by run events: phases, steps (with loss and rate) and epoch summaries."""
     from tqdm import tqdm
 
-    from . import runs
-    from .data import describe_table, read_table
-    from .worker import execute
-
-    config = build_config(args)
-    frame = read_table(args.data)
-    describe_table(frame, config.data)  # bad input fails here, before a run folder exists
-    run_dir = runs.create_run(args.runs_dir, config, frame, source=args.data)
     bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True, desc="preparing")
 
     def on_progress(event: dict) -> None:
@@ -146,24 +142,80 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif event["type"] == "step":
             if bar.total != event["total_steps"]:
                 bar.reset(total=event["total_steps"])
-                bar.set_description(f"epoch {event['epoch']}")
+            bar.set_description(f"epoch {event['epoch']}", refresh=False)
             bar.update(event["step"] - bar.n)
-            bar.set_postfix(loss=f"{event['loss']:.4f}", rate=f"{event['samples_per_s']:.0f}/s")
+            processes = f" x{event['processes']}" if event.get("processes") else ""
+            bar.set_postfix(loss=f"{event['loss']:.4f}", rate=f"{event['samples_per_s']:.0f}/s{processes}")
         elif event["type"] == "epoch":
             metric = "rmse" if "rmse" in event["val"] else "roc_auc"
             value = event["val"].get(metric)
             bar.write(f"epoch {event['epoch']}: train loss {event['train_loss']:.4f}, val {metric} "
                       f"{value if value is None else round(value, 4)}")
-            bar.set_description(f"epoch {event['epoch'] + 1}")
+
+    return bar, on_progress
+
+
+def _follow_processes(run_dir: Path, num_processes: int, on_progress) -> str:
+    """Train on N local processes under ``accelerate launch``, showing the run's events as they land."""
+    import signal
+    import time
+
+    from . import runs
+    from .jobs import CANCEL_GRACE_S, settle_exit, start_worker
+
+    with open(run_dir / "worker.log", "ab") as log:
+        process = start_worker(run_dir, num_processes, stdout=log)
+    seen, cancelled = 0, False
+
+    def relay() -> None:
+        nonlocal seen
+        events = runs.read_history(run_dir)
+        for event in events[seen:]:
+            on_progress(event)
+        seen = len(events)
 
     try:
-        state = execute(run_dir, on_progress=on_progress)
+        while process.poll() is None:
+            time.sleep(0.5)
+            relay()
     except KeyboardInterrupt:
-        runs.write_status(run_dir, "cancelled", message="Interrupted from the keyboard.")
-        bar.close()
-        print(f"cancelled: {run_dir}", file=sys.stderr)
-        return 1
+        cancelled = True
+        os.killpg(process.pid, signal.SIGTERM)  # every rank stops at the same step
+        try:
+            process.wait(timeout=CANCEL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    relay()
+    settle_exit(run_dir, process.returncode, cancelled=cancelled)
+    return runs.read_status(run_dir).get("state", "failed")
+
+
+def _train_as_launched_rank(args: argparse.Namespace, config) -> int:
+    """``accelerate launch -m core.cli train ...``: every process runs this; rank 0 owns the run folder."""
+    from . import runs
+    from .data import describe_table, read_table
+    from .distributed import broadcast_text, current_cluster
+    from .worker import execute
+
+    cluster = current_cluster(config.train.device)
+    config = config.replace(train={"num_processes": cluster.world})
+    frame = read_table(args.data)  # every node reads its own copy: the runs folder need not be shared
+    describe_table(frame, config.data)
+    run_dir = runs.create_run(args.runs_dir, config, frame, source=args.data) if cluster.is_main else None
+    run_dir = Path(broadcast_text(cluster, str(run_dir) if run_dir else None))
+    if not cluster.is_main:
+        state = execute(run_dir, config=config, frame=frame)
+        return {"succeeded": 0, "cancelled": 0}.get(state, 1)
+    bar, on_progress = _progress_bar()
+    state = execute(run_dir, on_progress=on_progress, config=config, frame=frame)
     bar.close()
+    return _report_train(run_dir, state)
+
+
+def _report_train(run_dir: Path, state: str) -> int:
+    from . import runs
+
     status = runs.read_status(run_dir)
     if state != "succeeded":
         print(f"error: {status.get('message', state)}", file=sys.stderr)
@@ -173,6 +225,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     print(run_dir)
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import runs
+    from .data import describe_table, read_table
+    from .distributed import launched_world_size
+    from .worker import execute
+
+    config = build_config(args)
+    if launched_world_size() > 1:
+        return _train_as_launched_rank(args, config)
+    frame = read_table(args.data)
+    describe_table(frame, config.data)  # bad input fails here, before a run folder exists
+    run_dir = runs.create_run(args.runs_dir, config, frame, source=args.data)
+    bar, on_progress = _progress_bar()
+    if config.train.num_processes > 1:
+        state = _follow_processes(run_dir, config.train.num_processes, on_progress)
+        bar.close()
+        return _report_train(run_dir, state)
+    try:
+        state = execute(run_dir, on_progress=on_progress)
+    except KeyboardInterrupt:
+        runs.write_status(run_dir, "cancelled", message="Interrupted from the keyboard.")
+        bar.close()
+        print(f"cancelled: {run_dir}", file=sys.stderr)
+        return 1
+    bar.close()
+    return _report_train(run_dir, state)
 
 
 def _with_interval(value, interval) -> str:
@@ -362,13 +442,22 @@ def main(argv: list[str] | None = None) -> int:
                 "dashboard": cmd_dashboard, "threshold": cmd_threshold, "compare": cmd_compare,
                 "market-features": cmd_market_features}
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
     except BAD_INPUT as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except FinTuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        code = 1
+    from .distributed import launched_world_size
+
+    if code and launched_world_size() > 1:
+        # A failed rank under a launcher: peers may sit in a collective, and an ordinary interpreter exit
+        # can hang tearing down the process group. Leave now; the launcher ends the rest.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -201,6 +201,8 @@ class JobManager:
         run_dir = runs.run_path(self.runs_dir, run_id).resolve()
         spare, self._spare = self._spare, None
         process = None
+        if spare is not None and runs.load_config(run_dir).train.num_processes > 1:
+            self._spare, spare = spare, None  # several processes start under a launcher: keep the spare
         if spare is not None and spare.poll() is None:
             try:
                 spare.stdin.write(f"{run_dir}\n".encode())
@@ -211,43 +213,71 @@ class JobManager:
         if process is None:
             log = open(run_dir / "worker.log", "ab")
             try:
-                process = self._spawn([str(run_dir)], stdout=log)
+                processes = runs.load_config(run_dir).train.num_processes
+                process = start_worker(run_dir, processes, stdout=log) if processes > 1 else self._spawn(
+                    [str(run_dir)], stdout=log)
             finally:
                 log.close()
-        if self.warm_worker and not self._closed:
+        if self.warm_worker and not self._closed and self._spare is None:
             self._spare = self._spawn(["--warm"], stdout=subprocess.DEVNULL, stdin=subprocess.PIPE)
         return process
 
     @staticmethod
     def _spawn(args: list[str], *, stdout, stdin=subprocess.DEVNULL) -> subprocess.Popen:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        return subprocess.Popen(
-            [sys.executable, "-m", "core.worker", *args],
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            stdin=stdin,
-            env=env,
-            start_new_session=True,  # its own process group: cancel can kill the whole tree
-        )
+        return _popen([sys.executable, "-m", "core.worker", *args], stdout=stdout, stdin=stdin)
 
     def _supervise(self, run_id: str) -> None:
         run_dir = runs.run_path(self.runs_dir, run_id)
         process = self._processes[run_id]
         code = process.wait()
         try:
-            state = runs.read_json(run_dir / "status.json").get("state")
-            if state not in runs.FINAL_STATES:
-                if run_id in self._cancel_requested:
-                    runs.write_status(run_dir, "cancelled", message="Cancelled by the user.")
-                else:
-                    runs.write_status(run_dir, "failed", kind=_exit_kind(code), message=_exit_message(run_dir, code))
+            settle_exit(run_dir, code, cancelled=run_id in self._cancel_requested)
         finally:
             with self._lock:
                 self._processes.pop(run_id, None)
                 self._cancel_requested.discard(run_id)
                 self._lock.notify_all()
+
+
+def _popen(argv: list[str], *, stdout, stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return subprocess.Popen(
+        argv,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        stdin=stdin,
+        env=env,
+        start_new_session=True,  # its own process group: cancel can kill the whole tree
+    )
+
+
+def start_worker(run_dir: Path, num_processes: int = 1, *, stdout) -> subprocess.Popen:
+    """The run's training process: ``python -m core.worker RUN_DIR``, or N of them under ``accelerate launch``."""
+    from .distributed import launch_command
+
+    program = ["-m", "core.worker", str(Path(run_dir).resolve())]
+    argv = launch_command(num_processes, program) if num_processes > 1 else [sys.executable, *program]
+    return _popen(argv, stdout=stdout)
+
+
+def settle_exit(run_dir: Path, code: int, *, cancelled: bool = False) -> None:
+    """Give a run whose process has exited its final state, if the process could not write one."""
+    from .distributed import rank_failure, read_rank_errors
+
+    status = runs.read_json(Path(run_dir) / "status.json")
+    if status.get("state") in runs.FINAL_STATES:
+        return
+    if cancelled:
+        runs.write_status(run_dir, "cancelled", message="Cancelled by the user.")
+        return
+    errors = read_rank_errors(run_dir)
+    if errors:
+        kind, message = rank_failure(errors[0], status.get("processes"))
+    else:
+        kind, message = _exit_kind(code), _exit_message(run_dir, code)
+    runs.write_status(run_dir, "failed", kind=kind, message=message, phase="Failed")
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

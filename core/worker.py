@@ -141,6 +141,7 @@ def _checkpointer(run_dir: Path):
         info = {"epoch": event["epoch"], "step": event["step"], "val": event["val"]}
         try:
             runs.write_checkpoint(run_dir, tuner.save, info)
+            runs.append_event(run_dir, {"type": "checkpoint", "epoch": event["epoch"], "step": event["step"]})
         except OSError as exc:
             logger.warning("checkpoint of epoch %s not written: %s", event["epoch"], exc)
             try:

@@ -168,6 +168,10 @@ def live_run(jobs, run_id: str | None) -> None:
     c[1].metric("Loss", "–" if snap.loss is None else f"{snap.loss:.4f}")
     c[2].metric("Samples/s", "–" if snap.samples_per_s is None else f"{snap.samples_per_s:.1f}")
     c[3].metric("ETA" if not snap.finished else "Elapsed", duration(snap.elapsed_s if snap.finished else snap.eta_s))
+    ranks = snap.steps[-1].get("ranks") if snap.steps else None
+    if ranks:
+        st.caption(f"On {len(ranks)} processes · " + " · ".join(
+            f"process {r['rank']}: loss {r['loss']:.4f}, {r['samples_per_s']:.1f} rows/s" for r in ranks))
     left, right = st.columns(2)
     with left:
         plot(loss_curve(snap.steps), key=f"loss.{run_id}")

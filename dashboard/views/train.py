@@ -3,6 +3,7 @@
 import streamlit as st
 
 import core
+from core import distributed
 from dashboard import components as ui
 from dashboard import state
 
@@ -23,7 +24,19 @@ if spec is not None:
     budget = f"{t.epochs} epoch{'s' if t.epochs > 1 else ''}" + (f", at most {t.max_steps} steps" if t.max_steps else "")
     st.markdown(f"**{name}** → predict **{spec.target}** ({spec.task}) with **{m.backbone}**, "
                 f"freeze depth {m.freeze_depth}, {budget}, batch {t.batch_size}, lr {t.lr:g}.")
-    if st.button("Start fine-tuning", type="primary", icon=":material/play_arrow:"):
+    gpus = distributed.gpu_count()
+    if gpus > 1:
+        n_gpus = st.number_input(
+            "Launch on N GPUs", min_value=1, max_value=gpus, value=gpus, step=1, key="train.gpus",
+            help=f"This machine has {gpus} GPUs. Each GPU runs one process (DDP under Hugging Face Accelerate) and "
+                 f"takes its share of every batch of {t.batch_size} rows, so results match a one-GPU run.")
+        if n_gpus > 1:
+            try:
+                config = config.replace(train={"num_processes": int(n_gpus), "device": "auto"})
+            except core.FinTuneError as exc:
+                st.error(str(exc), icon=":material/error:")
+                config = None
+    if st.button("Start fine-tuning", type="primary", icon=":material/play_arrow:", disabled=config is None):
         try:
             st.session_state[state.CURRENT_RUN] = jobs.submit(config, frame, source=name)
         except core.FinTuneError as exc:
