@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--lr", type=float, default=None, help="backbone learning rate")
     train.add_argument("--max-length", type=int, default=None, help="tokens per row (default: automatic)")
+    train.add_argument("--dropout", type=float, default=None, help="dropout in the fusion head (default 0.1)")
     train.add_argument("--split", default=None,
                        help="auto (default: by time when there is a date column) | random | time:COLUMN")
     train.add_argument("--embargo", type=int, default=None,
@@ -121,7 +122,7 @@ def build_config(args: argparse.Namespace):
     def given(**values):
         return {k: v for k, v in values.items() if v is not None}
 
-    model = given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length)
+    model = given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length, dropout=args.dropout)
     train = given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                   device=args.device, precision=args.precision, max_steps=args.max_steps, compile=args.compile,
                   class_weights=args.class_weights, loss=args.loss, num_processes=args.num_processes)

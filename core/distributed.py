@@ -44,6 +44,11 @@ def launched_rank() -> int:
         return 0
 
 
+def fsdp_requested() -> bool:
+    """``accelerate launch --use_fsdp`` (or an FSDP Accelerate config) asked for sharded training."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
+
+
 def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
@@ -58,7 +63,7 @@ class Cluster:
 
         from .training import resolve_device
 
-        self.distributed = launched_world_size() > 1
+        self.distributed = launched_world_size() > 1 or fsdp_requested()
         if self.distributed:
             use_cpu = device_name == "cpu" or not torch.cuda.is_available()
             if device_name not in ("auto", "cpu", "cuda"):
@@ -129,7 +134,7 @@ class Cluster:
 
     def gather_rows(self, local: np.ndarray, shards: list[np.ndarray], n_rows: int) -> np.ndarray:
         """Outputs of every rank's shard of rows, put back in row order on every rank."""
-        if not self.distributed:
+        if len(shards) == 1:
             return local
         width = max(len(s) for s in shards)
         padded = np.zeros((width, local.shape[1]), dtype=np.float32)
@@ -146,11 +151,11 @@ class Cluster:
         else:
             torch.nn.utils.clip_grad_norm_(parameters, max_norm)
 
-    def full_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        """Trainable weights, whole, on CPU (with FSDP they are gathered from every rank)."""
+    def full_state(self, model: torch.nn.Module, wrapped: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Trainable weights, whole, on CPU (with FSDP they are gathered from every rank: all must call)."""
         if self.is_fsdp:
             trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-            state = self.accelerator.get_state_dict(model)
+            state = self.accelerator.get_state_dict(wrapped)
             return {k: v.detach().to("cpu", copy=True) for k, v in state.items() if k in trainable}
         return {k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad}
 
@@ -173,7 +178,7 @@ _current: Cluster | None = None
 def current_cluster(device_name: str = "auto") -> Cluster:
     """The launched process group, created once per process; a fresh one-process cluster otherwise."""
     global _current
-    if launched_world_size() == 1:
+    if launched_world_size() == 1 and not fsdp_requested():
         return Cluster(device_name)
     if _current is None:
         _current = Cluster(device_name)

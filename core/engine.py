@@ -102,6 +102,10 @@ class FineTuner:
         train_rows, val_rows = self.encode(parts["train"]), self.encode(parts["val"])
         report({"type": "phase", "phase": "Training"})
 
+        from .distributed import current_cluster
+
+        cluster = cluster or current_cluster(cfg.train.device)
+        best_state: dict = {}
         self.history_ = train(
             self.model_,
             train_rows,
@@ -116,7 +120,13 @@ class FineTuner:
             should_stop=should_stop,
             on_best=(lambda event: on_checkpoint(self, event)) if on_checkpoint is not None else None,
             cluster=cluster,
+            best_state_out=best_state,
         )
+        if cluster.is_fsdp:
+            # FSDP left the model's weights as shards: rebuild a plain model, then load the best weights.
+            torch.manual_seed(cfg.train.seed)
+            self._build_model(load_backbone(cfg.model.backbone))
+            self.model_.load_state_dict(best_state, strict=False)
         self.model_.to("cpu")
         return self
 

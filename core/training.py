@@ -320,6 +320,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     on_best: Callable[[dict], None] | None = None,
     cluster=None,
+    best_state_out: dict | None = None,
 ) -> list[dict]:
     """Fine-tune ``model`` in place and restore its best validation checkpoint; return epoch events.
 
@@ -328,13 +329,17 @@ def train(
 
     ``cluster`` (a :class:`core.distributed.Cluster`) is the launched process group when several
     processes train together; each then takes its share of every global batch and of the
-    validation rows, and only the main one reports progress and takes checkpoints.
+    validation rows, and only the main one reports progress and takes checkpoints. Under FSDP the
+    model's weights end sharded: the best weights then go to ``best_state_out`` for the caller to
+    load into a plain model, and no checkpoints are taken.
     """
     from .distributed import current_cluster
 
     cluster = cluster or current_cluster(config.device)
+    if not cluster.is_main or cluster.is_fsdp:
+        on_best = None  # a sharded model cannot be saved mid-run by one process
     if not cluster.is_main:
-        on_progress, on_best = None, None
+        on_progress = None
     on_progress = on_progress or (lambda event: None)
     should_stop = should_stop or (lambda: False)
     world = cluster.world
@@ -354,7 +359,7 @@ def train(
 
     # -- optimizer and schedule (the schedule drives the raw optimizer's groups, wrapped or not)
     groups = model.make_parameter_groups(lr=config.lr, head_lr=config.head_lr, weight_decay=config.weight_decay)
-    optimizer = torch.optim.AdamW(groups, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(groups, fused=device.type == "cuda" and not cluster.is_fsdp)
     steps_per_epoch = sum(1 for _ in range(0, len(train_rows), config.batch_size))
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
@@ -365,18 +370,25 @@ def train(
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     weights = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights is not None else None
     loss_fn = _loss_fn(task, weights, config)
-    trainable = [p for p in model.parameters() if p.requires_grad]
     # FSDP re-wraps the layers that the prefix cache would swap: it trains without the cache.
     prefix = None if cluster.is_fsdp else _make_prefix(model, frozen_depth, config)
+    # Each rank scores its share of the validation rows; under FSDP every forward pass is a collective,
+    # so all ranks score all rows (the same number of passes each).
     val_shards = [np.arange(len(val_rows))[rank::world] for rank in range(world)]
-    my_val = val_rows if world == 1 else subset(val_rows, val_shards[cluster.rank])
+    if cluster.is_fsdp:
+        val_shards = [np.arange(len(val_rows))]
+    my_val = val_rows if len(val_shards) == 1 else subset(val_rows, val_shards[cluster.rank])
     stores = _make_stores(prefix, model, train_rows, my_val)
-    unused = cluster.distributed and _has_unused_parameters(model, train_rows, pad_id, device, dtype, prefix)
+    unused = (cluster.distributed and not cluster.is_fsdp
+              and _has_unused_parameters(model, train_rows, pad_id, device, dtype, prefix))
     wrapped, optimizer = cluster.wrap(model, optimizer, unused_parameters=unused)
+    trainable = [p for p in wrapped.parameters() if p.requires_grad]  # FSDP replaces the parameter objects
     # The prefix cache swaps modules between calls, which a compiled graph cannot follow; it is the
     # larger saving, so compilation applies only where no prefix is cached.
     forward = torch.compile(wrapped, dynamic=True) if config.compile and prefix is None else wrapped
 
+    if cluster.distributed:
+        on_progress({"type": "phase", "phase": f"Training on {cluster.describe()}"})
     history: list[dict] = []
     best_score, best_state, stale_epochs = -math.inf, None, 0
     step, started = 0, time.perf_counter()
@@ -477,7 +489,7 @@ def train(
             on_progress(event)
             if score > best_score:
                 best_score, stale_epochs = score, 0
-                best_state = cluster.full_state(model)
+                best_state = cluster.full_state(model, wrapped)
                 if on_best is not None:
                     on_best(event)  # the model holds the best weights right now: a checkpoint can be taken
             else:
@@ -486,13 +498,16 @@ def train(
                 break
     except TrainingCancelled:
         # Every rank stops at the same step, so all can leave the process group cleanly.
-        del forward, wrapped, optimizer, scheduler
+        del forward, wrapped, optimizer, scheduler, trainable
         cluster.finish()
         raise
-    del forward, wrapped, optimizer, scheduler
+    del forward, wrapped, optimizer, scheduler, trainable
+    sharded = cluster.is_fsdp
     cluster.finish()
 
-    if best_state is not None:
+    if best_state_out is not None and best_state is not None:
+        best_state_out.update(best_state)
+    if best_state is not None and not sharded:
         model.load_state_dict(best_state, strict=False)
     return history
 

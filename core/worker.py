@@ -173,13 +173,13 @@ def execute(
     writes the run folder. ``config`` and ``frame`` default to the run folder's own (other nodes of
     a multi-node run that do not share the folder pass them in).
     """
-    from .distributed import current_cluster, launched_world_size
+    from .distributed import current_cluster, fsdp_requested
     from .engine import FineTuner
     from .training import TrainingCancelled
 
     run_dir = Path(run_dir)
     cluster, world = None, launched_world_size()
-    if world > 1:
+    if world > 1 or fsdp_requested():
         config = config or runs.load_config(run_dir)
         cluster = current_cluster(config.train.device)
         if not cluster.is_main:
@@ -232,8 +232,11 @@ def execute(
             runs.write_status(run_dir, state, kind=cause[0], message=cause[1], phase="Failed")
             return state
         if world > 1:
-            message = (f"Training on {world} processes stopped: {type(exc).__name__}: {exc}. Another process most "
-                       "likely died (killed, or out of memory): see worker.log and error.txt.")
+            seen = " ".join(str(exc).split())
+            seen = seen if len(seen) <= 160 else seen[:157] + "..."
+            message = (f"Training on {world} processes stopped because another process died without a word, most "
+                       "often killed by the system for lack of memory: try a smaller --batch-size or --max-length. "
+                       f"This process saw: {type(exc).__name__}: {seen} (details in worker.log and error.txt).")
         else:
             message = f"Unexpected error {type(exc).__name__}: {exc} (details in error.txt)."
         runs.write_status(run_dir, state, kind="other", phase="Failed", message=message)

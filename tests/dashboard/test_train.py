@@ -45,3 +45,24 @@ def test_another_session_sees_the_same_runs(trained_app):
     assert f"Run {run_id}" in texts(trained_app.subheader)
     assert "succeeded" in texts(trained_app.markdown)
     assert trained_app.get("plotly_chart")  # loss and validation curves
+
+
+def test_launch_on_several_gpus_runs_one_process_per_gpu(app, monkeypatch):
+    """With more than one GPU the page offers Launch on N GPUs; here two gloo processes stand in for them."""
+    from core import distributed
+
+    open_page(app, "train")
+    assert not [n for n in app.number_input if n.label == "Launch on N GPUs"]  # no GPUs on this machine
+    monkeypatch.setattr(distributed, "gpu_count", lambda: 2)
+    app.session_state["model.freeze_depth"] = 6
+    app.session_state["train.max_steps"] = 2
+    app.run()
+    [gpus] = [n for n in app.number_input if n.label == "Launch on N GPUs"]
+    assert gpus.value == 2 and gpus.max == 2
+    run_id = _start(app)
+    snapshot = state.manager().wait(run_id, timeout=300)
+    assert snapshot.state == "succeeded", snapshot.message
+    assert state.manager().runs_dir.joinpath(run_id, "config.json").read_text().count('"num_processes": 2') == 1
+    app.run()
+    assert not app.exception
+    assert "On 2 processes" in texts(app.caption)
