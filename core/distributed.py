@@ -168,8 +168,20 @@ class Cluster:
         gc.collect()
         self.accelerator.free_memory()
         if self.distributed:
-            self.accelerator.wait_for_everyone()
+            self._barrier()
             self.accelerator.end_training()
+
+    def _barrier(self) -> None:
+        # Not accelerator.wait_for_everyone(): it passes a GPU id to the barrier whenever CUDA is
+        # visible, which breaks gloo (CPU) process groups on GPU machines ("invalid device ordinal").
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
 
 
 _current: Cluster | None = None
