@@ -125,11 +125,11 @@ class Cluster:
 
         It is what lets progress show every rank and lets all ranks stop at the same step.
         """
+        if not self.distributed:  # one device-to-host copy, as loss.item() would make
+            return np.array([[loss_sum.item(), float(rows), float(stop)]])
         local = torch.stack([loss_sum.detach().float().reshape(()),
                              torch.tensor(float(rows), device=loss_sum.device),
                              torch.tensor(float(stop), device=loss_sum.device)])
-        if not self.distributed:
-            return local[None].cpu().numpy()
         return self.accelerator.gather(local[None]).cpu().numpy()
 
     def gather_rows(self, local: np.ndarray, shards: list[np.ndarray], n_rows: int) -> np.ndarray:
