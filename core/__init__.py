@@ -43,6 +43,11 @@ _EXPORTS = {
     "psi_level": "stability", "psi_chance_level": "stability", "PSI_WARN": "stability", "PSI_ALERT": "stability",
     "find_leakage": "leakage", "LeakageWarning": "leakage",
     "derive_market_features": "market", "market_columns": "market",
+    "Sweep": "sweep", "start_sweep": "sweep", "list_sweeps": "sweep", "sweep_results": "sweep",
+    "sweep_points": "sweep", "find_knee": "sweep",
+    "Cluster": "distributed", "gpu_count": "distributed",
+    "adapter_parameter_count": "adapters",
+    "write_model_report": "model_report", "export_run": "export",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,5 +1,6 @@
-"""``fintune``: train, predict, explain, choose thresholds, compare runs, derive market features,
-list runs, start the dashboard.
+"""``fintune``: train (on one process or several), sweep freeze depths, predict, explain, choose
+thresholds, compare runs, derive market features, serve a run over HTTP, write a model report,
+export a run (ONNX too), list runs, start the dashboard.
 
 Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 anything else.
 """
@@ -33,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=None, help="backbone learning rate")
     train.add_argument("--max-length", type=int, default=None, help="tokens per row (default: automatic)")
     train.add_argument("--dropout", type=float, default=None, help="dropout in the fusion head (default 0.1)")
+    train.add_argument("--lora-rank", type=int, default=None,
+                       help="train LoRA adapters of this rank (e.g. 8) instead of the backbone's weights")
+    train.add_argument("--lora-alpha", type=float, default=None, help="LoRA scale alpha (default: 2 x rank)")
+    train.add_argument("--lora-dropout", type=float, default=None, help="dropout on the adapters' input (default 0.05)")
+    train.add_argument("--lora-targets", default=None,
+                       help="comma-separated linear layers for adapters, e.g. query,value (default: all in each block)")
     train.add_argument("--split", default=None,
                        help="auto (default: by time when there is a date column) | random | time:COLUMN")
     train.add_argument("--embargo", type=int, default=None,
@@ -54,6 +61,23 @@ def _parser() -> argparse.ArgumentParser:
                        help="train on N processes of this machine (one per GPU; gloo on CPU) under accelerate "
                             "launch; --batch-size is then the global batch. Several machines: see docs/distributed.md")
     train.add_argument("--runs-dir", default="runs")
+    train.add_argument("--mlflow", action="store_true",
+                       help="also log the run to MLflow: MLFLOW_TRACKING_URI when set, else ./mlruns")
+
+    sweep = sub.add_parser("sweep", help="one run per freeze depth (all frozen to none) and LoRA; "
+                                         "validation metric, trainable parameters, time and memory per setting")
+    sweep.add_argument("data", help="CSV or Parquet file")
+    sweep.add_argument("--target", required=True, help="column to predict")
+    sweep.add_argument("--backbone", default=None, help="registry name, local folder or Hub id")
+    sweep.add_argument("--epochs", type=int, default=None)
+    sweep.add_argument("--batch-size", type=int, default=None)
+    sweep.add_argument("--max-length", type=int, default=None)
+    sweep.add_argument("--max-steps", type=int, default=None, help="stop each run after N optimiser steps")
+    sweep.add_argument("--lora-rank", type=int, default=8, help="rank of the LoRA point (0: no LoRA point)")
+    sweep.add_argument("--seed", type=int, default=None)
+    sweep.add_argument("--device", default=None, help="auto | cpu | cuda | mps")
+    sweep.add_argument("--runs-dir", default="runs")
+    sweep.add_argument("-o", "--output", default=None, help="also write the sweep table to this CSV")
 
     predict = sub.add_parser("predict", help="score a new file with a finished run")
     predict.add_argument("run_dir")
@@ -96,6 +120,19 @@ def _parser() -> argparse.ArgumentParser:
                          help="N random training rows as reference (default: one summary row; slower with more)")
     explain.add_argument("-o", "--output", required=True)
 
+    export = sub.add_parser("export", help="write a finished run's model as a self-contained folder")
+    export.add_argument("run_dir")
+    export.add_argument("-o", "--output", required=True, help="a new or empty folder")
+    export.add_argument("--onnx", action="store_true", help="also write model.onnx (any batch size and length)")
+
+    from .model_report import DEFAULT_SHAP_ROWS  # standard library only: cheap to import here
+
+    report = sub.add_parser("report", help="write a self-contained HTML model-risk report of a finished run")
+    report.add_argument("run_dir")
+    report.add_argument("-o", "--output", default=None, help="HTML file to write (default: RUN_DIR/report.html)")
+    report.add_argument("--shap-rows", type=int, default=DEFAULT_SHAP_ROWS,
+                        help=f"SHAP attributions on the first N test rows; 0 skips them (default {DEFAULT_SHAP_ROWS})")
+
     listing = sub.add_parser("runs", help="list runs")
     listing.add_argument("--runs-dir", default="runs")
 
@@ -103,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--port", type=int, default=8501)
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
     dashboard.add_argument("--runs-dir", default="runs")
+
+    serve = sub.add_parser("serve", help="a REST scoring service for a finished run (/predict, /explain, /docs)")
+    serve.add_argument("run_dir")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default: local only; any other needs FINTUNE_API_TOKEN)")
     return parser
 
 
@@ -122,7 +165,9 @@ def build_config(args: argparse.Namespace):
     def given(**values):
         return {k: v for k, v in values.items() if v is not None}
 
-    model = given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length, dropout=args.dropout)
+    model = given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length, dropout=args.dropout,
+                  lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                  lora_targets=args.lora_targets)
     train = given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                   device=args.device, precision=args.precision, max_steps=args.max_steps, compile=args.compile,
                   class_weights=args.class_weights, loss=args.loss, num_processes=args.num_processes)
@@ -235,6 +280,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .worker import execute
 
     config = build_config(args)
+    if args.mlflow:
+        from .tracking import SWITCH_ENV
+
+        os.environ[SWITCH_ENV] = "1"  # read by core.tracking in this process and in launched workers
     if launched_world_size() > 1:
         return _train_as_launched_rank(args, config)
     frame = read_table(args.data)
@@ -254,6 +303,60 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     bar.close()
     return _report_train(run_dir, state)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from . import runs
+    from .backbones import describe_backbone
+    from .config import default_config
+    from .data import describe_table, read_table
+    from .jobs import JobManager
+    from .sweep import start_sweep, summary_lines, sweep_results
+
+    def given(**values):
+        return {k: v for k, v in values.items() if v is not None}
+
+    base = default_config(args.target).replace(
+        model=given(backbone=args.backbone, max_length=args.max_length),
+        train=given(epochs=args.epochs, batch_size=args.batch_size, max_steps=args.max_steps, seed=args.seed,
+                    device=args.device))
+    frame = read_table(args.data)
+    describe_table(frame, base.data)
+    n_layers = describe_backbone(base.model.backbone).n_layers
+    jobs = JobManager(args.runs_dir)
+    try:
+        sweep = start_sweep(jobs, base, frame, n_layers, source=args.data, lora_rank=args.lora_rank)
+        print(f"sweep {sweep.sweep_id}: {len(sweep.points)} runs queued in {args.runs_dir}", file=sys.stderr)
+        with tqdm(total=len(sweep.points), unit="run", file=sys.stderr, desc="sweep") as bar:
+            while True:
+                table = sweep_results(args.runs_dir, sweep)
+                finished = int(table["state"].isin(["succeeded", "failed", "cancelled", "interrupted"]).sum())
+                running = table[table["state"] == "running"]["label"].tolist()
+                bar.set_postfix_str(f"running: {running[0]}" if running else "")
+                bar.update(finished - bar.n)
+                if finished == len(sweep.points):
+                    break
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        jobs.shutdown()
+        print("sweep cancelled", file=sys.stderr)
+        return 1
+    finally:
+        jobs.shutdown()
+    for line in summary_lines(table):
+        print(line, file=sys.stderr)
+    failed = table[table["state"] != "succeeded"]
+    for row in failed.itertuples():
+        print(f"{row.label}: {row.state}: {runs.read_status(runs.run_path(args.runs_dir, row.run_id)).get('message', '')}",
+              file=sys.stderr)
+    if args.output:
+        table.to_csv(args.output, index=False)
+    print(Path(args.runs_dir) / "sweeps" / f"{sweep.sweep_id}.json")
+    return 0 if failed.empty else 1
 
 
 def _with_interval(value, interval) -> str:
@@ -387,6 +490,28 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from .export import EXPORT_FILE, export_run
+
+    out = export_run(args.run_dir, args.output, onnx=args.onnx)
+    onnx = json.loads((out / EXPORT_FILE).read_text()).get("onnx")
+    if onnx:
+        print(f"model.onnx written by the {onnx['exporter']} exporter (opset {onnx['opset']})", file=sys.stderr)
+    print(out)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .model_report import write_model_report
+
+    path = write_model_report(args.run_dir, args.output, shap_rows=args.shap_rows,
+                              on_progress=lambda message: print(message, file=sys.stderr))
+    print(path)
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from .runs import list_runs
 
@@ -396,7 +521,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     for s in summaries:
         metric = f"{s.test_metric}={s.test_value:.4f}" if s.test_value is not None else ""
-        print(f"{s.run_id}  {s.state:<11} {s.target:<20} {s.backbone:<24} freeze={s.freeze_depth:<3} {metric}")
+        print(f"{s.run_id}  {s.state:<11} {s.target:<20} {s.backbone:<24} {s.tuning:<16} {metric}")
     return 0
 
 
@@ -435,13 +560,32 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(command, env=env, cwd=root)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .serve import TOKEN_ENV, create_app
+    except ImportError as exc:
+        raise ConfigError(f"fintune serve needs {exc.name or exc}: pip install fastapi uvicorn python-multipart.") from exc
+
+    token = os.environ.get(TOKEN_ENV) or None
+    if args.host not in LOCAL_HOSTS and token is None:
+        raise ConfigError(f"--host {args.host} makes the service reachable from other machines: set {TOKEN_ENV} "
+                          "first (clients then send 'Authorization: Bearer <token>'), or keep 127.0.0.1.")
+    app = create_app(args.run_dir, token=token)  # loads the run now: a run without a model fails here
+    print(f"FinTune scoring service: http://{args.host}:{args.port} (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, server_header=False, log_level="info")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    handlers = {"train": cmd_train, "predict": cmd_predict, "explain": cmd_explain, "runs": cmd_runs,
+    handlers = {"train": cmd_train, "sweep": cmd_sweep, "predict": cmd_predict, "explain": cmd_explain, "runs": cmd_runs,
                 "dashboard": cmd_dashboard, "threshold": cmd_threshold, "compare": cmd_compare,
-                "market-features": cmd_market_features}
+                "market-features": cmd_market_features, "export": cmd_export, "serve": cmd_serve,
+                "report": cmd_report}
     try:
         code = handlers[args.command](args)
     except BAD_INPUT as exc:

@@ -70,8 +70,24 @@ class ModelConfig:
     d_numeric: int = 64
     d_hidden: int = 256
     dropout: float = 0.1
+    lora_rank: int = 0  # > 0: LoRA adapters of this rank instead of training the backbone's weights
+    lora_alpha: float | None = None  # adapter scale alpha / rank; None: 2 x rank
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] | None = None  # linear layers that get adapters; None: all in each block
 
     def __post_init__(self):
+        if isinstance(self.lora_targets, str):
+            object.__setattr__(self, "lora_targets", tuple(t.strip() for t in self.lora_targets.split(",") if t.strip()))
+        elif self.lora_targets is not None:
+            object.__setattr__(self, "lora_targets", tuple(self.lora_targets))  # a list after a JSON round trip
+        if self.lora_targets == ():
+            object.__setattr__(self, "lora_targets", None)
+        if not 0 <= self.lora_rank <= 1024:
+            raise ConfigError(f"lora_rank is {self.lora_rank}: use 0 (no LoRA) or a rank such as 8 or 16.")
+        if self.lora_alpha is not None and not self.lora_alpha > 0:
+            raise ConfigError(f"lora_alpha is {self.lora_alpha}: use a positive scale such as 16 (or leave it unset).")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"lora_dropout is {self.lora_dropout}: choose in [0, 1).")
         if self.freeze_depth < 0:
             raise ConfigError(f"freeze_depth is {self.freeze_depth}: use 0 or more.")
         if self.max_length is not None and not 8 <= self.max_length <= 4096:
@@ -82,6 +98,10 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout is {self.dropout}: choose in [0, 1).")
+
+    @property
+    def lora_scale(self) -> float:
+        return self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_rank
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,13 @@ class FineTuner:
             dropout=self.config.model.dropout,
         )
         freeze(backbone, depth)
+        m = self.config.model
+        if m.lora_rank > 0:
+            from .adapters import add_lora, weights_checksum
+
+            self.base_checksum_ = weights_checksum(backbone)
+            add_lora(backbone, rank=m.lora_rank, alpha=m.lora_scale, dropout=m.lora_dropout,
+                     targets=m.lora_targets, from_layer=depth)
 
     @property
     def pad_id_(self) -> int:
@@ -254,6 +261,29 @@ class FineTuner:
         outputs = self.raw_outputs(frame) if outputs is None else outputs
         return predictions_table(self.spec_, frame, self.outputs_to_predictions(outputs), decision)
 
+    def plain_model(self):
+        """The fitted FusionModel as plain torch modules (LoRA adapters, if any, merged into a copy):
+        what ONNX export and other framework-agnostic consumers need."""
+        from .adapters import has_adapters, merged_copy
+
+        self._check_fitted()
+        return merged_copy(self.model_) if has_adapters(self.model_) else self.model_
+
+    def merged(self) -> FineTuner:
+        """This model with its LoRA adapters folded into the backbone: it saves as a plain,
+        self-contained model that loads without the original pretrained weights."""
+        import copy
+
+        from .adapters import has_adapters
+
+        self._check_fitted()
+        if not has_adapters(self.model_):
+            return self
+        plain = copy.copy(self)
+        plain.config = self.config.replace(model={"lora_rank": 0, "lora_targets": None})
+        plain.model_ = self.plain_model()
+        return plain
+
     # ----------------------------------------------------------------- persistence
 
     def save(self, model_dir: str | Path) -> Path:
@@ -265,13 +295,25 @@ class FineTuner:
         (model_dir / "backbone").mkdir(parents=True, exist_ok=True)
         self.model_.backbone.config.save_pretrained(model_dir / "backbone")
         self.tokenizer_.save_pretrained(model_dir / "backbone")
-        save_model(self.model_, str(model_dir / MODEL_FILE))
         meta = {
             "config": self.config.to_dict(),
             "preprocessing": self.preprocessor_.state_dict(),
             "max_length": self.max_length_,
             "d_numeric_in": len(self.preprocessor_.numeric_names),
         }
+        if self.config.model.lora_rank > 0:
+            # Only what training changed: adapters, numeric encoder and head. The frozen pretrained
+            # weights are loaded from the backbone again (and checked against this fingerprint).
+            from safetensors.torch import save_file
+
+            from .adapters import is_adapter
+
+            state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()
+                     if not k.startswith("backbone.") or is_adapter(k)}
+            save_file(state, str(model_dir / MODEL_FILE), metadata={"format": "pt"})
+            meta["lora"] = {"base_backbone": self.config.model.backbone, "base_checksum": self.base_checksum_}
+        else:
+            save_model(self.model_, str(model_dir / MODEL_FILE))
         (model_dir / "fintune_model.json").write_text(json.dumps(meta, indent=2))
         return model_dir
 
@@ -293,9 +335,11 @@ class FineTuner:
         tuner.preprocessor_ = Preprocessor.from_state(meta["preprocessing"])
         tuner.spec_ = tuner.preprocessor_.spec
         tuner.max_length_ = meta["max_length"]
-        backbone_config = AutoConfig.from_pretrained(model_dir / "backbone", trust_remote_code=False)
         tuner.tokenizer_ = AutoTokenizer.from_pretrained(model_dir / "backbone", trust_remote_code=False)
         m = tuner.config.model
+        if "lora" in meta:
+            return tuner._load_lora(model_dir, meta)
+        backbone_config = AutoConfig.from_pretrained(model_dir / "backbone", trust_remote_code=False)
         tuner.model_ = FusionModel(
             backbone=build_backbone_from_config(backbone_config),
             d_numeric_in=meta["d_numeric_in"],
@@ -307,6 +351,28 @@ class FineTuner:
         load_model(tuner.model_, str(model_dir / MODEL_FILE))
         tuner.model_.eval()
         return tuner
+
+    def _load_lora(self, model_dir: Path, meta: dict) -> FineTuner:
+        """Rebuild a LoRA run: pretrained backbone, the same adapters, then the saved adapter and head weights."""
+        from safetensors.torch import load_file
+
+        from .adapters import is_adapter, weights_checksum
+
+        base = meta["lora"]["base_backbone"]
+        backbone, _ = load_backbone(base)
+        checksum = weights_checksum(backbone)
+        if abs(checksum - meta["lora"]["base_checksum"]) > 1e-6 * max(1.0, abs(checksum)):
+            raise RunError(f"The pretrained weights of {base!r} differ from those this LoRA run was trained on: "
+                           "its adapters only fit the original weights. Restore that backbone or retrain.")
+        self._build_model((backbone, self.tokenizer_))
+        state = load_file(str(model_dir / MODEL_FILE))
+        missing, unexpected = self.model_.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("backbone.") or is_adapter(k)]
+        if missing or unexpected:
+            raise RunError(f"{model_dir} does not match its LoRA settings (missing {missing[:3]}, unexpected "
+                           f"{unexpected[:3]}): retrain the run.")
+        self.model_.eval()
+        return self
 
 
 def inspect_inputs(frame: pd.DataFrame, config: RunConfig, *, n_rows: int = 3, tokenizer=None) -> list[dict]:

@@ -57,7 +57,8 @@ class FusionModel(nn.Module):
         for name, parameter in self.named_parameters():
             if not parameter.requires_grad:
                 continue
-            is_new = not name.startswith("backbone.")
+            # The head and LoRA adapters start from scratch: they take the higher learning rate.
+            is_new = not name.startswith("backbone.") or "lora_" in name
             no_decay = parameter.ndim < 2 or "norm" in name.lower() or "embed" in name.lower()
             groups.setdefault((is_new, no_decay), []).append(parameter)
         return [

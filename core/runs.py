@@ -358,6 +358,14 @@ class RunSummary:
     test_metric: str
     test_value: float | None
     message: str
+    lora_rank: int = 0
+
+    @property
+    def tuning(self) -> str:
+        """How the backbone was tuned: ``freeze 4``, or ``LoRA r8`` (``LoRA r8 above 2`` with a freeze depth)."""
+        if self.lora_rank:
+            return f"LoRA r{self.lora_rank}" + (f" above {self.freeze_depth}" if self.freeze_depth else "")
+        return f"freeze {self.freeze_depth}"
 
     def as_row(self) -> dict:
         value = "" if self.test_value is None else f"{self.test_value:.4f}"
@@ -367,7 +375,7 @@ class RunSummary:
             "data": self.source,
             "target": self.target,
             "backbone": self.backbone,
-            "freeze": self.freeze_depth,
+            "tuning": self.tuning,
             "test metric": f"{self.test_metric} {value}".strip(),
             "message": self.message,
         }
@@ -394,6 +402,7 @@ def summarize(run_dir: Path) -> RunSummary:
         test_metric=metric if value is not None else "",
         test_value=value,
         message=status.get("message", ""),
+        lora_rank=int(raw.get("model", {}).get("lora_rank", 0) or 0),
     )
 
 

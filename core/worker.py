@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import runs
+from . import runs, tracking
 from .distributed import launched_world_size
 from .errors import BackboneError, ConfigError, DataError, FinTuneError, TrainingError
 
@@ -153,6 +153,17 @@ def _checkpointer(run_dir: Path):
     return on_checkpoint
 
 
+def _peak_memory_mb() -> float:
+    """This process's high-water mark: GPU memory allocated when on a GPU, else resident RAM."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def _disk_message(exc: OSError, run_dir: Path) -> str:
     kept = " The best checkpoint so far is kept in checkpoint/." if runs.read_checkpoint(run_dir) else ""
     return (f"The disk is full ({exc.strerror or exc}) while writing {exc.filename or 'the run'}: free space "
@@ -188,11 +199,12 @@ def execute(
                       processes=world)
     stop_heartbeat = threading.Event()
     threading.Thread(target=_heartbeat, args=(run_dir, stop_heartbeat, world), daemon=True).start()
+    tracker = tracking.start(run_dir)  # MLflow, when asked for; after the heartbeat, as a slow server may stall it
     try:
         config = config or runs.load_config(run_dir)
         frame = frame if frame is not None else runs.load_data(run_dir)
-        tuner = FineTuner(config).fit(frame, on_progress=_HistoryWriter(run_dir, on_progress), should_stop=should_stop,
-                                      on_checkpoint=_checkpointer(run_dir), cluster=cluster)
+        tuner = FineTuner(config).fit(frame, on_progress=_HistoryWriter(run_dir, tracker.watch(on_progress)),
+                                      should_stop=should_stop, on_checkpoint=_checkpointer(run_dir), cluster=cluster)
         runs.write_status(run_dir, "running", phase="Saving the model")
         runs.write_model(run_dir, tuner.save)
         from .backbones import count_parameters
@@ -201,7 +213,9 @@ def execute(
         metrics = write_report(run_dir, tuner, frame, lambda name: runs.write_status(run_dir, "running", phase=name))
         trainable, total = count_parameters(tuner.model_)
         metrics.update(epochs_run=len(tuner.history_), max_length=tuner.max_length_,
-                       trainable_parameters=trainable, total_parameters=total, processes=world)
+                       trainable_parameters=trainable, total_parameters=total, processes=world,
+                       training_seconds=tuner.history_[-1]["elapsed_s"] if tuner.history_ else None,
+                       peak_memory_mb=_peak_memory_mb())
         runs.write_metrics(run_dir, metrics)
         runs.drop_checkpoint(run_dir)  # model/ holds the same best weights now
         state = "succeeded"
@@ -243,6 +257,7 @@ def execute(
         raise
     finally:
         stop_heartbeat.set()
+        tracker.finish()  # never raises; a tracking failure is a warning event
     return state
 
 

@@ -178,3 +178,30 @@ def delong_table(comparison) -> pd.DataFrame:
                      "p (DeLong)": f"{r.p_value:.4f}",
                      "verdict": "significant at 5%" if r.p_value < 0.05 else "not significant at 5%"})
     return pd.DataFrame(rows)
+
+
+def sweep_figure(table: pd.DataFrame) -> go.Figure:
+    """Four panels over the sweep's settings: validation metric, trainable parameters (log), wall time
+    and peak memory; the knee is marked in every panel."""
+    from plotly.subplots import make_subplots
+
+    metric = next((m for m in table["metric"] if m), "metric")
+    panels = [("val_metric", f"Validation {metric_label(metric)}"), ("trainable_parameters", "Trainable parameters"),
+              ("wall_s", "Training time (s)"), ("peak_memory_mb", "Peak memory (MB)")]
+    figure = make_subplots(rows=2, cols=2, subplot_titles=[title for _, title in panels], vertical_spacing=0.18)
+    labels = table["label"].tolist()
+    colors = ["#d62728" if knee else "#1f77b4" for knee in table["knee"]]
+    for i, (column, title) in enumerate(panels):
+        row, col = i // 2 + 1, i % 2 + 1
+        values = pd.to_numeric(table[column], errors="coerce")
+        figure.add_trace(go.Scatter(x=labels, y=values, mode="lines+markers", name=title, showlegend=False,
+                                    marker={"color": colors, "size": 10}, line={"color": "#9ab"}),
+                         row=row, col=col)
+        if column == "trainable_parameters":
+            figure.update_yaxes(type="log", row=row, col=col)
+    knee = table[table["knee"]]
+    if not knee.empty:
+        figure.add_annotation(x=knee["label"].iloc[0], y=float(knee["val_metric"].iloc[0]), text="knee",
+                              showarrow=True, arrowhead=2, row=1, col=1)
+    figure.update_layout(height=560, margin={"t": 40, "b": 20, "l": 20, "r": 20})
+    return figure

@@ -45,6 +45,8 @@ EXPLAIN_ROW = "explain.row"  # the row shown in the waterfall
 
 # Hyperparameter widgets are keyed "<section>.<field>" of RunConfig (e.g. "train.epochs").
 MODEL_FIELDS = ("freeze_depth", "max_length", "dropout")
+LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")  # used when LORA_ON is ticked
+LORA_ON = "model.lora"
 TRAIN_FIELDS = ("epochs", "max_steps", "batch_size", "lr", "head_lr", "weight_decay", "warmup_ratio",
                 "patience", "seed")
 TRAIN_CHOICES = ("class_weights", "loss")  # select boxes on the Model page
@@ -196,7 +198,11 @@ def run_config() -> core.RunConfig:
     def chosen(section: str, names: tuple[str, ...]) -> dict:
         return {n: st.session_state[f"{section}.{n}"] for n in names if f"{section}.{n}" in st.session_state}
 
-    return base.replace(model=chosen("model", MODEL_FIELDS), train=chosen("train", TRAIN_FIELDS + TRAIN_CHOICES))
+    model = chosen("model", MODEL_FIELDS)
+    if st.session_state.get(LORA_ON):
+        model.update(chosen("model", LORA_FIELDS))
+        model["lora_targets"] = model.get("lora_targets") or None  # empty text: every linear layer
+    return base.replace(model=model, train=chosen("train", TRAIN_FIELDS + TRAIN_CHOICES))
 
 
 def validated() -> tuple[str, pd.DataFrame, core.RunConfig, core.TableSpec]:

@@ -24,11 +24,11 @@ fi
 
 if [ "$mode" = "test" ]; then
     "${pip[@]}" install -e ".[test]"
-    if ! command -v chromium >/dev/null 2>&1; then
+    if ! command -v chromium >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
         sudo_cmd=()
         [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
         "${sudo_cmd[@]}" apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium >/dev/null
+        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq chromium curl >/dev/null
     fi
 else
     "${pip[@]}" install -e .

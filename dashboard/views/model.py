@@ -47,6 +47,12 @@ def trainable_by_depth(name: str) -> list[tuple[int, int]]:
     return counts
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def lora_parameters(name: str, rank: int, targets: tuple[str, ...] | None, depth: int) -> int:
+    model, _ = backbone(name)
+    return core.adapter_parameter_count(model, rank=rank, targets=targets, from_layer=depth)
+
+
 @st.cache_data(max_entries=16, show_spinner="Serialising sample rows ...")
 def inspect(digest: str, config_json: str, _frame: pd.DataFrame, _tokenizer) -> list[dict]:
     config = core.RunConfig.from_dict(json.loads(config_json))
@@ -81,6 +87,31 @@ depth = left.slider("Freeze depth: embeddings + bottom layers frozen", 0, info.n
 trainable, total = counts[depth]
 right.metric("Trainable backbone parameters", f"{ui.millions(trainable)} of {ui.millions(total)}",
              f"{trainable / total:.0%} of the backbone", delta_color="off")
+state.init_widget(state.LORA_ON, defaults.model.lora_rank > 0)
+use_lora = st.toggle("LoRA adapters instead of training the backbone's weights", key=state.LORA_ON,
+                     persist_state=state.PERSIST,
+                     help="Low-rank adapters (peft) beside the linear layers of every block above the freeze depth; "
+                          "the pretrained weights stay frozen and the saved run keeps only adapters and head.")
+if use_lora:
+    for key, value in (("model.lora_rank", 8), ("model.lora_alpha", 16.0), ("model.lora_dropout", 0.05),
+                       ("model.lora_targets", "")):
+        state.init_widget(key, value)
+    c = st.columns(4)
+    rank = c[0].number_input("Rank", min_value=1, max_value=256, step=1, key="model.lora_rank",
+                             persist_state=state.PERSIST)
+    c[1].number_input("Alpha", min_value=0.5, max_value=1024.0, step=1.0, key="model.lora_alpha",
+                      persist_state=state.PERSIST, help="Scale of the update: alpha / rank")
+    c[2].number_input("Dropout", min_value=0.0, max_value=0.9, step=0.05, key="model.lora_dropout",
+                      persist_state=state.PERSIST)
+    targets_text = c[3].text_input("Target layers", key="model.lora_targets", persist_state=state.PERSIST,
+                                   placeholder="all linear layers", help="Comma-separated, e.g. query,value")
+    targets = tuple(t.strip() for t in targets_text.split(",") if t.strip()) or None
+    try:
+        added = lora_parameters(name, int(rank), targets, depth)
+        st.metric("Trainable backbone parameters (adapters)", ui.millions(added),
+                  f"{added / total:.2%} of the backbone", delta_color="off")
+    except core.FinTuneError as exc:
+        st.error(str(exc), icon=":material/error:")
 try:
     device = core.device_label(core.resolve_device(defaults.train.device))
 except core.FinTuneError as exc:

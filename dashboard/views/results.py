@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import core
+from core import model_report
 from dashboard import charts, state
 from dashboard import components as ui
 
@@ -33,6 +34,22 @@ st.caption(f"Split: {metrics.get('split', 'not recorded')} · train {rows.get('t
            + (f" · positive class **{positive}**" if positive else "") + " · intervals are bootstrap 95%")
 for warning in metrics.get("warnings", []):
     st.warning(warning["message"], icon=":material/warning:")
+
+report_file = summary.path / model_report.REPORT_FILE
+if st.button("Model report", icon=":material/description:", key=f"results.report.{summary.run_id}",
+             help="One self-contained HTML file for model-risk review: data fingerprint, split, model, "
+                  "reproducibility, metrics with intervals, calibration, SHAP, stability, limitations."):
+    with st.spinner(f"Writing the model report (SHAP on {model_report.DEFAULT_SHAP_ROWS} test rows) ..."):
+        try:
+            model_report.write_model_report(summary.path)
+        except core.FinTuneError as exc:
+            st.error(str(exc), icon=":material/error:")
+if report_file.is_file():
+    st.download_button("Download the model report (HTML)", data=report_file.read_bytes, mime="text/html",
+                       file_name=f"{summary.run_id}-model-report.html", on_click="ignore",
+                       icon=":material/download:", key=f"results.report.download.{summary.run_id}",
+                       help=f"Written {pd.Timestamp(report_file.stat().st_mtime, unit='s'):%Y-%m-%d %H:%M} UTC; "
+                            "press Model report to write it again (after changing the threshold, say).")
 
 st.subheader("Scorecard: fine-tuned vs baselines (test)")
 if "test_intervals" not in metrics:

@@ -4,8 +4,8 @@ import streamlit as st
 
 import core
 from core import distributed
+from dashboard import charts, state
 from dashboard import components as ui
-from dashboard import state
 
 st.title("Train")
 jobs = state.manager()
@@ -22,8 +22,11 @@ except core.FinTuneError as exc:
 if spec is not None:
     m, t = config.model, config.train
     budget = f"{t.epochs} epoch{'s' if t.epochs > 1 else ''}" + (f", at most {t.max_steps} steps" if t.max_steps else "")
+    tuning = f"freeze depth {m.freeze_depth}" + (
+        f", LoRA r{m.lora_rank} (alpha {m.lora_scale:g}, {', '.join(m.lora_targets or ['all linear layers'])})"
+        if m.lora_rank else "")
     st.markdown(f"**{name}** → predict **{spec.target}** ({spec.task}) with **{m.backbone}**, "
-                f"freeze depth {m.freeze_depth}, {budget}, batch {t.batch_size}, lr {t.lr:g}.")
+                f"{tuning}, {budget}, batch {t.batch_size}, lr {t.lr:g}.")
     gpus = distributed.gpu_count()
     if gpus > 1:
         n_gpus = st.number_input(
@@ -36,9 +39,20 @@ if spec is not None:
             except core.FinTuneError as exc:
                 st.error(str(exc), icon=":material/error:")
                 config = None
-    if st.button("Start fine-tuning", type="primary", icon=":material/play_arrow:", disabled=config is None):
+    start, sweep = st.columns([1, 2])
+    if start.button("Start fine-tuning", type="primary", icon=":material/play_arrow:", disabled=config is None):
         try:
             st.session_state[state.CURRENT_RUN] = jobs.submit(config, frame, source=name)
+        except core.FinTuneError as exc:
+            st.error(str(exc), icon=":material/error:")
+    if sweep.button("Sweep freeze depth", icon=":material/stacked_line_chart:", disabled=config is None,
+                    help="One run per freeze depth, from all layers frozen to none, plus LoRA (rank 8), with "
+                         "these settings; then validation metric, trainable parameters, time and memory per setting."):
+        try:
+            n_layers = core.describe_backbone(config.model.backbone).n_layers
+            started = core.start_sweep(jobs, config, frame, n_layers, source=name)
+            st.session_state[state.CURRENT_RUN] = started.run_ids[0]
+            st.toast(f"Sweep queued: {len(started.points)} runs.")
         except core.FinTuneError as exc:
             st.error(str(exc), icon=":material/error:")
 
@@ -54,5 +68,22 @@ def all_runs() -> None:
     ui.runs_table(jobs.list_runs())
 
 
+@st.fragment(run_every=ui.RUNS_REFRESH_S)
+def latest_sweep() -> None:
+    sweeps = core.list_sweeps(jobs.runs_dir)
+    if not sweeps:
+        return
+    sweep = sweeps[0]
+    table = core.sweep_results(jobs.runs_dir, sweep)
+    done = int((table["state"] == "succeeded").sum())
+    st.subheader("Freeze-depth sweep")
+    st.caption(f"Sweep {sweep.sweep_id} on {sweep.source or 'the table'}: {done} of {len(table)} runs finished. "
+               "The knee (red) is the cheapest setting that gets most of the way to the best validation score.")
+    ui.plot(charts.sweep_figure(table), key=f"sweep.{sweep.sweep_id}", height=560)
+    st.dataframe(table[["label", "state", "val_metric", "test_metric", "trainable_parameters", "wall_s",
+                        "peak_memory_mb", "knee", "run_id"]], hide_index=True, width="stretch")
+
+
 progress()
+latest_sweep()
 all_runs()

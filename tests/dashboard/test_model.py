@@ -48,3 +48,27 @@ def test_bad_hyperparameters_stop_at_the_train_page_with_the_fix(app):
     app.run()
     assert not app.exception
     assert "warmup_ratio" in texts(app.error)
+
+
+def test_lora_toggle_shows_adapter_count_and_reaches_the_run_config(app):
+    from dashboard import state
+
+    open_page(app, "model")
+    app.toggle(key=state.LORA_ON).set_value(True).run()
+    assert not app.exception
+    shown = {m.label: m.value for m in app.metric}
+    adapters = shown["Trainable backbone parameters (adapters)"]
+    assert adapters.endswith("M") or adapters.endswith("k") or adapters[0].isdigit()
+    app.number_input(key="model.lora_rank").set_value(4).run()
+    app.text_input(key="model.lora_targets").set_value("query, value").run()
+    assert not app.exception
+    smaller = {m.label: m.value for m in app.metric}["Trainable backbone parameters (adapters)"]
+    assert smaller != adapters
+    app.switch_page("views/train.py").run()
+    assert "LoRA r4 (alpha 16, query, value)" in texts(app.markdown)  # what the run will be configured with
+    app.switch_page("views/model.py").run()
+    app.text_input(key="model.lora_targets").set_value("no_such_layer").run()
+    assert "match no linear layer" in texts(app.error)
+    app.toggle(key=state.LORA_ON).set_value(False).run()
+    app.switch_page("views/train.py").run()
+    assert "LoRA" not in texts(app.markdown)

@@ -66,3 +66,24 @@ def test_launch_on_several_gpus_runs_one_process_per_gpu(app, monkeypatch):
     app.run()
     assert not app.exception
     assert "On 2 processes" in texts(app.caption)
+
+
+def test_sweep_freeze_depth_queues_every_setting_and_draws_the_curve(app, tiny_backbone, tiny_layers):
+    open_page(app, "train")
+    app.session_state[state.BACKBONE] = tiny_backbone
+    app.session_state["train.max_steps"] = 2
+    app.session_state["train.epochs"] = 1
+    app.run()
+    [sweep] = [b for b in app.button if b.label == "Sweep freeze depth"]
+    sweep.click().run()
+    assert not app.exception
+    manager = state.manager()
+    run_ids = [s.run_id for s in manager.list_runs()]
+    assert len(run_ids) == tiny_layers + 2  # every depth from all frozen to none, and LoRA
+    for run_id in run_ids:
+        assert manager.wait(run_id, timeout=180).state == "succeeded"
+    app.run()
+    assert not app.exception
+    assert "Freeze-depth sweep" in texts(app.subheader)
+    assert f"{tiny_layers + 2} of {tiny_layers + 2} runs finished" in texts(app.caption)
+    assert app.get("plotly_chart")
