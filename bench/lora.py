@@ -70,8 +70,8 @@ def main() -> None:
         print(f"{r['setting']:<16} {r['accuracy']:>9.4f} {r['f1']:>9.4f} {r['trainable']:>12,} "
               f"{r['trainable'] / full['trainable']:>7.1%} {r['epochs']:>6} {r['train_s']:>8.1f} "
               f"{r['samples_per_s']:>10.1f} {r['peak_mb']:>8.0f}")
-    gap = (full["accuracy"] - results[1]["accuracy"]) * 100
-    print(f"LoRA is {gap:+.2f} accuracy points from the full fine-tune with "
+    gap = (results[1]["accuracy"] - full["accuracy"]) * 100
+    print(f"LoRA accuracy minus full fine-tune accuracy: {gap:+.2f} points, with "
           f"{results[1]['trainable'] / full['trainable']:.1%} of its trainable parameters")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
