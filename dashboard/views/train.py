@@ -80,8 +80,14 @@ def latest_sweep() -> None:
     st.caption(f"Sweep {sweep.sweep_id} on {sweep.source or 'the table'}: {done} of {len(table)} runs finished. "
                "The knee (red) is the cheapest setting that gets most of the way to the best validation score.")
     ui.plot(charts.sweep_figure(table), key=f"sweep.{sweep.sweep_id}", height=560)
+    number = st.column_config.NumberColumn
     st.dataframe(table[["label", "state", "val_metric", "test_metric", "trainable_parameters", "wall_s",
-                        "peak_memory_mb", "knee", "run_id"]], hide_index=True, width="stretch")
+                        "peak_memory_mb", "knee", "run_id"]], hide_index=True, width="stretch",
+                 column_config={"label": "setting", "val_metric": number("validation", format="%.4f"),
+                                "test_metric": number("test", format="%.4f"),
+                                "trainable_parameters": number("trainable parameters", format="localized"),
+                                "wall_s": number("training s", format="%.1f"),
+                                "peak_memory_mb": number("peak MB", format="%.0f"), "run_id": "run"})
 
 
 progress()
