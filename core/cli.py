@@ -159,20 +159,22 @@ def _parse_roles(pairs: list[str]) -> dict[str, str]:
     return roles
 
 
+def _given(**values) -> dict:
+    """The options the user gave (argparse leaves the others None, so the config's defaults apply)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def build_config(args: argparse.Namespace):
     from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
-    def given(**values):
-        return {k: v for k, v in values.items() if v is not None}
-
-    model = given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length, dropout=args.dropout,
+    model = _given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length, dropout=args.dropout,
                   lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                   lora_targets=args.lora_targets)
-    train = given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+    train = _given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                   device=args.device, precision=args.precision, max_steps=args.max_steps, compile=args.compile,
                   class_weights=args.class_weights, loss=args.loss, num_processes=args.num_processes)
     data = DataConfig(target=args.target, roles=_parse_roles(args.role), task=args.task,
-                      **given(split=args.split, embargo=args.embargo, positive_class=args.positive_class))
+                      **_given(split=args.split, embargo=args.embargo, positive_class=args.positive_class))
     return RunConfig(data=data, model=ModelConfig(**model), train=TrainConfig(**train))
 
 
@@ -317,12 +319,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .jobs import JobManager
     from .sweep import start_sweep, summary_lines, sweep_results
 
-    def given(**values):
-        return {k: v for k, v in values.items() if v is not None}
-
     base = default_config(args.target).replace(
-        model=given(backbone=args.backbone, max_length=args.max_length),
-        train=given(epochs=args.epochs, batch_size=args.batch_size, max_steps=args.max_steps, seed=args.seed,
+        model=_given(backbone=args.backbone, max_length=args.max_length),
+        train=_given(epochs=args.epochs, batch_size=args.batch_size, max_steps=args.max_steps, seed=args.seed,
                     device=args.device))
     frame = read_table(args.data)
     describe_table(frame, base.data)
@@ -334,7 +333,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         with tqdm(total=len(sweep.points), unit="run", file=sys.stderr, desc="sweep") as bar:
             while True:
                 table = sweep_results(args.runs_dir, sweep)
-                finished = int(table["state"].isin(["succeeded", "failed", "cancelled", "interrupted"]).sum())
+                finished = int(table["state"].isin(runs.FINAL_STATES).sum())
                 running = table[table["state"] == "running"]["label"].tolist()
                 bar.set_postfix_str(f"running: {running[0]}" if running else "")
                 bar.update(finished - bar.n)

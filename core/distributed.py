@@ -37,13 +37,6 @@ def launched_world_size() -> int:
         return 1
 
 
-def launched_rank() -> int:
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
 def fsdp_requested() -> bool:
     """``accelerate launch --use_fsdp`` (or an FSDP Accelerate config) asked for sharded training."""
     return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")

@@ -199,9 +199,10 @@ class JobManager:
     def _launch(self, run_id: str) -> subprocess.Popen:
         """Hand the run to the warm spare worker if there is one, else start a cold one."""
         run_dir = runs.run_path(self.runs_dir, run_id).resolve()
+        processes = runs.load_config(run_dir).train.num_processes
         spare, self._spare = self._spare, None
         process = None
-        if spare is not None and runs.load_config(run_dir).train.num_processes > 1:
+        if spare is not None and processes > 1:
             self._spare, spare = spare, None  # several processes start under a launcher: keep the spare
         if spare is not None and spare.poll() is None:
             try:
@@ -213,9 +214,7 @@ class JobManager:
         if process is None:
             log = open(run_dir / "worker.log", "ab")
             try:
-                processes = runs.load_config(run_dir).train.num_processes
-                process = start_worker(run_dir, processes, stdout=log) if processes > 1 else self._spawn(
-                    [str(run_dir)], stdout=log)
+                process = start_worker(run_dir, processes, stdout=log)
             finally:
                 log.close()
         if self.warm_worker and not self._closed and self._spare is None:

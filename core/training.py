@@ -360,7 +360,8 @@ def train(
     # -- optimizer and schedule (the schedule drives the raw optimizer's groups, wrapped or not)
     groups = model.make_parameter_groups(lr=config.lr, head_lr=config.head_lr, weight_decay=config.weight_decay)
     optimizer = torch.optim.AdamW(groups, fused=device.type == "cuda" and not cluster.is_fsdp)
-    steps_per_epoch = sum(1 for _ in range(0, len(train_rows), config.batch_size))
+    # The loop skips a last batch too small to give every process a row (below).
+    steps_per_epoch = len(train_rows) // config.batch_size + (len(train_rows) % config.batch_size >= world)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)

@@ -212,6 +212,16 @@ def make_table():
     return lambda name: builders[name]()
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM a server started by a test, then SIGKILL if it has not exited within ``timeout``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def run_fintune(*args) -> subprocess.CompletedProcess:
     """``fintune ARGS`` in a fresh interpreter, from the project root."""
     return subprocess.run([sys.executable, "-m", "core.cli", *map(str, args)], capture_output=True, text=True,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -78,16 +81,23 @@ def test_a_lora_run_trains_only_adapters_and_head_and_loads_back(tiny_config, cr
     assert np.allclose(probabilities, recorded[columns].to_numpy(dtype=float), atol=1e-4)
 
 
-def test_a_lora_run_refuses_changed_base_weights(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path):
-    import shutil
-
-    from transformers import AutoModel
-
+def _lora_run_on_own_backbone(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path, *, rank: int,
+                              max_steps: int) -> tuple[Path, Path]:
+    """A finished LoRA run on a private copy of the tiny backbone (which the test may then change or delete)."""
     backbone_dir = tmp_path / "backbone"
     shutil.copytree(tiny_backbones["bert"], backbone_dir)
-    config = tiny_config("credit_risk", model={"lora_rank": 2, "backbone": str(backbone_dir)}, epochs=1, max_steps=2)
+    config = tiny_config("credit_risk", model={"lora_rank": rank, "backbone": str(backbone_dir)}, epochs=1,
+                         max_steps=max_steps)
     run_dir = runs.create_run(runs_dir, config, credit_df)
     assert execute(run_dir) == "succeeded"
+    return run_dir, backbone_dir
+
+
+def test_a_lora_run_refuses_changed_base_weights(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path):
+    from transformers import AutoModel
+
+    run_dir, backbone_dir = _lora_run_on_own_backbone(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path,
+                                                      rank=2, max_steps=2)
     changed = AutoModel.from_pretrained(backbone_dir)
     with torch.no_grad():
         changed.encoder.layer[0].attention.self.query.weight.add_(0.5)
@@ -144,15 +154,10 @@ def test_lora_on_the_pretrained_minilm_learns(fintune, tmp_path):
 
 def test_exporting_a_lora_run_folds_the_adapters_in(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path):
     """The export stands alone: it loads and predicts the same with the pretrained backbone gone."""
-    import shutil
-
     from core.export import export_run
 
-    backbone_dir = tmp_path / "backbone"
-    shutil.copytree(tiny_backbones["bert"], backbone_dir)
-    config = tiny_config("credit_risk", model={"lora_rank": 4, "backbone": str(backbone_dir)}, epochs=1, max_steps=3)
-    run_dir = runs.create_run(runs_dir, config, credit_df)
-    assert execute(run_dir) == "succeeded"
+    run_dir, backbone_dir = _lora_run_on_own_backbone(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path,
+                                                      rank=4, max_steps=3)
     before = FineTuner.load(run_dir / "model").predict_proba(credit_df.head(10))
     exported = export_run(run_dir, tmp_path / "export")
     shutil.rmtree(backbone_dir)  # the pretrained weights are gone

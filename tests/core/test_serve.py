@@ -24,7 +24,13 @@ from core.errors import ConfigError, RunError
 from core.predict import load_model, score_file
 from core.serve import MAX_EXPLAIN_ROWS, MAX_PREDICT_ROWS, create_app
 from core.worker import execute
-from tests.conftest import PROJECT_ROOT, credit_table, regression_table, sentiment_table
+from tests.conftest import (
+    PROJECT_ROOT,
+    credit_table,
+    regression_table,
+    sentiment_table,
+    stop_process,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -399,10 +405,5 @@ def test_a_real_server_answers_curl(served_runs, tmp_path):
             assert p["prediction"] in ("bad", "good")
             assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
         log.close()

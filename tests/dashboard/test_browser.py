@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_data"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -64,11 +66,7 @@ def server(tmp_path_factory):
             pytest.fail(f"streamlit did not start: {(runs_dir / 'streamlit.log').read_text()[-2000:]}")
         time.sleep(0.5)
     yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_process(process, timeout=20)
     log.close()
 
 
