@@ -48,6 +48,7 @@ _EXPORTS = {
     "Cluster": "distributed", "gpu_count": "distributed",
     "adapter_parameter_count": "adapters",
     "write_model_report": "model_report", "export_run": "export",
+    "is_loopback": "access", "configured_password": "access",
 }
 
 __all__ = sorted(_EXPORTS)

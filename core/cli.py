@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .access import configured_password, is_loopback
 from .config import DEFAULT_EXPLAIN_ROWS
 from .errors import BackboneError, ConfigError, DataError, FinTuneError, RunError
 
@@ -524,28 +525,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-def _has_password(root: Path) -> bool:
-    import tomllib
-
-    if os.environ.get("FINTUNE_PASSWORD"):
-        return True
-    for secrets in (root / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"):
-        try:
-            if tomllib.loads(secrets.read_text()).get("password"):
-                return True
-        except (OSError, tomllib.TOMLDecodeError):
-            continue
-    return False
-
-
 def cmd_dashboard(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, FINTUNE_RUNS_DIR=str(Path(args.runs_dir).resolve()))
-    if args.host not in LOCAL_HOSTS:
-        if not _has_password(root):
+    if not is_loopback(args.host):
+        if configured_password(root) is None:
             raise ConfigError(
                 f"--host {args.host} makes the app reachable from other machines: set a password first "
                 "(password = \"...\" in .streamlit/secrets.toml, or FINTUNE_PASSWORD), or keep 127.0.0.1."
@@ -568,7 +552,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"fintune serve needs {exc.name or exc}: pip install fastapi uvicorn python-multipart.") from exc
 
     token = os.environ.get(TOKEN_ENV) or None
-    if args.host not in LOCAL_HOSTS and token is None:
+    if not is_loopback(args.host) and token is None:
         raise ConfigError(f"--host {args.host} makes the service reachable from other machines: set {TOKEN_ENV} "
                           "first (clients then send 'Authorization: Bearer <token>'), or keep 127.0.0.1.")
     app = create_app(args.run_dir, token=token)  # loads the run now: a run without a model fails here

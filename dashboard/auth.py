@@ -1,34 +1,46 @@
-"""A password in front of the app whenever it is reachable from other machines.
+"""A password in front of the app unless it is provably reachable from this machine alone.
 
-Bound to 127.0.0.1 (the default) only this machine's user can reach it and no password is asked.
-Bound to any other address (``fintune dashboard --host 0.0.0.0``, or ``streamlit run`` with
-``--server.address``), every session must first give the password set in
-``.streamlit/secrets.toml`` (``password = "..."``) or ``FINTUNE_PASSWORD``. Without one the app
-refuses to serve: it fails closed.
+``fintune dashboard`` and the project's ``.streamlit/config.toml`` bind to 127.0.0.1, and then no
+password is asked. Streamlit's own default is no address at all, which listens on every interface:
+``streamlit run dashboard/app.py`` started from another folder does that. So every address that is
+not a loopback address (unset included), and every ``--server.address`` such as 0.0.0.0, makes
+each session first give the password set in ``.streamlit/secrets.toml`` (``password = "..."``) or
+``FINTUNE_PASSWORD``. Without one the app refuses to serve: it fails closed.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
+from pathlib import Path
 
 import streamlit as st
 
-LOCAL_ADDRESSES = {"", "127.0.0.1", "localhost", "::1"}
+import core
+
 AUTHENTICATED = "auth.ok"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=8)
+def _loopback(address: str) -> bool:
+    return core.is_loopback(address)  # a name is resolved once per process, not on every rerun
 
 
 def password_required() -> bool:
+    """True unless the server is bound to a loopback address (an unset address is every interface)."""
     address = str(st.get_option("server.address") or "")
-    return os.environ.get("FINTUNE_REQUIRE_PASSWORD") == "1" or address not in LOCAL_ADDRESSES
+    return os.environ.get("FINTUNE_REQUIRE_PASSWORD") == "1" or not _loopback(address)
 
 
 def expected_password() -> str | None:
+    """The password from Streamlit's secrets, else the project's secrets.toml or FINTUNE_PASSWORD."""
     try:
         secret = st.secrets.get("password")
-    except (FileNotFoundError, KeyError):  # no secrets.toml at all
+    except (FileNotFoundError, KeyError):  # no secrets.toml where Streamlit looks
         secret = None
-    return str(secret) if secret else os.environ.get("FINTUNE_PASSWORD") or None
+    return str(secret) if secret else core.configured_password(ROOT)
 
 
 def _check(expected: str) -> None:

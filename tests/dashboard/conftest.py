@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import streamlit as st
+from live_server import CHROMIUM_ARGS
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,3 +70,18 @@ def trained_runs(tmp_path_factory) -> Path:
 def trained_app(trained_runs, monkeypatch):
     """An AppTest whose runs folder holds the tiny succeeded run."""
     yield from app_over(trained_runs, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright (its own browser download does not work here)."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("chromium is not installed: install Debian's package with `apt-get install chromium` "
+                    "(Playwright's own browser download does not work here).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -9,15 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from live_server import start_dashboard
 from playwright.sync_api import expect
 
 from tests.conftest import stop_process
@@ -26,62 +22,20 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_data"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 TIMINGS = ROOT / "docs" / "browser_timings.json"  # time to first feedback, measured by this test
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TRAINING_TIMEOUT_S = 300
 EXPLAIN_TIMEOUT_S = 300  # 200 rows of the credit sample on a 2-core CPU
 
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The dashboard served by `streamlit run` on localhost, with a fresh runs folder."""
-    port = _free_port()
     runs_dir = tmp_path_factory.mktemp("runs")
     env = dict(os.environ, FINTUNE_RUNS_DIR=str(runs_dir), TOKENIZERS_PARALLELISM="false")
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]
-    log = open(runs_dir / "streamlit.log", "wb")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"streamlit did not start: {(runs_dir / 'streamlit.log').read_text()[-2000:]}")
-        time.sleep(0.5)
+    process, url = start_dashboard(runs_dir / "streamlit.log", cwd=ROOT, env=env, address="127.0.0.1")
     yield url
     stop_process(process, timeout=20)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.fail("chromium is not installed: install Debian's package with `apt-get install chromium` "
-                    "(Playwright's own browser download does not work here).")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _settle(page) -> None:
