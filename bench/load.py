@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT_S = 600  # backbone load and tokenising on a slow, busy 2-core machine
 
 
 def _throughput(run_dir: Path, start: float, end: float, batch_size: int) -> float:
@@ -100,7 +101,15 @@ def main() -> None:
         train={"epochs": 100, "patience": 100, "batch_size": batch_size})
     run_id = jobs.submit(config, core.read_table(ROOT / "sample_data" / "credit_risk.csv"), source="credit_risk.csv")
     run_dir = runs_dir / run_id
-    while jobs.snapshot(run_id).step < 10:  # past start-up, tokenising and the first steps
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while (snapshot := jobs.snapshot(run_id)).step < 10:  # past start-up, tokenising, first steps
+        if snapshot.state in core.runs.FINAL_STATES:
+            raise SystemExit(f"load benchmark: the training job ended as {snapshot.state} before step 10: "
+                             f"{snapshot.message}")
+        if time.monotonic() > deadline:
+            jobs.cancel(run_id)
+            raise SystemExit(f"load benchmark: training did not reach step 10 in {STARTUP_TIMEOUT_S} s "
+                             f"(state {snapshot.state}, step {snapshot.step})")
         time.sleep(0.5)
 
     phases = {}
