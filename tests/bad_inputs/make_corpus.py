@@ -20,6 +20,9 @@ N_ROWS = 60  # above core.data.MIN_ROWS, small enough for a 1-step CLI run
 WIDE_COLUMNS, WIDE_ROWS = 10_000, 200
 BIG_CELL = 1_000_000  # characters in the one huge text cell
 UPLOAD_LIMIT_MB = 1  # the dashboard test lowers server.maxUploadSize to this
+QUOTE_BOMB = 21_843  # ',"a' repeats in 64 KB: csv.Sniffer took ~9 s on them (115 s elsewhere)
+ZERO_ROWS, ZERO_ROW_GROUP = 32_000_000, 1_000_000  # x 2 columns: over core.data.MAX_CELLS
+TEXT_BOMB_ROWS = 2_200_000  # x 1 KB: over core.data.MAX_DECODED_BYTES
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,63 @@ def _wide() -> str:
     header = [f"f{j}" for j in range(WIDE_COLUMNS - 1)] + ["label"]
     return _csv([header, *([(i * 7 + j) % 13 for j in range(WIDE_COLUMNS - 1)] + [_yes_no(i)]
                            for i in range(WIDE_ROWS))])
+
+
+def _trailing_delimiter() -> str:
+    """The plain table with a ',' ending every data row: pandas shifted every column left."""
+    header, *rows = _plain().splitlines()
+    return "\n".join([header, *(row + "," for row in rows)]) + "\n"
+
+
+def _extra_field() -> str:
+    """The plain table with a fourth value in the first data row, under a three-column header."""
+    header, first, *rows = _plain().splitlines()
+    return "\n".join([header, first + ",oops", *rows]) + "\n"
+
+
+def _parquet(table) -> bytes:
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="zstd", store_schema=False)
+    return out.getvalue()
+
+
+def _zeros_parquet() -> bytes:
+    """ZERO_ROWS x 2 zeros in ~250 KB: refused from the footer, never decoded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    zeros = pa.table({"amount": pa.array(bytes(ZERO_ROW_GROUP), pa.int8()),
+                      "label": pa.array(bytes(ZERO_ROW_GROUP), pa.int8())})
+    out = io.BytesIO()
+    with pq.ParquetWriter(out, zeros.schema, compression="zstd") as writer:
+        for _ in range(ZERO_ROWS // ZERO_ROW_GROUP):
+            writer.write_table(zeros)
+    return out.getvalue()
+
+
+def _repeated_text_parquet() -> bytes:
+    """One 1 KB memo repeated in TEXT_BOMB_ROWS rows: stored once (dictionary), 2 GB decoded."""
+    import pyarrow as pa
+
+    memo = pa.DictionaryArray.from_arrays(pa.array([0] * TEXT_BOMB_ROWS, pa.int32()),
+                                          pa.array(["memo " * 205]))
+    label = pa.DictionaryArray.from_arrays(pa.array([0, 1] * (TEXT_BOMB_ROWS // 2), pa.int32()),
+                                           pa.array(["yes", "no"]))
+    # Written without the Arrow schema, both read back as plain strings.
+    return _parquet(pa.table({"memo": memo, "label": label}))
+
+
+def _nested_parquet() -> bytes:
+    import pyarrow as pa
+
+    return _parquet(pa.table({
+        "amount": [i * 10.5 for i in range(N_ROWS)],
+        "tags": [["new", "web"] if i % 2 else ["branch"] for i in range(N_ROWS)],
+        "address": [{"city": "Köln", "zip": 50667 + i} for i in range(N_ROWS)],
+        "label": [_yes_no(i) for i in range(N_ROWS)],
+    }))
 
 
 _NON_FINITE = ["inf", "-inf", "nan", "NaN", "", "Infinity", "1e309"]
@@ -141,8 +201,36 @@ _SPECS: list[tuple[Case, Callable[[], bytes]]] = [
           ("bogus_bom.csv starts with a UTF-16 byte-order mark but is not UTF-16 text", "save it again"),
           about="a UTF-16 byte-order mark in front of UTF-8 text"), lambda: b"\xff\xfe" + _plain().encode()),
     (Case("ragged", Path("ragged.csv"), "label", "error",
-          ("ragged.csv could not be parsed at line 62", "as many fields as the header"),
+          ("ragged.csv could not be parsed at line 62: it has 5 fields but the header has 3 "
+           "(extra value '4')", "Remove the extra field(s) or add a column name to the header."),
           about="a row with more fields than the header"), lambda: (_plain() + "1,2,3,4,5\n").encode()),
+    (Case("trailing_delimiter", Path("trailing_delimiter.csv"), "label", "loads", shape=_ROWS,
+          about="a ',' ending every data row (not the header)"),
+     lambda: _trailing_delimiter().encode()),
+    (Case("extra_field", Path("extra_field.csv"), "label", "error",
+          ("extra_field.csv could not be parsed at line 2: it has 4 fields but the header has 3 "
+           "(extra value 'oops')", "Remove the extra field(s) or add a column name to the header."),
+          about="a fourth value in the first data row under a three-column header"),
+     lambda: _extra_field().encode()),
+    (Case("quote_bomb", Path("quote_bomb.csv"), "label", "error",
+          ("quote_bomb.csv could not be parsed at line 2: it has 10923 fields but the header has 1",
+           "Remove the extra field(s)"),
+          about=f"'text', then ',\"a' {QUOTE_BOMB:,} times: 64 KB csv.Sniffer took seconds on"),
+     lambda: ("text\n" + ',"a' * QUOTE_BOMB).encode()),
+    (Case("zeros_parquet", Path("zeros.parquet"), "label", "error",
+          (f"zeros.parquet has {2 * ZERO_ROWS:,} cells ({ZERO_ROWS:,} rows x 2 columns), more "
+           "than FinTune reads at once (50,000,000)", "sample the rows or drop columns"),
+          about=f"{2 * ZERO_ROWS:,} zeros compressed into ~250 KB of Parquet"), _zeros_parquet),
+    (Case("repeated_text_parquet", Path("repeated_text.parquet"), "label", "error",
+          ("repeated_text.parquet holds 2.1 GB of values once decoded, more than FinTune reads at "
+           "once (2.0 GB)", "sample the rows or drop columns"),
+          about=f"one 1 KB memo in {TEXT_BOMB_ROWS:,} rows: stored once, 2 GB once decoded"),
+     _repeated_text_parquet),
+    (Case("nested_parquet", Path("nested.parquet"), "label", "error",
+          ("nested.parquet has nested column(s) FinTune cannot read: 'tags' (list of string), "
+           "'address' (struct of city, zip)",
+           "Flatten each into plain columns with one value per cell, or drop it"),
+          about="a list column and a struct column in Parquet"), _nested_parquet),
     (Case("over_upload_limit", Path("over_limit.csv"), "label", "loads", shape=_ROWS,
           about=f"just over {UPLOAD_LIMIT_MB} MB: refused by the Data page under a {UPLOAD_LIMIT_MB} MB limit",
           upload_limit_mb=UPLOAD_LIMIT_MB),

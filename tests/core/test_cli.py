@@ -75,6 +75,37 @@ def test_predict_names_missing_columns_and_warns_on_extra(trained, tmp_path, cre
     assert "warning: Column 'loan_officer' was not seen in training and is ignored." in scored.stderr
 
 
+def test_predict_reads_trailing_delimiters_like_the_clean_file(trained, tmp_path, fintune):
+    # A ',' ending every row made pandas take the first field as the index and shift every column.
+    result, _, data = trained
+    run_dir = result.stdout.strip().splitlines()[-1]
+    header, *rows = data.read_text().splitlines()
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text("\n".join([header, *(row + "," for row in rows)]) + "\n")
+    outputs = []
+    for source in (data, trailing):
+        outputs.append(tmp_path / f"scored-{source.stem}.csv")
+        scored = fintune("predict", run_dir, source, "-o", outputs[-1])
+        assert scored.returncode == 0, scored.stderr
+        assert "warning" not in scored.stderr
+    assert outputs[1].read_bytes() == outputs[0].read_bytes()
+
+
+def test_predict_refuses_a_row_with_an_extra_value(trained, tmp_path, fintune):
+    result, _, data = trained
+    run_dir = result.stdout.strip().splitlines()[-1]
+    lines = data.read_text().splitlines()
+    lines[4] += ",oops"
+    extra = tmp_path / "extra.csv"
+    extra.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.csv"
+    _assert_bad_input(fintune("predict", run_dir, extra, "-o", out),
+                      "extra.csv could not be parsed at line 5: it has 10 fields but the header "
+                      "has 9 (extra value 'oops')",
+                      "Remove the extra field(s) or add a column name to the header.")
+    assert not out.exists()
+
+
 def test_predict_with_a_run_that_has_no_model(tmp_path, credit_csv, fintune):
     _assert_bad_input(fintune("predict", tmp_path, credit_csv, "-o", tmp_path / "o.csv"), "no saved model")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -315,3 +318,258 @@ def test_semicolon_csv_reads_decimal_commas():
     assert frame["amount"].iloc[0] == pytest.approx(1100.5)
     assert frame["rate"].iloc[1] == pytest.approx(1.25)
     assert frame["label"].iloc[1] == "yes"
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+TRAILING_ROWS = [["Zürich", "1.5", "café, crème"], ["Genève", "2.25", "déjà vu"],
+                 ["Köln", "3.0", 'say "hi"']]
+
+
+def _delimited(rows: list[list[str]], delimiter: str, trailing: list[bool]) -> bytes:
+    """Header and rows, quoting a field that holds the delimiter or a quote; a trailing delimiter
+    after the rows where ``trailing`` says so."""
+    def field(value: str) -> str:
+        quoted = delimiter in value or '"' in value
+        return '"' + value.replace('"', '""') + '"' if quoted else value
+
+    lines = [delimiter.join(["city", "price", "note"])]
+    lines += [delimiter.join(map(field, row)) + (delimiter if end else "")
+              for row, end in zip(rows, trailing, strict=True)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _assert_trailing_rows(frame: pd.DataFrame) -> None:
+    assert list(frame.columns) == ["city", "price", "note"]
+    assert frame["city"].tolist() == ["Zürich", "Genève", "Köln"]
+    assert frame["price"].tolist() == [1.5, 2.25, 3.0]
+    assert frame["note"].tolist() == ["café, crème", "déjà vu", 'say "hi"']
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+@pytest.mark.parametrize(
+    "trailing", [[True, True, True], [False, True, False], [True, False, False]],
+    ids=["every-row", "a-later-row", "first-row-only"],
+)
+def test_trailing_delimiter_reads_without_shifting(delimiter, trailing):
+    # With one field too many in the first data row, pandas made the first field the index.
+    raw = _delimited(TRAILING_ROWS, delimiter, trailing)
+    _assert_trailing_rows(read_table(raw, filename="export.csv"))
+
+
+def test_trailing_delimiter_of_the_issue():
+    frame = read_table(b"a,b,c\n1,2,3,\n", filename="t.csv")
+    assert frame.to_dict("list") == {"a": [1], "b": [2], "c": [3]}  # was a=2, b=3, c=NaN
+
+
+def test_several_empty_trailing_fields_read():
+    frame = read_table(b"a,b,c\n1,2,3,,\n4,5,6\n7,8,9, ,\n", filename="t.csv")
+    assert frame.to_dict("list") == {"a": [1, 4, 7], "b": [2, 5, 8], "c": [3, 6, 9]}
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+@pytest.mark.parametrize(("rows", "line", "value"), [
+    pytest.param([["1", "2", "3", "x"], ["4", "5", "6"]], 2, "x", id="first-row"),
+    pytest.param([["1", "2", "3"], ["4", "5", "6", "", "y"]], 3, "y", id="later-row"),
+    pytest.param([["1", "2", "3", ""], ["4", "5", "6", "z"]], 3, "z", id="after-a-trailing-one"),
+])
+def test_a_row_with_an_extra_value_is_refused_with_its_line(delimiter, rows, line, value):
+    text = "\n".join(delimiter.join(row) for row in [["a", "b", "c"], *rows]) + "\n"
+    with pytest.raises(DataError) as refused:
+        read_table(text.encode(), filename="extra.csv")
+    fields = len(rows[line - 2])
+    assert str(refused.value) == (
+        f"extra.csv could not be parsed at line {line}: it has {fields} fields but the header has "
+        f"3 (extra value {value!r}). Remove the extra field(s) or add a column name to the header."
+    )
+
+
+def test_extra_value_line_counts_lines_inside_quoted_cells():
+    text = 'a,b,c\n1,"two\nlines",3\n4,5,6,oops\n'
+    with pytest.raises(DataError, match=r"extra\.csv could not be parsed at line 4: .*'oops'"):
+        read_table(text.encode(), filename="extra.csv")
+
+
+def test_trailing_delimiter_after_a_cell_over_128_kb():
+    # csv.reader refuses fields over 128 KB by default; pandas reads them, so the check must too.
+    raw = ("a,b,c\n1," + "x" * 200_000 + ",3,\n4,5,6,\n").encode()
+    frame = read_table(raw, filename="big.csv")
+    assert frame["b"].str.len().tolist() == [200_000, 1]
+    assert frame["c"].tolist() == [3, 6]
+
+
+def test_short_rows_read_with_missing_values():
+    frame = read_table(b"a,b,c\n1,2\n4,5,6\n7\n", filename="short.csv")
+    assert frame["a"].tolist() == [1, 4, 7]
+    assert frame["c"].isna().tolist() == [True, False, True]
+
+
+def _rows(make_row, n: int = 30) -> str:
+    return "".join(make_row(i) + "\n" for i in range(n))
+
+
+@pytest.mark.parametrize(
+    ("text", "delimiter"),
+    [
+        pytest.param("text\tlabel\n" + _rows(lambda i: f"good, strong, results {i}\tpos"), "\t",
+                     id="tab-with-commas-in-cells"),
+        pytest.param("a;b;c\n" + _rows(lambda i: f"{i},5;{i},25;0,{i}"), ";",
+                     id="semicolon-with-decimal-commas-everywhere"),
+        pytest.param("a;b;c\n" + _rows(lambda i: f"{i},5;{i},25;0,{i};"), ";",
+                     id="semicolon-decimal-commas-and-a-trailing-delimiter"),
+        pytest.param("name,memo\n" + _rows(lambda i: f'n{i},"a; b; c | d"'), ",",
+                     id="other-delimiters-only-inside-quotes"),
+        pytest.param("a|b|c\n" + _rows(lambda i: f"{i}|x{i}|y"), "|", id="pipe"),
+    ],
+)
+def test_delimiter_detection_picks_the_consistent_one(text, delimiter):
+    from core.data import _sniff_delimiter
+
+    assert _sniff_delimiter(text) == delimiter
+    columns = text.splitlines()[0].count(delimiter) + 1
+    assert read_table(text.encode(), filename="t.csv").shape[1] == columns
+
+
+@pytest.mark.parametrize("hostile", [
+    pytest.param("text\n" + ',"a' * 21843, id="64KB-of-quote-delimiter"),
+    pytest.param("text\n" + ',"a' * 350_000, id="1MB-of-quote-delimiter"),
+    pytest.param("text\n" + '"a,' * 350_000, id="1MB-of-quoted-delimiters"),
+    pytest.param("text\n" + (',"a' * 20 + "\n") * 17_000, id="1MB-in-short-lines"),
+    pytest.param("text,label\n" + _rows(lambda i: f'"{i},""aaa",yes', 60_000),
+                 id="1MB-of-quoted-cells"),
+])
+def test_hostile_quotes_are_read_in_linear_time(hostile):
+    # csv.Sniffer took ~9 s (115 s on a slower machine) on the 64 KB input, holding the GIL.
+    started = time.perf_counter()
+    try:
+        read_table(hostile.encode(), filename="hostile.csv")
+    except DataError as exc:
+        assert "\n" not in str(exc)
+    assert time.perf_counter() - started < 2
+
+
+def _parquet(table, path: Path) -> Path:
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, path)
+    return path
+
+
+def _parquet_frame(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def test_a_parquet_file_of_too_many_cells_is_refused_before_reading(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # 64 million zeros in ~250 KB; the issue's file held 400 million in 1.8 MB and took 3 GB.
+    zeros = np.zeros(1_000_000, dtype=np.int8)
+    group = pa.table({"amount": zeros, "label": zeros})
+    path = tmp_path / "zeros.parquet"
+    with pq.ParquetWriter(path, group.schema, compression="zstd") as writer:
+        for _ in range(32):
+            writer.write_table(group)
+    assert path.stat().st_size < 1_000_000
+    reads = []
+    monkeypatch.setattr(pd, "read_parquet", lambda *a, **k: reads.append(a))
+    started = time.perf_counter()
+    with pytest.raises(DataError) as refused:
+        read_table(path)
+    assert time.perf_counter() - started < 2
+    assert not reads  # refused from the footer, before a value was decoded
+    assert str(refused.value) == (
+        "zeros.parquet has 64,000,000 cells (32,000,000 rows x 2 columns), more than FinTune "
+        "reads at once (50,000,000): sample the rows or drop columns first, or raise "
+        "FINTUNE_MAX_CELLS on a machine with the memory."
+    )
+
+
+def test_parquet_text_that_decodes_past_the_budget_is_refused(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    from core import data
+
+    # Dictionary encoding stores the repeated 1 KB memo once: the footer says ~200 KB for 20 MB.
+    memo = pa.table({"memo": ["x" * 1000] * 20_000, "label": ["yes", "no"] * 10_000})
+    path = _parquet(memo, tmp_path / "memo.parquet")
+    monkeypatch.setattr(data, "MAX_DECODED_BYTES", 8 * 2**20)
+    with pytest.raises(DataError, match=r"memo\.parquet holds 1\d\.\d MB of values once decoded, "
+                                        r"more than FinTune reads at once \(8\.0 MB\): sample"):
+        read_table(path)
+    monkeypatch.setattr(data, "MAX_DECODED_BYTES", 64 * 2**20)
+    assert read_table(path).shape == (20_000, 2)
+
+
+def test_parquet_stored_size_over_the_budget_is_refused(tmp_path, monkeypatch):
+    numbers = pd.DataFrame({"x": np.arange(100_000, dtype=float)})
+    path = _parquet_frame(numbers, tmp_path / "big.parquet")
+    monkeypatch.setenv("FINTUNE_MAX_DECODED_BYTES", str(2**19))
+    with pytest.raises(DataError, match=r"big\.parquet holds \d\.\d MB .* \(0\.5 MB\).*raise "
+                                        r"FINTUNE_MAX_DECODED_BYTES"):
+        read_table(path)
+
+
+def test_cell_limit_applies_to_csv_before_parsing_and_can_be_raised(monkeypatch):
+    text = ("a,b,c,label\n" + "1,2,3,yes\n" * 40).encode()
+    monkeypatch.setenv("FINTUNE_MAX_CELLS", "100")
+    with pytest.raises(DataError, match=r"t\.csv has about 164 cells \(about 41 rows x 4 "
+                                        r"columns\), more than FinTune reads at once \(100\)"):
+        read_table(text, filename="t.csv")
+    monkeypatch.setenv("FINTUNE_MAX_CELLS", "1_000")
+    assert read_table(text, filename="t.csv").shape == (40, 4)
+    monkeypatch.setenv("FINTUNE_MAX_CELLS", "lots")
+    with pytest.raises(DataError, match=r"FINTUNE_MAX_CELLS='lots' is not a positive whole number"):
+        read_table(text, filename="t.csv")
+
+
+def test_realistic_tables_pass_the_limits(tmp_path):
+    rng = np.random.default_rng(0)
+    numbers = pd.DataFrame(rng.normal(size=(30_000, 24)), columns=[f"f{i}" for i in range(24)])
+    assert read_table(_parquet_frame(numbers, tmp_path / "numbers.parquet")).shape == (30_000, 24)
+    numbers.to_csv(tmp_path / "numbers.csv", index=False)
+    assert read_table(tmp_path / "numbers.csv").shape == (30_000, 24)
+    words = np.array(["quarterly", "revenue", "guidance", "margin", "loan", "card", "refund"])
+    texts = pd.DataFrame({"text": [" ".join(rng.choice(words, 40)) for _ in range(12_000)],
+                          "label": rng.choice(["pos", "neg", "neutral"], 12_000)})
+    assert read_table(_parquet_frame(texts, tmp_path / "texts.parquet")).shape == (12_000, 2)
+
+
+def _list(pa):
+    return pa.array([["a", "b"], ["c"]] * 15)
+
+
+def _struct(pa):
+    return pa.array([{"city": "Köln", "zip": 50667}] * 30)
+
+
+def _map(pa):
+    return pa.array([[("a", 1)], [("b", 2)]] * 15, type=pa.map_(pa.string(), pa.int64()))
+
+
+@pytest.mark.parametrize(("column", "kind"), [(_list, "list of string"),
+                                              (_struct, "struct of city, zip"),
+                                              (_map, "map of string to int64")],
+                         ids=["list", "struct", "map"])
+def test_nested_parquet_columns_are_refused_by_name_and_type(tmp_path, column, kind):
+    import pyarrow as pa
+
+    table = pa.table({"amount": list(range(30)), "extra": column(pa), "label": ["yes", "no"] * 15})
+    with pytest.raises(DataError) as refused:
+        read_table(_parquet(table, tmp_path / "nested.parquet"))
+    assert str(refused.value) == (
+        f"nested.parquet has nested column(s) FinTune cannot read: 'extra' ({kind}). Flatten each "
+        "into plain columns with one value per cell, or drop it."
+    )
+
+
+def test_every_nested_parquet_column_is_named(tmp_path):
+    import pyarrow as pa
+
+    table = pa.table({"tags": pa.array([["a"]] * 30), "amount": list(range(30)),
+                      "owner": pa.array([{"name": "x"}] * 30), "label": ["yes", "no"] * 15})
+    named = r"'tags' \(list of string\), 'owner' \(struct of name\)\. Flatten"
+    with pytest.raises(DataError, match=named):
+        read_table(_parquet(table, tmp_path / "nested.parquet"))

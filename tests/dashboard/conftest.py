@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from live_server import CHROMIUM_ARGS
 from streamlit.testing.v1 import AppTest
+
+from tests.dashboard.live_server import CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboard" / "app.py"

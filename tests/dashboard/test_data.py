@@ -131,3 +131,32 @@ def test_market_helper_derives_features_and_target(app):
     assert app.selectbox(key="data.target").value == "next_5d_direction"
     assert app.number_input(key="data.embargo").value == 5
     assert "split: chronological by 'date', embargo 5 dates" in texts(app.success)
+
+
+def _trailing_table(extra: str = "") -> bytes:
+    rows = [f"{i * 10.5},s{i % 4},{'yes' if i % 3 else 'no'}," for i in range(40)]
+    rows[0] += extra
+    return ("amount,segment,label\n" + "\n".join(rows) + "\n").encode()
+
+
+def test_trailing_commas_do_not_shift_the_columns(app):
+    app.run()
+    app.file_uploader[0].set_value(("export.csv", _trailing_table(), "text/csv")).run()
+    assert not app.exception
+    assert not app.error
+    assert "40 rows × 3 columns" in texts(app.caption)
+    shown = app.dataframe[0].value
+    assert list(shown.columns) == ["amount", "segment", "label"]
+    assert shown.iloc[1].tolist() == [10.5, "s1", "yes"]  # was: 's1', 'yes' and an empty label
+    assert app.selectbox(key="data.target").value == "label"
+    assert "Task: **binary**" in texts(app.success)
+
+
+def test_a_row_with_an_extra_value_shows_its_line(app):
+    app.run()
+    app.file_uploader[0].set_value(("export.csv", _trailing_table(extra="oops"), "text/csv")).run()
+    assert not app.exception
+    assert ("export.csv could not be parsed at line 2: it has 4 fields but the header has 3 "
+            "(extra value 'oops'). Remove the extra field(s) or add a column name to the "
+            "header.") in texts(app.error)
+    assert "credit_risk.csv" in texts(app.caption)  # the previous table stays
