@@ -148,6 +148,44 @@ def _load_config(location: str, name: str):
         raise _load_error(name, exc) from exc
 
 
+# Model types whose position ids start after the padding index (RoBERTa's scheme): of
+# max_position_embeddings, pad_token_id + 1 are never used for tokens.
+_PADDING_OFFSET_TYPES = frozenset({
+    "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text",
+    "roberta-prelayernorm", "longformer", "ibert", "mpnet", "luke", "markuplm", "layoutlmv3",
+    "lilt", "xmod", "esm",
+})
+
+
+def position_limit(name: str) -> int | None:
+    """How many tokens one row may have on backbone ``name``: its position embeddings, less the
+    padding offset of RoBERTa-style models; None when its positions are relative only (no limit).
+
+    Reads only the backbone's config (no weights); BackboneError when it cannot be found.
+    """
+    config = _load_config(resolve(name), name)
+    if getattr(config, "position_biased_input", True) is False:  # DeBERTa-v3: relative only
+        return None
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    if getattr(config, "model_type", "") in _PADDING_OFFSET_TYPES:
+        pad = getattr(config, "pad_token_id", None)
+        positions -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
+    return positions
+
+
+def check_max_length(name: str, max_length: int | None) -> None:
+    """ConfigError when ``max_length`` tokens do not fit backbone ``name``'s positions (None, the
+    automatic length, always fits)."""
+    if max_length is None:
+        return
+    limit = position_limit(name)
+    if limit is not None and max_length > limit:
+        raise ConfigError(f"max length {max_length} is longer than the backbone's {limit} "
+                          f"positions ({name}): use {limit} or less.")
+
+
 def _config_layers(config) -> int:
     for attribute in ("num_hidden_layers", "n_layers", "num_layers"):
         if hasattr(config, attribute):

@@ -314,7 +314,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import runs
-    from .backbones import describe_backbone
+    from .backbones import check_max_length, describe_backbone
     from .config import default_config
     from .data import describe_table, read_table
     from .jobs import JobManager
@@ -327,6 +327,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     frame = read_table(args.data)
     describe_table(frame, base.data)
     n_layers = describe_backbone(base.model.backbone).n_layers
+    check_max_length(base.model.backbone, base.model.max_length)  # before any run or worker starts
     jobs = JobManager(args.runs_dir)
     try:
         sweep = start_sweep(jobs, base, frame, n_layers, source=args.data, lora_rank=args.lora_rank)
@@ -351,8 +352,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr)
     failed = table[table["state"] != "succeeded"]
     for row in failed.itertuples():
-        print(f"{row.label}: {row.state}: {runs.read_status(runs.run_path(args.runs_dir, row.run_id)).get('message', '')}",
-              file=sys.stderr)
+        print(f"{row.label}: {row.state}: {row.message}", file=sys.stderr)
     if args.output:
         table.to_csv(args.output, index=False)
     print(Path(args.runs_dir) / "sweeps" / f"{sweep.sweep_id}.json")
@@ -413,7 +413,7 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     metrics = runs.read_metrics(run_dir)
     if metrics.get("task") != "binary":
         raise RunError(f"Run {run_dir.name} is not a finished binary run: thresholds are for yes/no targets.")
-    target = runs.read_json(run_dir / "config.json")["data"]["target"]
+    target = runs.load_config(run_dir).data.target
     spec = spec_from_metrics(metrics, target)
 
     def scores(table):
@@ -513,15 +513,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .runs import list_runs
+    from .runs import DAMAGED, DAMAGED_FIX, list_runs
 
     summaries = list_runs(args.runs_dir)
     if not summaries:
         print(f"no runs in {args.runs_dir}", file=sys.stderr)
         return 0
     for s in summaries:
+        if s.state == DAMAGED:  # what could be read, then why it is damaged
+            print(f"{s.run_id}  {s.state:<11} {s.target:<20} {s.backbone:<24} {s.message}")
+            continue
         metric = f"{s.test_metric}={s.test_value:.4f}" if s.test_value is not None else ""
         print(f"{s.run_id}  {s.state:<11} {s.target:<20} {s.backbone:<24} {s.tuning:<16} {metric}")
+    damaged = sum(s.state == DAMAGED for s in summaries)
+    if damaged:
+        plural = "s" if damaged > 1 else ""
+        print(f"{damaged} damaged run folder{plural}: {DAMAGED_FIX}", file=sys.stderr)
     return 0
 
 

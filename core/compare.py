@@ -158,8 +158,9 @@ def compare_runs(run_dirs: list[str | Path], *, n_boot: int = N_BOOTSTRAP) -> Co
         metrics = runs.read_metrics(run_dir)
         if not metrics:
             raise RunError(f"Run {run_dir.name} has no metrics: pick runs that succeeded.")
+        target = runs.load_config(run_dir).data.target  # checked: damaged is a RunError
         config = runs.read_json(run_dir / "config.json")
-        spec = spec_from_metrics(metrics, config.get("data", {}).get("target", ""))
+        spec = spec_from_metrics(metrics, target)
         specs.append(spec)
         tables[run_dir.name] = runs.read_predictions(run_dir)
         configs[run_dir.name] = {k: v for k, v in config.items() if k != "source"}
@@ -177,7 +178,6 @@ def compare_with_baselines(run_dir: str | Path, *, n_boot: int = N_BOOTSTRAP) ->
     """The fine-tuned run against each baseline fitted in the same run, on the same test rows."""
     run_dir = Path(run_dir)
     metrics = runs.read_metrics(run_dir)
-    config = runs.read_json(run_dir / "config.json")
-    spec = spec_from_metrics(metrics, config.get("data", {}).get("target", ""))
+    spec = spec_from_metrics(metrics, runs.load_config(run_dir).data.target)
     tables = {"Fine-tuned": runs.read_predictions(run_dir), **runs.read_baseline_predictions(run_dir)}
     return compare_predictions(spec, tables, n_boot=n_boot)

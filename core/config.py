@@ -6,6 +6,8 @@ Defaults have one home: :func:`default_config`. The CLI and the dashboard pre-fi
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -166,13 +168,25 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """The config saved as ``raw`` (a parsed config.json); a wrong shape, a setting of the wrong
+        type or out of range raises ConfigError naming the setting."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"the run config is {_kind(raw)}, not an object of settings: "
+                              "recreate the run.")
+        if "data" not in raw:
+            raise ConfigError("the run config has no data section (the target): recreate the run.")
+        sections = {}
+        for name, section in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+            values = raw.get(name, {})
+            if not isinstance(values, dict):
+                raise ConfigError(f"{name} is {_kind(values)}, not an object of settings: "
+                                  "recreate the run.")
+            _check_types(name, section, values)
+            sections[name] = values
         try:
-            return cls(
-                data=DataConfig(**raw["data"]),
-                model=ModelConfig(**raw.get("model", {})),
-                train=TrainConfig(**raw.get("train", {})),
-            )
-        except (KeyError, TypeError) as exc:
+            return cls(data=DataConfig(**sections["data"]), model=ModelConfig(**sections["model"]),
+                       train=TrainConfig(**sections["train"]))
+        except (KeyError, TypeError, AttributeError) as exc:  # a shape _check_types does not know
             raise ConfigError(f"The run config is malformed ({exc}): recreate the run.") from exc
 
     def replace(self, **sections: Any) -> RunConfig:
@@ -181,6 +195,72 @@ class RunConfig:
             name: dataclasses.replace(getattr(self, name), **values) for name, values in sections.items()
         }
         return dataclasses.replace(self, **changed)
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false",
+               dict: "an object", tuple: "a list", type(None): "null"}
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, in words: ``a list``, ``text 'soon'``, ``the number 3.5``."""
+    if isinstance(value, bool) or value is None:
+        return _json_word(value)
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"text {value[:40]!r}"
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _json_word(value: Any) -> str:
+    return {True: "true", False: "false", None: "null"}[value]
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a value read from JSON fits a field's type hint (no bool for an int; a list for a
+    tuple)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is dict:
+        key, item = typing.get_args(hint)
+        return isinstance(value, dict) and all(_matches(k, key) and _matches(v, item)
+                                               for k, v in value.items())
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, (list, tuple)) and all(_matches(v, item) for v in value)
+    return True
+
+
+def _wanted(hint: Any) -> str:
+    """A field's type in words: ``a whole number or null``."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = typing.get_args(hint) if union else (hint,)
+    return " or ".join(_KIND_NAMES.get(typing.get_origin(a) or a, str(a)) for a in args)
+
+
+def _check_types(name: str, section: type, values: dict[str, Any]) -> None:
+    hints = typing.get_type_hints(section)
+    for item in dataclasses.fields(section):
+        required = (item.default is dataclasses.MISSING
+                    and item.default_factory is dataclasses.MISSING)
+        if required and item.name not in values:
+            raise ConfigError(f"{name}.{item.name} is missing: recreate the run.")
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"{name}.{key} is not a setting FinTune knows: recreate the run.")
+        if not _matches(value, hints[key]):
+            raise ConfigError(f"{name}.{key} is {_kind(value)}: it must be {_wanted(hints[key])}.")
 
 
 def default_config(target: str, backbone: str = DEFAULT_BACKBONE, **data_options: Any) -> RunConfig:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import runs
 from .config import RunConfig
+from .errors import RunError
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +61,24 @@ class JobSnapshot:
 
 
 def snapshot(run_dir: Path) -> JobSnapshot:
-    """Progress of the run in ``run_dir`` (works for runs started by any process)."""
+    """Progress of the run in ``run_dir`` (works for runs started by any process); a damaged run
+    folder gives state ``damaged`` with the reason and the fix as the message."""
     run_dir = Path(run_dir)
-    status = runs.read_status(run_dir)
+    try:
+        _, _, status = runs.read_run(run_dir)
+    except runs.DamagedRunError as exc:
+        return JobSnapshot(run_id=run_dir.name, state=runs.DAMAGED,
+                           message=f"{exc.reason}. {runs.DAMAGED_FIX}")
     history = runs.read_history(run_dir)
     steps = [e for e in history if e.get("type") == "step"]
     epochs = [e for e in history if e.get("type") == "epoch"]
     last = steps[-1] if steps else {}
     return JobSnapshot(
         run_id=run_dir.name,
-        state=status.get("state", "interrupted"),
-        phase=status.get("phase", ""),
-        message=status.get("message", ""),
-        kind=status.get("kind", ""),
+        state=status["state"],
+        phase=status.get("phase") or "",
+        message=status.get("message") or "",
+        kind=status.get("kind") or "",
         step=int(last.get("step", 0)),
         total_steps=int(last.get("total_steps", 0)),
         epoch=int(last.get("epoch", 0)),
@@ -123,7 +129,7 @@ class JobManager:
         with self._lock:
             if run_id in self._queue:
                 self._queue.remove(run_id)
-                runs.write_status(run_dir, "cancelled", message="Cancelled before it started.")
+                _record(run_dir, "cancelled", message="Cancelled before it started.")
                 return True
             process = self._processes.get(run_id)
             if process is None or process.poll() is not None:
@@ -171,7 +177,7 @@ class JobManager:
             queued, self._queue = list(self._queue), deque()
             self._lock.notify_all()
         for run_id in queued:
-            runs.write_status(runs.run_path(self.runs_dir, run_id), "cancelled", message="The app shut down.")
+            _record(runs.run_path(self.runs_dir, run_id), "cancelled", message="The app shut down.")
         for run_id in list(self._processes):
             self.cancel(run_id)
         spare, self._spare = self._spare, None
@@ -190,9 +196,10 @@ class JobManager:
                 run_id = self._queue.popleft()
                 try:
                     self._processes[run_id] = self._launch(run_id)
-                except OSError as exc:
-                    runs.write_status(runs.run_path(self.runs_dir, run_id), "failed", kind="other",
-                                      message=f"Could not start the training process: {exc}")
+                except (OSError, RunError) as exc:  # RunError: its folder was damaged meanwhile
+                    _record(runs.run_path(self.runs_dir, run_id), "failed", kind="other",
+                            message=f"Could not start the training process: {exc}")
+                    self._lock.notify_all()
                     continue
             threading.Thread(target=self._supervise, args=(run_id,), name=f"fintune-{run_id}", daemon=True).start()
 
@@ -231,6 +238,8 @@ class JobManager:
         code = process.wait()
         try:
             settle_exit(run_dir, code, cancelled=run_id in self._cancel_requested)
+        except RunError as exc:  # the worker's folder was damaged meanwhile: leave it as it is
+            logger.warning("run %s: its final state could not be recorded: %s", run_id, exc)
         finally:
             with self._lock:
                 self._processes.pop(run_id, None)
@@ -261,11 +270,20 @@ def start_worker(run_dir: Path, num_processes: int = 1, *, stdout) -> subprocess
     return _popen(argv, stdout=stdout)
 
 
+def _record(run_dir: Path, state: str, **fields) -> None:
+    """write_status for the manager's own bookkeeping: a damaged status.json is left as it is."""
+    try:
+        runs.write_status(run_dir, state, **fields)
+    except RunError as exc:
+        logger.warning("run %s could not be marked %s: %s", Path(run_dir).name, state, exc)
+
+
 def settle_exit(run_dir: Path, code: int, *, cancelled: bool = False) -> None:
-    """Give a run whose process has exited its final state, if the process could not write one."""
+    """Give a run whose process has exited its final state, if the process could not write one
+    (RunError when its status.json is damaged: that is never overwritten)."""
     from .distributed import rank_failure, read_rank_errors
 
-    status = runs.read_json(Path(run_dir) / "status.json")
+    status = runs.read_status_file(Path(run_dir))
     if status.get("state") in runs.FINAL_STATES:
         return
     if cancelled:
@@ -293,9 +311,12 @@ def _exit_kind(code: int) -> str:
 
 
 def _exit_message(run_dir: Path, code: int) -> str:
-    checkpoint = runs.read_checkpoint(run_dir)
-    kept = (f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in {runs.CHECKPOINT}/."
-            if checkpoint else "")
+    try:
+        checkpoint = runs.read_checkpoint(run_dir)
+        kept = (f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in "
+                f"{runs.CHECKPOINT}/." if checkpoint else "")
+    except runs.DamagedRunError as exc:
+        kept = f" Its {runs.CHECKPOINT}/ folder is kept, but {exc.reason}."
     if code == -signal.SIGKILL:
         return ("The training process was killed (SIGKILL), most often by the system running out of memory: "
                 f"try a smaller batch size or max length.{kept}")

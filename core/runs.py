@@ -6,11 +6,17 @@ Layout: ``config.json``, ``status.json``, ``history.jsonl``, ``data.parquet`` (t
 baseline), ``model/``, and while training ``checkpoint/`` (``model/`` of the best epoch so far
 and ``checkpoint.json``; removed once the run succeeds, kept when it is killed or fails). Only this module writes run folders; every
 write of a whole file is atomic (temp file + rename), so a reader never sees half a file.
+
+Reading is defensive: each file has one reader that checks what it reads and returns typed values
+or raises :class:`DamagedRunError` naming the file and the problem. A folder that fails them is
+listed as ``damaged`` with that reason; it never hides or breaks other runs, and FinTune never
+rewrites or deletes it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -25,13 +31,18 @@ from pathlib import Path
 import pandas as pd
 
 from .config import RunConfig
-from .errors import RunError
+from .errors import ConfigError, RunError
 
+# What status.json holds; "damaged" is only ever shown (for a folder whose files cannot be read).
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+DAMAGED = "damaged"
+SHOWN_STATES = (*STATES, DAMAGED)  # what a run can be listed as
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted", DAMAGED})
+MAX_PID = 2**31 - 1  # pid_t is a 32-bit signed int
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 90.0  # a running status whose heartbeat is older than this and whose pid is gone
 DEFAULT_RUNS_DIR = Path("runs")
+logger = logging.getLogger(__name__)
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 
 
@@ -68,13 +79,74 @@ def write_json(path: Path, payload: dict) -> None:
     atomic_write_bytes(Path(path), json.dumps(_json_safe(payload), indent=2).encode())
 
 
-def read_json(path: Path) -> dict:
+class DamagedRunError(RunError):
+    """A run folder's file is not what FinTune wrote: ``reason`` names the file and the problem."""
+
+    def __init__(self, run_dir: Path, reason: str, message: str | None = None):
+        self.run_dir, self.reason = Path(run_dir), reason
+        super().__init__(message or f"Run folder {run_dir} is damaged: {reason}. {DAMAGED_FIX}")
+
+
+DAMAGED_FIX = ("Restore the file from a backup, or move the folder out of the runs folder "
+               "(FinTune leaves it as it is).")
+
+
+def _shown(value) -> str:
+    """A JSON value as messages show it: ``'soon'``, ``[]``, ``-3``, ``null`` (40 characters)."""
     try:
-        return json.loads(Path(path).read_text())
+        text = repr(value) if isinstance(value, str) else json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _kind(value) -> str:
+    """What a JSON value is, in words: ``a list``, ``a string``, ``a number``."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), "a number")
+
+
+def _read_object(run_dir: Path, name: str, *, required: bool = False) -> dict:
+    """The JSON object in ``run_dir / name``: {} when the file is missing (DamagedRunError when
+    it is ``required``), DamagedRunError when it cannot be read or holds anything but an object."""
+    run_dir = Path(run_dir)
+    try:
+        text = (run_dir / name).read_bytes().decode("utf-8")
     except FileNotFoundError:
+        if required:
+            message = (f"{run_dir} has no {name}: it is not a FinTune run folder, or the file was "
+                       "removed; pick a run listed by `fintune runs`.")
+            raise DamagedRunError(run_dir, f"{name} is missing", message) from None
         return {}
+    except UnicodeDecodeError:
+        raise DamagedRunError(run_dir, f"{name} is not text (not UTF-8)") from None
+    except OSError as exc:
+        raise DamagedRunError(run_dir, f"{name} cannot be read ({exc.strerror or exc})") from exc
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RunError(f"{path} is damaged ({exc}): delete the run folder or restore it.") from exc
+        problem = "is empty" if not text.strip() else "is not valid JSON (truncated?)"
+        raise DamagedRunError(run_dir, f"{name} {problem}") from exc
+    except RecursionError as exc:
+        raise DamagedRunError(run_dir, f"{name} is nested too deeply to read") from exc
+    if not isinstance(value, dict):
+        raise DamagedRunError(run_dir, f"{name} holds {_kind(value)}, not a JSON object")
+    return value
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path``: {} when missing; DamagedRunError (a RunError) when not one."""
+    path = Path(path)
+    return _read_object(path.parent, path.name)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 # --------------------------------------------------------------------------- creating runs
@@ -93,7 +165,14 @@ def run_path(runs_dir: str | Path, run_id: str) -> Path:
 
 
 def create_run(runs_dir: str | Path, config: RunConfig, frame: pd.DataFrame, *, source: str = "") -> Path:
-    """A new queued run holding its config and a Parquet copy of the input table."""
+    """A new queued run holding its config and a Parquet copy of the input table.
+
+    Settings the backbone cannot take (a max length beyond its positions) raise ConfigError here,
+    before any folder exists: every way of starting a run (CLI, job manager, sweep) comes through.
+    """
+    from .backbones import check_max_length
+
+    check_max_length(config.model.backbone, config.model.max_length)
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     for _ in range(10):  # two sessions in the same second: the random part differs, or we retry
@@ -115,12 +194,21 @@ def create_run(runs_dir: str | Path, config: RunConfig, frame: pd.DataFrame, *, 
     return run_dir
 
 
+def read_config(run_dir: Path) -> tuple[RunConfig, str]:
+    """The run's config and the name of its source file, checked (DamagedRunError otherwise)."""
+    run_dir = Path(run_dir)
+    raw = _read_object(run_dir, "config.json", required=True)
+    source = raw.pop("source", "")
+    if not isinstance(source, str):
+        raise DamagedRunError(run_dir, f"config.json: source {_shown(source)} is not a file name")
+    try:
+        return RunConfig.from_dict(raw), source
+    except ConfigError as exc:
+        raise DamagedRunError(run_dir, f"config.json: {str(exc).rstrip('.')}") from exc
+
+
 def load_config(run_dir: Path) -> RunConfig:
-    raw = read_json(Path(run_dir) / "config.json")
-    if not raw:
-        raise RunError(f"{run_dir} has no config.json: it is not a FinTune run folder.")
-    raw.pop("source", None)
-    return RunConfig.from_dict(raw)
+    return read_config(run_dir)[0]
 
 
 def load_data(run_dir: Path) -> pd.DataFrame:
@@ -135,10 +223,11 @@ def _now() -> str:
 
 
 def write_status(run_dir: Path, state: str, **fields) -> dict:
-    """Merge ``fields`` into status.json with the new state (atomically)."""
+    """Merge ``fields`` into status.json with the new state (atomically); a damaged status.json is
+    never merged into and rewritten: DamagedRunError."""
     assert state in STATES, state
     path = Path(run_dir) / "status.json"
-    status = read_json(path) if path.exists() else {}
+    status = read_status_file(run_dir)
     status.update(fields)
     status["state"] = state
     status["updated"] = _now()
@@ -151,7 +240,10 @@ def write_status(run_dir: Path, state: str, **fields) -> dict:
 
 def touch_heartbeat(run_dir: Path) -> None:
     path = Path(run_dir) / "status.json"
-    status = read_json(path)
+    try:
+        status = read_status_file(run_dir)
+    except DamagedRunError:
+        return  # left as it is; the run is listed as damaged
     if status.get("state") == "running":
         status["heartbeat"] = time.time()
         write_json(path, status)
@@ -169,17 +261,59 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def read_status(run_dir: Path) -> dict:
-    """status.json, with a dead run (its process gone or silent) reported as interrupted."""
-    status = read_json(Path(run_dir) / "status.json")
+_STATUS_TEXTS = ("message", "phase", "kind", "created", "updated", "started", "finished")
+
+
+def read_status_file(run_dir: Path) -> dict:
+    """status.json as written, checked field by field ({} when there is none); DamagedRunError
+    names the first field that is not what FinTune writes."""
+    run_dir = Path(run_dir)
+    status = _read_object(run_dir, "status.json")
+    if not status:
+        if (run_dir / "status.json").exists():
+            raise DamagedRunError(run_dir, "status.json has no state")
+        return {}
+
+    def damaged(problem: str) -> DamagedRunError:
+        return DamagedRunError(run_dir, f"status.json: {problem}")
+
+    state = status.get("state")
+    if state is None:
+        raise DamagedRunError(run_dir, "status.json has no state")
+    if state not in STATES:
+        raise damaged(f"state {_shown(state)} is not one of {', '.join(STATES)}")
+    if "heartbeat" in status and not _is_number(status["heartbeat"]):
+        raise damaged(f"heartbeat {_shown(status['heartbeat'])} is not a time")
+    for key in ("pid", "owner_pid"):
+        pid = status.get(key)
+        if pid is not None and not (_is_count(pid) and 0 < pid <= MAX_PID):
+            raise damaged(f"{key} {_shown(pid)} is not a process id")
+    if status.get("processes") is not None and not _is_count(status["processes"]):
+        raise damaged(f"processes {_shown(status['processes'])} is not a number of processes")
+    for key in _STATUS_TEXTS:
+        if status.get(key) is not None and not isinstance(status[key], str):
+            raise damaged(f"{key} {_shown(status[key])} is not text")
+    return status
+
+
+def read_status(run_dir: Path, *, settle: bool = True) -> dict:
+    """status.json, checked (DamagedRunError otherwise); a dead run (its process gone or silent)
+    is settled as interrupted on disk, unless ``settle`` is False (then it reads as written)."""
+    status = read_status_file(run_dir)
     if not status:
         return {"state": "interrupted", "message": "No status was written: the run never started."}
-    state = status.get("state")
-    stale = time.time() - float(status.get("heartbeat", 0)) > STALE_AFTER_S
+    if not settle:
+        return status
+    state = status["state"]
+    stale = time.time() - status.get("heartbeat", 0) > STALE_AFTER_S
     if state == "running" and (not _pid_alive(status.get("pid")) or stale):
-        checkpoint = read_checkpoint(run_dir)
-        kept = (f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in {CHECKPOINT}/: score files "
-                f"with `fintune predict {Path(run_dir) / CHECKPOINT} FILE`.") if checkpoint else ""
+        try:
+            checkpoint = read_checkpoint(run_dir)
+            kept = (f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in "
+                    f"{CHECKPOINT}/: score files with "
+                    f"`fintune predict {Path(run_dir) / CHECKPOINT} FILE`." if checkpoint else "")
+        except DamagedRunError as exc:
+            kept = f" Its {CHECKPOINT}/ folder is kept, but {exc.reason}."
         status = write_status(
             run_dir, "interrupted",
             message=f"The training process stopped without finishing (killed or crashed).{kept}",
@@ -197,16 +331,50 @@ def append_event(run_dir: Path, event: dict) -> None:
         handle.flush()
 
 
+_EVENT_COUNTS = {"step": ("step", "total_steps", "epoch"),
+                 "epoch": ("epoch", "step", "total_steps")}
+_EVENT_NUMBERS = {"step": ("loss", "lr", "samples_per_s", "eta_s", "elapsed_s"),
+                  "epoch": ("train_loss", "elapsed_s")}
+
+
+def _usable_event(event) -> bool:
+    """Whether a history line is an event the readers can use: an object whose step and epoch
+    fields (where it is a step or epoch event) have the types FinTune writes."""
+    if not isinstance(event, dict):
+        return False
+    kind = event.get("type")
+    if kind == "epoch" and "epoch" not in event:
+        return False
+    if not all(event.get(key) is None or _is_count(event[key])
+               for key in _EVENT_COUNTS.get(kind, ())):
+        return False
+    if not all(event.get(key) is None or _is_number(event[key])
+               for key in _EVENT_NUMBERS.get(kind, ())):
+        return False
+    if kind == "epoch" and not isinstance(event.get("val") or {}, dict):
+        return False
+    ranks = event.get("ranks") if kind == "step" else None
+    return ranks is None or (isinstance(ranks, list) and all(
+        isinstance(r, dict) and _is_count(r.get("rank")) and _is_number(r.get("loss"))
+        and _is_number(r.get("samples_per_s")) for r in ranks))  # the Train page prints them
+
+
 def read_history(run_dir: Path) -> list[dict]:
+    """The run's events; a line that is not a usable event (one being written right now, or a
+    damaged one) is skipped, so one bad line never hides the others."""
     path = Path(run_dir) / "history.jsonl"
-    if not path.exists():
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:  # missing, or unreadable: no progress to show
         return []
     events = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line being written right now
+            event = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if _usable_event(event):
+            events.append(event)
     return events
 
 
@@ -214,8 +382,49 @@ def write_metrics(run_dir: Path, metrics: dict) -> None:
     write_json(Path(run_dir) / "metrics.json", metrics)
 
 
+_TASKS = ("binary", "multiclass", "regression")
+_METRIC_SECTIONS = ("val", "test", "test_intervals", "baselines", "rows", "decision",
+                    "at_threshold")
+
+
 def read_metrics(run_dir: Path) -> dict:
-    return read_json(Path(run_dir) / "metrics.json")
+    """metrics.json ({} before the run succeeds), its shape checked: DamagedRunError otherwise."""
+    run_dir = Path(run_dir)
+    metrics = _read_object(run_dir, "metrics.json")
+    task = metrics.get("task")
+    if task is not None and task not in _TASKS:
+        raise DamagedRunError(run_dir, f"metrics.json: task {_shown(task)} is not one of "
+                                       f"{', '.join(_TASKS)}")
+    for key in _METRIC_SECTIONS:
+        if metrics.get(key) is not None and not isinstance(metrics[key], dict):
+            raise DamagedRunError(run_dir,
+                                  f"metrics.json: {key} is {_kind(metrics[key])}, not an object")
+    for name, entry in (metrics.get("baselines") or {}).items():
+        if not isinstance(entry, dict):
+            raise DamagedRunError(run_dir, f"metrics.json: baseline {_shown(name)} is "
+                                           f"{_kind(entry)}, not an object")
+    warnings = metrics.get("warnings")
+    if warnings is not None and not (isinstance(warnings, list)
+                                     and all(isinstance(w, dict) for w in warnings)):
+        raise DamagedRunError(run_dir, "metrics.json: warnings is not a list of objects")
+    return metrics
+
+
+def headline(run_dir: Path, metrics: dict, task: str | None) -> tuple[str, float | None]:
+    """(name, test value) of the run's headline metric: rmse for regression, else roc_auc."""
+    metric = "rmse" if (metrics.get("task") or task) == "regression" else "roc_auc"
+    return metric, metric_number(run_dir, metrics, "test", metric)
+
+
+def metric_number(run_dir: Path, metrics: dict, *keys: str) -> float | None:
+    """``metrics[k1][k2]...`` as a number, None when absent; DamagedRunError when anything else."""
+    value = metrics
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    if value is None or _is_number(value):
+        return value
+    raise DamagedRunError(run_dir,
+                          f"metrics.json: {'.'.join(keys)} {_shown(value)} is not a number")
 
 
 def write_predictions(run_dir: Path, predictions: pd.DataFrame) -> None:
@@ -332,7 +541,7 @@ def write_model(run_dir: Path, save) -> Path:
 
 def read_checkpoint(run_dir: Path) -> dict:
     """``checkpoint.json`` of the run's last good checkpoint (``{}`` when there is none)."""
-    return read_json(Path(run_dir) / CHECKPOINT / "checkpoint.json")
+    return _read_object(run_dir, f"{CHECKPOINT}/checkpoint.json")
 
 
 def drop_checkpoint(run_dir: Path) -> None:
@@ -375,47 +584,82 @@ class RunSummary:
             "data": self.source,
             "target": self.target,
             "backbone": self.backbone,
-            "tuning": self.tuning,
+            "tuning": self.tuning if self.backbone else "",  # blank: the config was unreadable
             "test metric": f"{self.test_metric} {value}".strip(),
             "message": self.message,
         }
 
 
 def summarize(run_dir: Path) -> RunSummary:
+    """The run's line in the runs table; a damaged folder gets state ``damaged``, its reasons as the
+    message and whatever else could be read. A dead running or queued run is settled as interrupted
+    (only in a folder that is not damaged: a damaged one is never written to)."""
     run_dir = Path(run_dir)
-    raw = read_json(run_dir / "config.json")
-    status = read_status(run_dir)
-    metrics = read_metrics(run_dir) if (run_dir / "metrics.json").exists() else {}
-    task = metrics.get("task") or raw.get("data", {}).get("task") or ""
-    metric = "rmse" if task == "regression" else "roc_auc"
-    value = metrics.get("test", {}).get(metric)
+    problems = []
+    config, source = None, ""
+    try:
+        config, source = read_config(run_dir)
+    except DamagedRunError as exc:
+        problems.append(exc.reason)
+    task, metric, value = (config.data.task if config else None) or "", "", None
+    try:
+        metrics = read_metrics(run_dir)
+        task = metrics.get("task") or task
+        metric, value = headline(run_dir, metrics, task)
+    except DamagedRunError as exc:
+        problems.append(exc.reason)
+    status = {}
+    try:
+        status = read_status(run_dir, settle=not problems)
+    except DamagedRunError as exc:
+        problems.append(exc.reason)
     return RunSummary(
         run_id=run_dir.name,
         path=run_dir,
-        state=status.get("state", "interrupted"),
-        created=status.get("created", ""),
-        source=raw.get("source", ""),
-        target=raw.get("data", {}).get("target", ""),
+        state=DAMAGED if problems else status["state"],
+        created=status.get("created") or "",
+        source=source,
+        target=config.data.target if config else "",
         task=task,
-        backbone=raw.get("model", {}).get("backbone", ""),
-        freeze_depth=int(raw.get("model", {}).get("freeze_depth", 0)),
+        backbone=config.model.backbone if config else "",
+        freeze_depth=config.model.freeze_depth if config else 0,
         test_metric=metric if value is not None else "",
         test_value=value,
-        message=status.get("message", ""),
-        lora_rank=int(raw.get("model", {}).get("lora_rank", 0) or 0),
+        message="; ".join(problems) if problems else status.get("message") or "",
+        lora_rank=config.model.lora_rank if config else 0,
     )
 
 
+def read_run(run_dir: Path) -> tuple[RunConfig, dict, dict]:
+    """(config, metrics, status) of a run, each checked as the runs list checks them:
+    DamagedRunError at the first problem, so every view calls a folder damaged or none does."""
+    config = load_config(run_dir)
+    metrics = read_metrics(run_dir)
+    headline(run_dir, metrics, config.data.task)
+    return config, metrics, read_status(run_dir)
+
+
+def _unreadable(run_dir: Path, exc: Exception) -> RunSummary:
+    reason = (exc.reason if isinstance(exc, DamagedRunError)
+              else f"the folder cannot be read ({type(exc).__name__}: {exc})")
+    return RunSummary(run_id=run_dir.name, path=run_dir, state=DAMAGED, created="", source="",
+                      target="", task="", backbone="", freeze_depth=0, test_metric="",
+                      test_value=None, message=reason)
+
+
 def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[RunSummary]:
-    """All runs, newest first; dead running or queued runs show as interrupted."""
+    """All runs, newest first; dead running or queued runs show as interrupted, damaged folders as
+    damaged (with the reason), never hiding the others."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    folders = sorted((p for p in runs_dir.iterdir() if p.is_dir() and _RUN_ID.match(p.name)), reverse=True)
+    folders = sorted((p for p in runs_dir.iterdir() if _RUN_ID.match(p.name) and p.is_dir()),
+                     reverse=True)
     summaries = []
     for folder in folders:
         try:
             summaries.append(summarize(folder))
-        except RunError:
-            continue  # a damaged folder must not hide the others
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with one folder, list the rest
+            logger.warning("run folder %s could not be read", folder, exc_info=True)
+            summaries.append(_unreadable(folder, exc))
     return summaries

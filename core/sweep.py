@@ -83,11 +83,22 @@ def list_sweeps(runs_dir: str | Path) -> list[Sweep]:
     for path in sorted(folder.glob("*.json"), reverse=True) if folder.is_dir() else []:
         try:
             raw = json.loads(path.read_text())
-            sweeps.append(Sweep(raw["sweep_id"], raw.get("created", ""), raw.get("source", ""),
-                                tuple(SweepPoint(**p) for p in raw["points"])))
-        except (OSError, ValueError, KeyError, TypeError):
+            sweep = Sweep(raw["sweep_id"], raw.get("created", ""), raw.get("source", ""),
+                          tuple(SweepPoint(**p) for p in raw["points"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue  # a damaged record must not hide the others
+        if _well_formed(sweep):
+            sweeps.append(sweep)
     return sweeps
+
+
+def _well_formed(sweep: Sweep) -> bool:
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    return (all(isinstance(v, str) for v in (sweep.sweep_id, sweep.created, sweep.source))
+            and all(isinstance(p.label, str) and isinstance(p.run_id, str) and whole(p.freeze_depth)
+                    and whole(p.lora_rank) for p in sweep.points))
 
 
 def _selection_metric(task: str) -> str:
@@ -96,32 +107,41 @@ def _selection_metric(task: str) -> str:
 
 def sweep_results(runs_dir: str | Path, sweep: Sweep) -> pd.DataFrame:
     """One row per point: state, validation metric (best epoch), trainable parameters, wall time, peak memory."""
-    rows = []
-    for point in sweep.points:
-        run_dir = runs.run_path(runs_dir, point.run_id)
-        status = runs.read_status(run_dir) if run_dir.is_dir() else {}
-        metrics = runs.read_metrics(run_dir) if (run_dir / "metrics.json").exists() else {}
-        task = metrics.get("task", "")
-        metric = _selection_metric(task) if task else ""
-        rows.append({
-            "label": point.label,
-            "freeze_depth": point.freeze_depth,
-            "lora_rank": point.lora_rank,
-            "run_id": point.run_id,
-            "state": status.get("state", "missing"),
-            "metric": metric,
-            "val_metric": (metrics.get("val") or {}).get(metric),
-            "test_metric": (metrics.get("test") or {}).get(metric),
-            "trainable_parameters": metrics.get("trainable_parameters"),
-            "wall_s": metrics.get("training_seconds"),
-            "peak_memory_mb": metrics.get("peak_memory_mb"),
-        })
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([_point_row(runs_dir, point) for point in sweep.points])
     table["knee"] = False
     knee = find_knee(table)
     if knee is not None:
         table.loc[knee, "knee"] = True
     return table
+
+
+def _point_row(runs_dir: str | Path, point: SweepPoint) -> dict:
+    """One point's row; a damaged run folder gives state ``damaged``, the reason as message and
+    no numbers."""
+    row = {"label": point.label, "freeze_depth": point.freeze_depth, "lora_rank": point.lora_rank,
+           "run_id": point.run_id, "state": "missing", "metric": "", "val_metric": None,
+           "test_metric": None, "trainable_parameters": None, "wall_s": None,
+           "peak_memory_mb": None, "message": ""}
+    try:
+        run_dir = runs.run_path(runs_dir, point.run_id)
+        if not run_dir.is_dir():
+            return {**row, "message": f"Its run folder {run_dir} is gone."}
+        _, metrics, status = runs.read_run(run_dir)
+        task = metrics.get("task", "")
+        metric = _selection_metric(task) if task else ""
+
+        def number(*keys: str) -> float | None:
+            return runs.metric_number(run_dir, metrics, *keys)
+
+        return {**row, "state": status["state"], "message": status.get("message") or "",
+                "metric": metric, "val_metric": number("val", metric) if metric else None,
+                "test_metric": number("test", metric) if metric else None,
+                "trainable_parameters": number("trainable_parameters"),
+                "wall_s": number("training_seconds"), "peak_memory_mb": number("peak_memory_mb")}
+    except runs.DamagedRunError as exc:
+        return {**row, "state": runs.DAMAGED, "message": exc.reason}
+    except RunError as exc:  # a run id in the sweep record that is not one of ours
+        return {**row, "state": runs.DAMAGED, "message": str(exc)}
 
 
 def find_knee(table: pd.DataFrame) -> int | None:

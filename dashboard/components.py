@@ -18,7 +18,8 @@ import core
 
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:",
                "succeeded": ":material/check_circle:", "failed": ":material/error:",
-               "cancelled": ":material/cancel:", "interrupted": ":material/warning:"}  # for markdown
+               "cancelled": ":material/cancel:", "interrupted": ":material/warning:",
+               "damaged": ":material/broken_image:"}  # for markdown
 BOUNDED_METRICS = ("roc_auc", "accuracy", "f1")
 HEADLINE_METRIC = {"regression": "rmse"}  # everything else: roc_auc
 
@@ -159,7 +160,7 @@ def live_run(jobs, run_id: str | None) -> None:
     if not snap.finished and cancel.button("Cancel", icon=":material/stop:", key=f"cancel.{run_id}"):
         jobs.cancel(run_id)
         st.toast(f"Cancelling {run_id} ...")
-    if snap.state in ("failed", "interrupted", "cancelled") and snap.message:
+    if snap.state in ("failed", "interrupted", "cancelled", "damaged") and snap.message:
         (st.error if snap.state == "failed" else st.warning)(snap.message)
     step_text = f"step {snap.step} of {snap.total_steps}" if snap.total_steps else snap.phase or snap.state
     st.progress(snap.progress, text=step_text)

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import core
+from core.backbones import check_max_length
 from dashboard import components as ui
 from dashboard import state
 
@@ -51,6 +52,16 @@ def trainable_by_depth(name: str) -> list[tuple[int, int]]:
 def lora_parameters(name: str, rank: int, targets: tuple[str, ...] | None, depth: int) -> int:
     model, _ = backbone(name)
     return core.adapter_parameter_count(model, rank=rank, targets=targets, from_layer=depth)
+
+
+@st.cache_data(ttl=60, max_entries=32, show_spinner=False)
+def length_problem(name: str, max_length: int | None) -> str | None:
+    """Why ``max_length`` cannot work on this backbone (core reads its config), or None."""
+    try:
+        check_max_length(name, max_length)
+    except core.FinTuneError as exc:
+        return str(exc)
+    return None
 
 
 @st.cache_data(max_entries=16, show_spinner="Serialising sample rows ...")
@@ -124,6 +135,9 @@ for i, (section, field, label, options) in enumerate(HYPERPARAMETERS):
     key = f"{section}.{field}"
     state.init_widget(key, getattr(getattr(defaults, section), field))
     grid[i % 4].number_input(label, key=key, persist_state=state.PERSIST, **options)
+problem = length_problem(name, st.session_state.get("model.max_length"))
+if problem:
+    st.error(problem, icon=":material/error:")
 
 st.subheader("Imbalanced targets")
 left, right = st.columns(2)

@@ -105,13 +105,15 @@ def test_queued_run_of_a_dead_app_becomes_interrupted(run_dir):
     assert runs.read_status(run_dir)["state"] == "interrupted"
 
 
-def test_list_runs_skips_foreign_and_damaged_folders(run_dir, runs_dir):
+def test_list_runs_skips_foreign_folders_and_shows_damaged_ones(run_dir, runs_dir):
     (runs_dir / "notes").mkdir()
     damaged = runs_dir / "20200101-000000-abcdef"
     damaged.mkdir()
     (damaged / "status.json").write_text("{not json")
     summaries = runs.list_runs(runs_dir)
-    assert [s.run_id for s in summaries] == [run_dir.name]
+    assert [s.run_id for s in summaries] == [run_dir.name, damaged.name]
+    assert summaries[1].state == "damaged"
+    assert "status.json is not valid JSON" in summaries[1].message
     row = summaries[0].as_row()
     assert row["data"] == "credit.csv" and row["target"] == "credit_risk" and row["state"] == "queued"
     assert runs.list_runs(runs_dir / "absent") == []
