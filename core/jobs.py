@@ -107,7 +107,9 @@ class JobManager:
         self._cancel_requested: set[str] = set()
         self._closed = False
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        runs.list_runs(self.runs_dir)  # settles runs left running or queued by a dead process
+        for summary in runs.list_runs(self.runs_dir):  # runs left running or queued by a dead app
+            if summary.state == "interrupted":
+                runs.settle_dead_run(summary.path)
         if warm_worker:
             self._spare = self._spawn(["--warm"], stdout=subprocess.DEVNULL, stdin=subprocess.PIPE)
         self._dispatcher = threading.Thread(target=self._dispatch, name="fintune-dispatcher", daemon=True)

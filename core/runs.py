@@ -1,6 +1,7 @@
 """The run folder is the contract: everything about a run is written here and read from here.
 
-Layout: ``config.json``, ``status.json``, ``history.jsonl``, ``data.parquet`` (the input table),
+Layout: ``config.json``, ``status.json`` (written under a file lock; a final state is never
+undone), ``heartbeat`` (the worker's sign of life, its own file), ``history.jsonl``, ``data.parquet`` (the input table),
 ``metrics.json``, ``predictions.csv`` (test rows), ``val_predictions.csv``, ``decision.json``
 (binary: the threshold), ``stability.json``, ``baselines/<name>.csv`` (test outputs of each
 baseline), ``model/``, and while training ``checkpoint/`` (``model/`` of the best epoch so far
@@ -15,6 +16,8 @@ rewrites or deletes it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -40,6 +43,7 @@ SHOWN_STATES = (*STATES, DAMAGED)  # what a run can be listed as
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted", DAMAGED})
 MAX_PID = 2**31 - 1  # pid_t is a 32-bit signed int
 HEARTBEAT_S = 5.0
+HEARTBEAT_FILE = "heartbeat"  # its own file: the heartbeat thread never rewrites status.json
 STALE_AFTER_S = 90.0  # a running status whose heartbeat is older than this and whose pid is gone
 DEFAULT_RUNS_DIR = Path("runs")
 logger = logging.getLogger(__name__)
@@ -222,31 +226,59 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@contextlib.contextmanager
+def _status_lock(run_dir: Path):
+    """One writer of status.json at a time across processes (the worker, the job manager, the CLI).
+
+    The lock is taken on the run folder itself, so no lock file is left in it.
+    """
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 def write_status(run_dir: Path, state: str, **fields) -> dict:
-    """Merge ``fields`` into status.json with the new state (atomically); a damaged status.json is
-    never merged into and rewritten: DamagedRunError."""
+    """Merge ``fields`` into status.json with the new state, atomically and under a file lock.
+
+    A final state is never replaced by a non-final one, and only "interrupted" (a guess made when
+    a process looked dead) by another final state: a late write cannot undo a finished run. A
+    damaged status.json is never merged into and rewritten: DamagedRunError.
+    """
     assert state in STATES, state
     path = Path(run_dir) / "status.json"
-    status = read_status_file(run_dir)
-    status.update(fields)
-    status["state"] = state
-    status["updated"] = _now()
-    status["heartbeat"] = time.time()
-    if state in FINAL_STATES:
-        status.setdefault("finished", _now())
-    write_json(path, status)
+    with _status_lock(run_dir):
+        status = read_status_file(run_dir)
+        current = status.get("state")
+        if current in FINAL_STATES and (state not in FINAL_STATES or current != "interrupted"):
+            if state != current:
+                logger.info("%s is already %s: not changed to %s", run_dir, current, state)
+            return status
+        status.update(fields)
+        status["state"] = state
+        status["updated"] = _now()
+        status["heartbeat"] = time.time()
+        if state in FINAL_STATES:
+            status.setdefault("finished", _now())
+        write_json(path, status)
     return status
 
 
 def touch_heartbeat(run_dir: Path) -> None:
-    path = Path(run_dir) / "status.json"
+    """Say the run's process is alive. Its own file, so it never rewrites status.json."""
+    atomic_write_bytes(Path(run_dir) / HEARTBEAT_FILE, repr(time.time()).encode())
+
+
+def last_heartbeat(run_dir: Path, status: dict) -> float:
+    """The newest sign of life: the heartbeat file, or the last status write."""
     try:
-        status = read_status_file(run_dir)
-    except DamagedRunError:
-        return  # left as it is; the run is listed as damaged
-    if status.get("state") == "running":
-        status["heartbeat"] = time.time()
-        write_json(path, status)
+        beat = float((Path(run_dir) / HEARTBEAT_FILE).read_text())
+    except (OSError, ValueError):
+        beat = 0.0
+    beat = beat if math.isfinite(beat) else 0.0
+    return max(beat, float(status.get("heartbeat", 0) or 0))
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -297,16 +329,25 @@ def read_status_file(run_dir: Path) -> dict:
 
 
 def read_status(run_dir: Path, *, settle: bool = True) -> dict:
-    """status.json, checked (DamagedRunError otherwise); a dead run (its process gone or silent)
-    is settled as interrupted on disk, unless ``settle`` is False (then it reads as written)."""
+    """status.json, checked (DamagedRunError otherwise). Reading never writes: a dead run (its
+    process gone or silent) reads as interrupted, unless ``settle`` is False (then as written);
+    :func:`settle_dead_run` is what records it."""
     status = read_status_file(run_dir)
     if not status:
         return {"state": "interrupted", "message": "No status was written: the run never started."}
     if not settle:
         return status
+    death = _death(run_dir, status)
+    return {**status, "state": "interrupted", "message": death} if death else status
+
+
+def _death(run_dir: Path, status: dict) -> str | None:
+    """Why a running or queued run is dead, or None while it is alive (or finished)."""
     state = status["state"]
-    stale = time.time() - status.get("heartbeat", 0) > STALE_AFTER_S
-    if state == "running" and (not _pid_alive(status.get("pid")) or stale):
+    if state == "running":
+        stale = time.time() - last_heartbeat(run_dir, status) > STALE_AFTER_S
+        if _pid_alive(status.get("pid")) and not stale:
+            return None
         try:
             checkpoint = read_checkpoint(run_dir)
             kept = (f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in "
@@ -314,13 +355,21 @@ def read_status(run_dir: Path, *, settle: bool = True) -> dict:
                     f"`fintune predict {Path(run_dir) / CHECKPOINT} FILE`." if checkpoint else "")
         except DamagedRunError as exc:
             kept = f" Its {CHECKPOINT}/ folder is kept, but {exc.reason}."
-        status = write_status(
-            run_dir, "interrupted",
-            message=f"The training process stopped without finishing (killed or crashed).{kept}",
-        )
-    elif state == "queued" and not _pid_alive(status.get("owner_pid")):
-        status = write_status(run_dir, "interrupted", message="The app that queued this run stopped before it started.")
-    return status
+        return f"The training process stopped without finishing (killed or crashed).{kept}"
+    if state == "queued" and not _pid_alive(status.get("owner_pid")):
+        return "The app that queued this run stopped before it started."
+    return None
+
+
+def settle_dead_run(run_dir: Path) -> None:
+    """Record a dead running or queued run as interrupted (the job manager does this at start)."""
+    try:
+        status = read_status_file(run_dir)
+    except DamagedRunError:
+        return  # left as it is; the run is listed as damaged
+    death = _death(run_dir, status) if status else None
+    if death:
+        write_status(run_dir, "interrupted", message=death)
 
 
 def append_event(run_dir: Path, event: dict) -> None:

@@ -64,7 +64,7 @@ RANK_GRACE_S = 10.0  # time the main thread gets to report a failed rank itself 
 
 
 def _heartbeat(run_dir: Path, stop: threading.Event, world: int = 1) -> None:
-    """Keep status.json's heartbeat fresh; with several processes, also watch for a failed rank.
+    """Keep the run's heartbeat file fresh; with several processes, also watch for a failed rank.
 
     A rank that fails leaves the others blocked in a collective (NCCL waits for minutes): the main
     process marks the run failed with that rank's error and exits, and the launcher ends the rest.

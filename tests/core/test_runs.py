@@ -85,7 +85,9 @@ def test_dead_running_run_becomes_interrupted(run_dir, runs_dir):
     summaries = runs.list_runs(runs_dir)
     assert [s.state for s in summaries] == ["interrupted"]
     assert "stopped without finishing" in summaries[0].message
-    assert runs.read_json(run_dir / "status.json")["state"] == "interrupted"  # settled on disk
+    assert runs.read_json(run_dir / "status.json")["state"] == "running"  # readers never write
+    runs.settle_dead_run(run_dir)  # the job manager records it at start-up
+    assert runs.read_json(run_dir / "status.json")["state"] == "interrupted"
 
 
 def test_live_running_run_stays_running(run_dir, runs_dir):
@@ -148,3 +150,69 @@ def test_damaged_json_is_a_run_error(tmp_path):
         runs.read_json(tmp_path / "config.json")
     with pytest.raises(RunError, match="has no config.json"):
         runs.load_config(tmp_path / "elsewhere")
+
+
+def _running_folder(folder: Path) -> Path:
+    folder.mkdir()
+    runs.write_json(folder / "status.json", {"state": "running", "pid": os.getpid(),
+                                              "heartbeat": time.time()})
+    return folder
+
+
+def test_heartbeats_racing_the_final_write_never_lose_it(tmp_path):
+    """The worker's heartbeat thread, a polling reader and the final write, raced many times."""
+    import threading
+
+    for trial in range(400):
+        folder = _running_folder(tmp_path / f"race-{trial}")
+        stop = threading.Event()
+
+        def beat():
+            while not stop.is_set():
+                runs.touch_heartbeat(folder)
+
+        def poll():
+            while not stop.is_set():
+                runs.read_status(folder)
+
+        threads = [threading.Thread(target=beat), threading.Thread(target=poll)]
+        for thread in threads:
+            thread.start()
+        runs.write_status(folder, "succeeded", message="done")
+        for _ in range(3):
+            runs.touch_heartbeat(folder)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert runs.read_status(folder)["state"] == "succeeded", trial
+        assert runs.read_json(folder / "status.json")["state"] == "succeeded", trial
+
+
+def test_a_late_write_cannot_undo_a_final_state(tmp_path):
+    folder = _running_folder(tmp_path / "late")
+    runs.write_status(folder, "succeeded")
+    assert runs.write_status(folder, "running", phase="training")["state"] == "succeeded"
+    assert runs.write_status(folder, "failed", message="exited with code 0")["state"] == "succeeded"
+    assert runs.read_json(folder / "status.json")["state"] == "succeeded"
+
+
+def test_a_run_guessed_interrupted_may_still_finish(tmp_path):
+    folder = _running_folder(tmp_path / "guessed")
+    runs.write_status(folder, "interrupted", message="silent for a while")
+    assert runs.write_status(folder, "succeeded")["state"] == "succeeded"
+
+
+def test_reading_a_dead_run_writes_nothing(run_dir):
+    runs.write_status(run_dir, "running", pid=_dead_pid())
+    before = (run_dir / "status.json").read_bytes()
+    assert runs.read_status(run_dir)["state"] == "interrupted"
+    runs.list_runs(run_dir.parent)
+    assert (run_dir / "status.json").read_bytes() == before
+
+
+def test_the_heartbeat_file_keeps_a_live_run_running(run_dir):
+    status = runs.write_status(run_dir, "running", pid=os.getpid())
+    status["heartbeat"] = time.time() - runs.STALE_AFTER_S - 1
+    runs.write_json(run_dir / "status.json", status)
+    runs.touch_heartbeat(run_dir)
+    assert runs.read_status(run_dir)["state"] == "running"
