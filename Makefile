@@ -1,5 +1,5 @@
 # The two set-up commands of the README's quick start, and the checks CI runs.
-.PHONY: dashboard test lint bench-quality bench-load
+.PHONY: dashboard test lint bench-quality bench-load bench-serve
 
 dashboard:  ## set up, then start the dashboard on http://127.0.0.1:8501 with the sample data
 	bash scripts/setup.sh run
@@ -15,3 +15,6 @@ bench-quality:
 
 bench-load:  ## 20 dashboard sessions watching a training job: render times and throughput drop
 	.venv/bin/python -m bench.load --sessions 20 --seconds 20 --check
+
+bench-serve:  ## fintune serve under 50 clients: rows/s, /health latency, answers checked offline
+	.venv/bin/python -m bench.serve --check

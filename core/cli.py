@@ -147,6 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default: local only; any other needs FINTUNE_API_TOKEN)")
+    serve.add_argument("--request-timeout", type=float, default=None,
+                       help="seconds a request may take before a 503 (default 60, or FINTUNE_REQUEST_TIMEOUT)")
+    serve.add_argument("--threads", type=int, default=None,
+                       help="torch threads of the inference thread (default: CPUs - 1, at least 1)")
     return parser
 
 
@@ -562,7 +566,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not is_loopback(args.host) and token is None:
         raise ConfigError(f"--host {args.host} makes the service reachable from other machines: set {TOKEN_ENV} "
                           "first (clients then send 'Authorization: Bearer <token>'), or keep 127.0.0.1.")
-    app = create_app(args.run_dir, token=token)  # loads the run now: a run without a model fails here
+    app = create_app(args.run_dir, token=token, request_timeout=args.request_timeout,
+                     threads=args.threads)  # loads the run now: a run without a model fails here
     print(f"FinTune scoring service: http://{args.host}:{args.port} (API docs at /docs)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, server_header=False, log_level="info")
     return 0

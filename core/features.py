@@ -20,6 +20,7 @@ from .errors import DataError
 logger = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2000  # a 1 MB cell would only be truncated by the tokenizer anyway
+MAX_COLUMN_WARNINGS = 20  # then one line counts the rest: not 100,000 lines for 100,000 columns
 _BIN_WORDS = ("very low", "low", "medium", "high", "very high")
 
 
@@ -117,9 +118,12 @@ class Preprocessor:
                 f"The file lacks column(s) {', '.join(map(repr, missing))} that the model was trained on: "
                 "add them (empty values are allowed)."
             )
+        return column_warnings(self.unused_columns(frame.columns))
+
+    def unused_columns(self, columns) -> list:
+        """The names in ``columns`` the model does not read (neither an input nor the target)."""
         known = set(self.spec.roles) | {self.spec.target}
-        extra = [c for c in frame.columns if c not in known]
-        return [f"Column {c!r} was not seen in training and is ignored." for c in extra]
+        return [c for c in columns if c not in known]
 
     def transform(self, frame: pd.DataFrame) -> Features:
         self.check_columns(frame)
@@ -188,6 +192,25 @@ class Preprocessor:
 
     def decode_regression(self, scaled: np.ndarray) -> np.ndarray:
         return scaled * self.target_stats_["std"] + self.target_stats_["mean"]
+
+
+def column_warnings(unused) -> list[str]:
+    """One warning per column the model does not use: at most ``MAX_COLUMN_WARNINGS``, then a count.
+
+    A file or request with 100,000 stray columns gets 21 lines; long names are cut short.
+    """
+    unused = list(unused)
+    warnings = [f"Column {_short_name(c)} was not seen in training and is ignored."
+                for c in unused[:MAX_COLUMN_WARNINGS]]
+    if len(unused) > MAX_COLUMN_WARNINGS:
+        more = len(unused) - MAX_COLUMN_WARNINGS
+        warnings.append(f"... and {more:,} more columns the model does not use.")
+    return warnings
+
+
+def _short_name(column) -> str:
+    text = repr(column)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _clean_text(value) -> str:

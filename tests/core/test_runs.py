@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -167,15 +168,15 @@ def test_heartbeats_racing_the_final_write_never_lose_it(tmp_path):
         folder = _running_folder(tmp_path / f"race-{trial}")
         stop = threading.Event()
 
-        def beat():
+        def beat(folder: Path, stop: threading.Event) -> None:
             while not stop.is_set():
                 runs.touch_heartbeat(folder)
 
-        def poll():
+        def poll(folder: Path, stop: threading.Event) -> None:
             while not stop.is_set():
                 runs.read_status(folder)
 
-        threads = [threading.Thread(target=beat), threading.Thread(target=poll)]
+        threads = [threading.Thread(target=work, args=(folder, stop)) for work in (beat, poll)]
         for thread in threads:
             thread.start()
         runs.write_status(folder, "succeeded", message="done")

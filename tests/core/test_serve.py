@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -97,6 +101,11 @@ def test_health_describes_the_run(client, served_runs):
     assert [(c["name"], c["role"]) for c in body["columns"]] == [(c, spec.roles[c]) for c in spec.feature_columns]
     assert body["limits"]["max_predict_rows"] == MAX_PREDICT_ROWS
     assert body["limits"]["max_explain_rows"] == MAX_EXPLAIN_ROWS
+    inference = body["inference"]
+    assert inference["device"] == "cpu" and inference["precision"] == "fp32"  # the run's precision
+    assert inference["threads"] >= 1 and inference["batch_size"] >= 1
+    assert inference["request_timeout_s"] == 60
+    assert inference["max_length"] == load_model(served_runs["binary"]).max_length_
 
 
 def test_openapi_request_models_are_the_runs_columns(client, served_runs):
@@ -376,34 +385,250 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_a_real_server_answers_curl(served_runs, tmp_path):
+@pytest.fixture(scope="module")
+def live_server(served_runs, tmp_path_factory):
+    """``fintune serve`` on the binary run, as a real subprocess on 127.0.0.1: (url, log path)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k != "FINTUNE_API_TOKEN"}
-    log = open(tmp_path / "server.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", str(served_runs["binary"]), "--port", str(port)],
-                              cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FINTUNE_API_TOKEN", "FINTUNE_REQUEST_TIMEOUT", "FINTUNE_SERVE_THREADS")}
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    log = open(log_path, "wb")
+    command = [sys.executable, "-m", "core.cli", "serve", str(served_runs["binary"]),
+               "--port", str(port)]
+    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            assert server.poll() is None, log_path.read_text()
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
                     assert json.load(answer)["status"] == "ok"
                 break
             except OSError:
-                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.3)
-        payload = json.dumps({"rows": _records(_rows("binary"))})
-        result = subprocess.run(["curl", "-sS", "--fail-with-body", "-X", "POST", f"{url}/predict",
-                                 "-H", "Content-Type: application/json", "--data-binary", payload],
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr + result.stdout
-        body = json.loads(result.stdout)
-        assert body["run_id"] == served_runs["binary"].name and len(body["predictions"]) == 2
-        for p in body["predictions"]:
-            assert p["prediction"] in ("bad", "good")
-            assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+        yield url, log_path
     finally:
         stop_process(server)
         log.close()
+
+
+def _post(url: str, rows: list[dict], timeout: float = 120) -> dict:
+    request = urllib.request.Request(f"{url}/predict", data=json.dumps({"rows": rows}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return json.load(answer)
+
+
+def test_a_real_server_answers_curl(served_runs, live_server):
+    url, log_path = live_server
+    payload = json.dumps({"rows": _records(_rows("binary"))})
+    result = subprocess.run(["curl", "-sS", "--fail-with-body", "-X", "POST", f"{url}/predict",
+                             "-H", "Content-Type: application/json", "--data-binary", payload],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr + result.stdout + log_path.read_text()
+    body = json.loads(result.stdout)
+    assert body["run_id"] == served_runs["binary"].name and len(body["predictions"]) == 2
+    for p in body["predictions"]:
+        assert p["prediction"] in ("bad", "good")
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- NaN, warnings, CSV
+
+
+@pytest.mark.parametrize(("column", "value", "spelt"), [
+    ("monthly_income", float("nan"), "NaN"),
+    ("monthly_income", float("inf"), "Infinity"),
+    ("monthly_income", float("-inf"), "-Infinity"),
+    ("purpose", float("nan"), "NaN"),  # would otherwise become the category "nan"
+    ("notes", float("inf"), "Infinity"),
+])
+def test_nan_and_infinity_are_refused_naming_the_row_and_column(client, column, value, spelt):
+    rows = _records(_rows("binary"))
+    rows[1][column] = value
+    content = json.dumps({"rows": rows}).encode()  # json.dumps writes NaN and Infinity as words
+    assert spelt.encode() in content
+    sent = client.post("/predict", content=content, headers={"content-type": "application/json"})
+    error = _only_error(sent)
+    assert error["loc"] == ["body", "rows", 1, column]
+    assert error["msg"].startswith(f"rows[1][{column!r}]: {spelt} is not a JSON value")
+    assert "null marks a missing value" in error["msg"]
+    rows[1][column] = None  # a missing value is sent as null
+    assert client.post("/predict", json={"rows": rows}).status_code == 200
+
+
+def test_warnings_for_unused_columns_are_capped(client):
+    rows = _records(_rows("binary"))
+    rows[0].update({f"extra_{i}": i for i in range(1000)})
+    rows[1].update({f"extra_{i}": i for i in range(500, 1500)})  # 1,500 distinct extra keys in all
+    response = client.post("/predict", json={"rows": rows})
+    assert response.status_code == 200, response.text
+    warnings = response.json()["warnings"]
+    assert len(warnings) == 21
+    assert warnings[0] == "Column 'extra_0' was not seen in training and is ignored."
+    assert warnings[-1] == "... and 1,480 more columns the model does not use."
+    frame = _rows("binary").assign(**{f"x{i}": 1 for i in range(30)})
+    csv = frame.to_csv(index=False).encode()
+    upload = client.post("/predict", files={"file": ("rows.csv", csv, "text/csv")})
+    assert upload.status_code == 200, upload.text
+    assert upload.json()["warnings"][-1] == "... and 10 more columns the model does not use."
+
+
+def test_a_csv_with_trailing_delimiters_scores_like_the_clean_csv(client):
+    # Needs core.data.read_table to read trailing empty fields as such (issue 14, D).
+    clean = _rows("binary", n=3).to_csv(index=False)
+    header, *lines = clean.splitlines()
+    trailing = "\n".join([header, *(line + "," for line in lines)]) + "\n"
+    expected = client.post("/predict", files={"file": ("rows.csv", clean.encode(), "text/csv")})
+    got = client.post("/predict", files={"file": ("rows.csv", trailing.encode(), "text/csv")})
+    assert expected.status_code == 200, expected.text
+    assert got.status_code == 200, got.text
+    assert got.json()["predictions"] == expected.json()["predictions"]
+
+    extra = "\n".join([header, lines[0], lines[1] + ",surplus", lines[2]]) + "\n"
+    sent = client.post("/predict", files={"file": ("rows.csv", extra.encode(), "text/csv")})
+    error = _only_error(sent)
+    assert error["loc"][:2] == ["body", "file"]
+    assert re.search(r"\b(row 2|line 3)\b", error["msg"]), error  # data row 2 is the file's line 3
+
+
+# --------------------------------------------------------------------------- load and budgets
+
+
+def _assert_scored_like_the_cli(predictions: list[dict], expected: pd.DataFrame) -> None:
+    assert [p["row"] for p in predictions] == list(range(len(expected)))
+    assert [p["prediction"] for p in predictions] == list(expected["prediction"])
+    got = [p["probabilities"]["bad"] for p in predictions]
+    np.testing.assert_allclose(got, expected["prob_bad"], atol=1e-5)
+
+
+def _health(url: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    with urllib.request.urlopen(f"{url}/health", timeout=10) as answer:
+        body = json.load(answer)
+    return time.perf_counter() - started, body
+
+
+def test_health_answers_at_once_while_a_long_inference_runs(live_server, served_runs):
+    # Issue 14: with big requests running and 45 small ones queued, /health waited 36 s.
+    url, log_path = live_server
+    big_frame = credit_table(n=MAX_PREDICT_ROWS, seed=21)
+    small_frame = credit_table(n=45 * 3, seed=22)
+    big_rows, small_rows = _records(big_frame), _records(small_frame)
+    latencies, queued = [], []
+    with ThreadPoolExecutor(48) as pool:
+        big = [pool.submit(_post, url, big_rows) for _ in range(3)]
+        small = [pool.submit(_post, url, small_rows[3 * k : 3 * k + 3]) for k in range(45)]
+        while not all(answer.done() for answer in big):
+            seconds, body = _health(url)
+            latencies.append(seconds)
+            queued.append(body.get("inference", {}).get("queued_rows", 0))
+            time.sleep(0.02)
+    assert max(latencies) < 1.0, (max(latencies), log_path.read_text()[-2000:])
+    assert max(queued) > 0, "no /health answer came while rows waited for the model"
+    expected, _ = score_file(served_runs["binary"], big_frame)
+    for answer in big:
+        _assert_scored_like_the_cli(answer.result()["predictions"], expected)
+    expected, _ = score_file(served_runs["binary"], small_frame)
+    for k, answer in enumerate(small):
+        part = expected.iloc[3 * k : 3 * k + 3].reset_index(drop=True)
+        _assert_scored_like_the_cli(answer.result()["predictions"], part)
+
+
+def test_fifty_concurrent_clients_each_get_their_own_answers(live_server, served_runs):
+    url, _ = live_server
+    sizes = [1 + i % 13 for i in range(50)]
+    frame = credit_table(n=sum(sizes), seed=23)
+    expected, _ = score_file(served_runs["binary"], frame)
+    records = _records(frame)
+    starts = np.cumsum([0, *sizes[:-1]])
+    together = threading.Barrier(50)
+
+    def client(k: int) -> dict:
+        together.wait(timeout=30)
+        return _post(url, records[starts[k] : starts[k] + sizes[k]])
+
+    with ThreadPoolExecutor(50) as pool:
+        answers = list(pool.map(client, range(50)))
+    for k, answer in enumerate(answers):
+        part = expected.iloc[starts[k] : starts[k] + sizes[k]].reset_index(drop=True)
+        _assert_scored_like_the_cli(answer["predictions"], part)
+    inference = _health(url)[1]["inference"]
+    assert inference["queued_rows"] == 0 and inference["rows_dropped"] == 0
+
+
+def test_a_request_over_its_time_budget_gets_a_503_and_its_rows_are_dropped(served_runs):
+    # One row per forward pass: 10,000 passes take several seconds, far over a 1.5 s budget.
+    app = create_app(served_runs["binary"], request_timeout=1.5, batch_size=1)
+    client = TestClient(app)
+    response = client.post("/predict", json={"rows": _records(credit_table(n=10_000, seed=4))})
+    assert response.status_code == 503, response.text
+    detail = response.json()["detail"]
+    assert "10,000 rows did not finish within the server's time budget of 1.5 s" in detail
+    assert "send fewer rows per request" in detail and "FINTUNE_REQUEST_TIMEOUT" in detail
+    worker = app.state.inference
+    deadline = time.monotonic() + 10
+    while worker.queued_rows and time.monotonic() < deadline:  # dropped at the next step
+        time.sleep(0.01)
+    assert worker.queued_rows == 0 and worker.rows_dropped > 0 and worker.rows_scored < 10_000
+    assert client.post("/predict", json={"rows": _records(_rows("binary"))}).status_code == 200
+    worker.close()
+
+
+def test_a_client_that_goes_away_has_its_queued_rows_dropped(served_runs):
+    app = create_app(served_runs["binary"], batch_size=2)
+    worker = app.state.inference
+    body = json.dumps({"rows": _records(credit_table(n=4000, seed=5))}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/predict", "raw_path": b"/predict", "root_path": "",
+             "query_string": b"", "headers": headers, "client": ("127.0.0.1", 50000),
+             "server": ("127.0.0.1", 8000)}
+
+    async def scenario() -> list[dict]:
+        gone, sent = asyncio.Event(), []
+        incoming = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict:
+            if incoming:
+                return incoming.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        task = asyncio.create_task(app(scope, receive, send))
+        deadline = time.monotonic() + 60
+        while worker.rows_scored == 0:  # the model has started on the rows
+            assert time.monotonic() < deadline and not task.done(), sent
+            await asyncio.sleep(0.005)
+        gone.set()  # the client closes the connection
+        await asyncio.wait_for(task, 30)
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert sent[0]["status"] == 499  # the reply nobody reads
+    deadline = time.monotonic() + 10
+    while worker.queued_rows and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker.queued_rows == 0 and worker.rows_dropped > 0 and worker.rows_scored < 4000
+    worker.close()
+
+
+def test_bad_serving_settings_are_refused_with_the_fix(served_runs, monkeypatch):
+    with pytest.raises(ConfigError, match="positive number of seconds"):
+        create_app(served_runs["binary"], request_timeout=0)
+    monkeypatch.setenv("FINTUNE_REQUEST_TIMEOUT", "a minute")
+    with pytest.raises(ConfigError, match="FINTUNE_REQUEST_TIMEOUT='a minute': set the time"):
+        create_app(served_runs["binary"])
+    monkeypatch.setenv("FINTUNE_REQUEST_TIMEOUT", "5")
+    monkeypatch.setenv("FINTUNE_SERVE_THREADS", "0")
+    with pytest.raises(ConfigError, match="FINTUNE_SERVE_THREADS='0'"):
+        create_app(served_runs["binary"])
+    monkeypatch.setenv("FINTUNE_SERVE_THREADS", "1")
+    inference = TestClient(create_app(served_runs["binary"])).get("/health").json()["inference"]
+    assert inference["request_timeout_s"] == 5 and inference["threads"] == 1
