@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data import TableSpec
-from core.evaluation import evaluate
-from core.significance import delong_test, paired_differences
+from core.data.schema import TableSpec
+from core.evaluation.scorecard import evaluate
+from core.stats.intervals import delong_test, paired_differences
 
 
 def _sklearn_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -64,7 +64,7 @@ def _data(n: int, seed: int = 0):
 
 
 def bootstrap_table(repeats: int) -> None:
-    from core.significance import bootstrap_intervals
+    from core.stats.intervals import bootstrap_intervals
 
     spec = TableSpec("y", "binary", {}, ("bad", "good"), positive_class="bad")
     print(f"{'rows':>6} {'ours: 1,000-resample bootstrap, 9 metrics':>44} {'sklearn functions':>18} {'speed-up':>9}")
@@ -77,7 +77,7 @@ def bootstrap_table(repeats: int) -> None:
 
 
 def delong_table(repeats: int) -> None:
-    from core.metrics import binary_ranking_metrics
+    from core.stats.metrics import binary_ranking_metrics
 
     print(f"\n{'rows':>6} {'DeLong test':>14} {'paired bootstrap of the AUC (1,000)':>38} {'speed-up':>9}")
     for n in (150, 1500, 4500):
@@ -92,10 +92,10 @@ def delong_table(repeats: int) -> None:
 
 def report_of_run(run: Path, repeats: int) -> None:
     """The whole post-training report (metrics, intervals, baselines, stability, leakage) of a run."""
-    from core import runs
-    from core.data import split_rows
-    from core.engine import FineTuner
-    from core.report import write_report
+    from core.data.split import split_rows
+    from core.runs import folder as runs
+    from core.runs.finish import write_report
+    from core.training.estimator import FineTuner
 
     tuner = FineTuner.load(runs.model_dir(run))
     frame = runs.load_data(run)

@@ -18,11 +18,11 @@ import statistics
 import time
 from pathlib import Path
 
-from core import runs
 from core.config import default_config
-from core.data import read_table
-from core.explain import explain_rows, explain_tokens
-from core.worker import execute
+from core.data.read import read_table
+from core.explain.attributions import explain_rows, explain_tokens
+from core.runs import folder as runs
+from core.runs.worker import execute
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
 SENTIMENT_ROWS = 2000

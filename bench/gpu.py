@@ -37,7 +37,7 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
 def build_model(device: torch.device) -> tuple[nn.Module, int, int]:
     from transformers import BertModel
 
-    from core.models import FusionModel
+    from core.model.fusion import FusionModel
 
     config = _bert_config()
     model = FusionModel(backbone=BertModel(config, add_pooling_layer=False), d_numeric_in=8, n_outputs=2)
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the device's bf16 peak")
     args = parser.parse_args()
 
-    from core.training import device_label, resolve_device
+    from core.training.devices import device_label, resolve_device
 
     device = resolve_device("auto")
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -28,7 +28,7 @@ STARTUP_TIMEOUT_S = 600  # backbone load and tokenising on a slow, busy 2-core m
 
 def _throughput(run_dir: Path, start: float, end: float, batch_size: int) -> float:
     """Samples per second between two wall-clock times, from the run's step events."""
-    from core import runs
+    from core.runs import folder as runs
 
     steps = [(e["time"], e["step"]) for e in runs.read_history(run_dir) if e.get("type") == "step"
              and start <= e["time"] <= end]

@@ -22,10 +22,10 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "fin_sentiment.cs
 
 
 def run(lora_rank: int, rows: int | None, epochs: int | None) -> dict:
-    from core.backbones import count_parameters
     from core.config import default_config
-    from core.data import read_table
-    from core.engine import FineTuner
+    from core.data.read import read_table
+    from core.model.backbones import count_parameters
+    from core.training.estimator import FineTuner
 
     frame = read_table(SAMPLE)
     if rows:

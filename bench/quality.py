@@ -14,10 +14,10 @@ import json
 import time
 from pathlib import Path
 
-from core.baselines import run_baseline
 from core.config import default_config
-from core.data import read_table
-from core.engine import FineTuner
+from core.data.read import read_table
+from core.evaluation.baselines import run_baseline
+from core.training.estimator import FineTuner
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
 DATASETS = {

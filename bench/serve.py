@@ -52,7 +52,7 @@ PROB_TOLERANCE = 0.02
 
 def find_or_train(runs_dir: Path) -> Path:
     """The newest succeeded run this benchmark trained in ``runs_dir``, else a new one."""
-    from core import runs
+    from core.runs import folder as runs
 
     if runs_dir.is_dir():
         mine = [s for s in runs.list_runs(runs_dir)
@@ -66,10 +66,10 @@ def find_or_train(runs_dir: Path) -> Path:
 
 def train_run(runs_dir: Path) -> Path:
     """A short MiniLM run on the sentiment sample: sensible answers, not a quality benchmark."""
-    from core import runs
     from core.config import default_config
-    from core.data import read_table
-    from core.worker import execute
+    from core.data.read import read_table
+    from core.runs import folder as runs
+    from core.runs.worker import execute
 
     frame = read_table(SAMPLES / "fin_sentiment.csv").sample(TRAIN_ROWS, random_state=0)
     config = default_config("label").replace(model={"freeze_depth": 3}, train={"epochs": 1})
@@ -85,14 +85,14 @@ def train_run(runs_dir: Path) -> Path:
 
 def benchmark_rows(n: int) -> pd.DataFrame:
     """Sentiment rows to score (the input column only), another sample than the training rows."""
-    from core.data import read_table
+    from core.data.read import read_table
 
     frame = read_table(SAMPLES / "fin_sentiment.csv")
     return frame.sample(min(n, len(frame)), random_state=7)[["text"]].reset_index(drop=True)
 
 
 def reference(run_dir: Path, frame: pd.DataFrame) -> pd.DataFrame:
-    from core.predict import score_file
+    from core.serving.predict import score_file
 
     table, _ = score_file(run_dir, frame)
     return table

@@ -27,7 +27,7 @@ MAX_LENGTH, BATCH_SIZE, LR, HEAD_LR = 64, 32, 5e-5, 1e-3
 def _data(rows: int, seed: int = 0):
     from sklearn.model_selection import train_test_split
 
-    from core.data import read_table
+    from core.data.read import read_table
 
     frame = read_table(SAMPLES / "fin_sentiment.csv")
     frame = frame.sample(n=min(rows, len(frame)), random_state=seed).reset_index(drop=True)
@@ -55,7 +55,7 @@ def run_trainer(depth: int, epochs: int, rows: int, precision: str) -> dict:
         TrainingArguments,
     )
 
-    from core.backbones import bundled_minilm_path, freeze
+    from core.model.backbones import bundled_minilm_path, freeze
 
     train, _, test = _data(rows)
     labels = sorted(train["label"].unique())
@@ -113,7 +113,7 @@ def run_ours(depth: int, epochs: int, rows: int, precision: str) -> dict:
     import pandas as pd
 
     from core.config import default_config
-    from core.engine import FineTuner
+    from core.training.estimator import FineTuner
 
     train, val, test = _data(rows)
     frame = pd.concat([train, val, test], ignore_index=True)

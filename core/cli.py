@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="a new or empty folder")
     export.add_argument("--onnx", action="store_true", help="also write model.onnx (any batch size and length)")
 
-    from .model_report import DEFAULT_SHAP_ROWS  # standard library only: cheap to import here
+    from .review.report import DEFAULT_SHAP_ROWS  # standard library only: cheap to import here
 
     report = sub.add_parser("report", help="write a self-contained HTML model-risk report of a finished run")
     report.add_argument("run_dir")
@@ -213,8 +213,8 @@ def _follow_processes(run_dir: Path, num_processes: int, on_progress) -> str:
     import signal
     import time
 
-    from . import runs
-    from .jobs import CANCEL_GRACE_S, settle_exit, start_worker
+    from .runs import folder as runs
+    from .runs.jobs import CANCEL_GRACE_S, settle_exit, start_worker
 
     with open(run_dir / "worker.log", "ab") as log:
         process = start_worker(run_dir, num_processes, stdout=log)
@@ -246,10 +246,11 @@ def _follow_processes(run_dir: Path, num_processes: int, on_progress) -> str:
 
 def _train_as_launched_rank(args: argparse.Namespace, config) -> int:
     """``accelerate launch -m core.cli train ...``: every process runs this; rank 0 owns the run folder."""
-    from . import runs
-    from .data import describe_table, read_table
-    from .distributed import broadcast_text, current_cluster
-    from .worker import execute
+    from .data.read import read_table
+    from .data.schema import describe_table
+    from .runs import folder as runs
+    from .runs.worker import execute
+    from .training.distributed import broadcast_text, current_cluster
 
     cluster = current_cluster(config.train.device)
     config = config.replace(train={"num_processes": cluster.world})
@@ -267,7 +268,7 @@ def _train_as_launched_rank(args: argparse.Namespace, config) -> int:
 
 
 def _report_train(run_dir: Path, state: str) -> int:
-    from . import runs
+    from .runs import folder as runs
 
     status = runs.read_status(run_dir)
     if state != "succeeded":
@@ -281,14 +282,15 @@ def _report_train(run_dir: Path, state: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import runs
-    from .data import describe_table, read_table
-    from .distributed import launched_world_size
-    from .worker import execute
+    from .data.read import read_table
+    from .data.schema import describe_table
+    from .runs import folder as runs
+    from .runs.worker import execute
+    from .training.distributed import launched_world_size
 
     config = build_config(args)
     if args.mlflow:
-        from .tracking import SWITCH_ENV
+        from .runs.tracking import SWITCH_ENV
 
         os.environ[SWITCH_ENV] = "1"  # read by core.tracking in this process and in launched workers
     if launched_world_size() > 1:
@@ -317,12 +319,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from . import runs
-    from .backbones import check_max_length, describe_backbone
     from .config import default_config
-    from .data import describe_table, read_table
-    from .jobs import JobManager
-    from .sweep import start_sweep, summary_lines, sweep_results
+    from .data.read import read_table
+    from .data.schema import describe_table
+    from .model.backbones import check_max_length, describe_backbone
+    from .runs import folder as runs
+    from .runs.jobs import JobManager
+    from .runs.sweep import start_sweep, summary_lines, sweep_results
 
     base = default_config(args.target).replace(
         model=_given(backbone=args.backbone, max_length=args.max_length),
@@ -390,15 +393,15 @@ def summary_lines(metrics: dict) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .data import read_table
-    from .predict import score_file
+    from .data.read import read_table
+    from .serving.predict import score_file
 
     frame = read_table(args.data)
     predictions, warnings = score_file(args.run_dir, frame, threshold=args.threshold)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    from .exports import to_safe_csv
-    from .predict import drift_report
+    from .serving.predict import drift_report
+    from .serving.safe_csv import to_safe_csv
 
     Path(args.output).write_bytes(to_safe_csv(predictions))
     print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
@@ -409,9 +412,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_threshold(args: argparse.Namespace) -> int:
-    from . import runs
-    from .compare import spec_from_metrics
-    from .thresholds import choose_threshold, outcome_at, table_scores
+    from .review.compare import spec_from_metrics
+    from .runs import folder as runs
+    from .stats.thresholds import choose_threshold, outcome_at, table_scores
 
     run_dir = Path(args.run_dir)
     metrics = runs.read_metrics(run_dir)
@@ -437,7 +440,7 @@ def cmd_threshold(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs
+    from .review.compare import compare_runs
 
     result = compare_runs(args.run_dirs)
     print(result.metrics.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -456,9 +459,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_market_features(args: argparse.Namespace) -> int:
-    from .data import read_table
-    from .exports import to_safe_csv
-    from .market import derive_market_features, market_columns
+    from .data.market import derive_market_features, market_columns
+    from .data.read import read_table
+    from .serving.safe_csv import to_safe_csv
 
     frame = read_table(args.data)
     guessed = market_columns(frame) or {}
@@ -477,9 +480,9 @@ def cmd_market_features(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .data import read_table
-    from .explain import explain_rows, explanation_frame
-    from .exports import to_safe_csv
+    from .data.read import read_table
+    from .explain.attributions import explain_rows, explanation_frame
+    from .serving.safe_csv import to_safe_csv
 
     if args.rows < 1:
         raise ConfigError(f"--rows {args.rows}: explain at least 1 row.")
@@ -497,7 +500,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import json
 
-    from .export import EXPORT_FILE, export_run
+    from .serving.export import EXPORT_FILE, export_run
 
     out = export_run(args.run_dir, args.output, onnx=args.onnx)
     onnx = json.loads((out / EXPORT_FILE).read_text()).get("onnx")
@@ -508,7 +511,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .model_report import write_model_report
+    from .review.report import write_model_report
 
     path = write_model_report(args.run_dir, args.output, shap_rows=args.shap_rows,
                               on_progress=lambda message: print(message, file=sys.stderr))
@@ -517,7 +520,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .runs import DAMAGED, DAMAGED_FIX, list_runs
+    from .runs.folder import DAMAGED, DAMAGED_FIX, list_runs
 
     summaries = list_runs(args.runs_dir)
     if not summaries:
@@ -558,7 +561,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .serve import TOKEN_ENV, create_app
+        from .serving.service import TOKEN_ENV, create_app
     except ImportError as exc:
         raise ConfigError(f"fintune serve needs {exc.name or exc}: pip install fastapi uvicorn python-multipart.") from exc
 
@@ -589,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     except FinTuneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
-    from .distributed import launched_world_size
+    from .training.distributed import launched_world_size
 
     if code and launched_world_size() > 1:
         # A failed rank under a launcher: peers may sit in a collective, and an ordinary interpreter exit

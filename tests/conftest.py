@@ -151,7 +151,7 @@ def tiny_backbones(tmp_path_factory) -> dict[str, Path]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from core.backbones import bundled_minilm_path
+    from core.model.backbones import bundled_minilm_path
 
     root = tmp_path_factory.mktemp("backbones")
     tokenizer = AutoTokenizer.from_pretrained(bundled_minilm_path())

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import core
-from core.backbones import check_max_length
+from core.model.backbones import check_max_length
 from dashboard import components as ui
 from dashboard import state
 

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import core
-from core import model_report
+from core.review import report as model_report
 from dashboard import charts, state
 from dashboard import components as ui
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 import core
-from core import distributed
+from core.training import distributed
 from dashboard import charts, state
 from dashboard import components as ui
 

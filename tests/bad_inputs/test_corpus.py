@@ -11,7 +11,8 @@ import pytest
 from streamlit import config as streamlit_config
 
 from core.config import DataConfig
-from core.data import describe_table, read_table
+from core.data.read import read_table
+from core.data.schema import describe_table
 from core.errors import DataError
 from tests.bad_inputs.make_corpus import CASES
 from tests.core.test_cli import _assert_bad_input

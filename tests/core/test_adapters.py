@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from core import runs
-from core.adapters import adapter_parameter_count, merged_copy, target_names
-from core.backbones import count_parameters, load_backbone
 from core.config import ModelConfig
-from core.engine import FineTuner
 from core.errors import ConfigError, RunError
-from core.training import collate
-from core.worker import execute
+from core.model.adapters import adapter_parameter_count, merged_copy, target_names
+from core.model.backbones import count_parameters, load_backbone
+from core.runs import folder as runs
+from core.runs.worker import execute
+from core.training.estimator import FineTuner
+from core.training.loop import collate
 
 
 def test_lora_settings_are_validated_and_survive_json():
@@ -127,7 +127,7 @@ def test_adapter_count_matches_what_training_adds(tiny_backbone):
     backbone, _ = load_backbone(tiny_backbone)
     before, _ = count_parameters(backbone)
     expected = adapter_parameter_count(backbone, rank=4, targets=("query", "value"), from_layer=1)
-    from core.adapters import add_lora
+    from core.model.adapters import add_lora
 
     added = add_lora(backbone, rank=4, alpha=8, dropout=0.0, targets=("query", "value"), from_layer=1)
     assert added == expected == count_parameters(backbone)[0]
@@ -154,7 +154,7 @@ def test_lora_on_the_pretrained_minilm_learns(fintune, tmp_path):
 
 def test_exporting_a_lora_run_folds_the_adapters_in(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path):
     """The export stands alone: it loads and predicts the same with the pretrained backbone gone."""
-    from core.export import export_run
+    from core.serving.export import export_run
 
     run_dir, backbone_dir = _lora_run_on_own_backbone(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path,
                                                       rank=4, max_steps=3)

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from core.backbones import (
+from core.config import DEFAULT_BACKBONE
+from core.errors import BackboneError, ConfigError
+from core.model.backbones import (
     CURATED,
     bundled_minilm_path,
     count_parameters,
@@ -17,8 +19,6 @@ from core.backbones import (
     load_backbone,
     n_layers,
 )
-from core.config import DEFAULT_BACKBONE
-from core.errors import BackboneError, ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from core.batching import CallJob, InferenceWorker, Job, QueueFull, WorkerClosed
+from core.serving.batching import CallJob, InferenceWorker, Job, QueueFull, WorkerClosed
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,9 +9,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import mean_squared_error, roc_auc_score
 
-from core.compare import compare_predictions, compare_runs, config_differences, spec_from_metrics
-from core.data import TableSpec
+from core.data.schema import TableSpec
 from core.errors import RunError
+from core.review.compare import (
+    compare_predictions,
+    compare_runs,
+    config_differences,
+    spec_from_metrics,
+)
 
 BINARY = TableSpec(target="risk", task="binary", roles={}, classes=("bad", "good"), positive_class="bad")
 N_BOOT = 100

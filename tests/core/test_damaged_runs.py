@@ -9,10 +9,11 @@ import os
 
 import pytest
 
-from core import cli, runs
+from core import cli
 from core.config import DataConfig, RunConfig
-from core.jobs import JobManager, snapshot
-from core.sweep import Sweep, SweepPoint, summary_lines, sweep_results
+from core.runs import folder as runs
+from core.runs.jobs import JobManager, snapshot
+from core.runs.sweep import Sweep, SweepPoint, summary_lines, sweep_results
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig
-from core.data import describe_table, infer_roles, infer_task, read_table, split_rows
+from core.data.read import read_table
+from core.data.schema import describe_table, infer_roles, infer_task
+from core.data.split import split_rows
 from core.errors import DataError
 
 ROWS = [("Zürich", 1.5, "café crème"), ("Genève", 2.25, "déjà vu"), ("Köln", 3.0, "Straße")]
@@ -190,7 +192,7 @@ def test_missing_split_column_named(credit_df):
 
 
 def test_preprocessing_fitted_on_train_rows_only(credit_df, tiny_config):
-    from core.engine import FineTuner
+    from core.training.estimator import FineTuner
 
     config = tiny_config("credit_risk", max_steps=1)
     first = FineTuner(config).fit(credit_df)
@@ -424,7 +426,7 @@ def _rows(make_row, n: int = 30) -> str:
     ],
 )
 def test_delimiter_detection_picks_the_consistent_one(text, delimiter):
-    from core.data import _sniff_delimiter
+    from core.data.read import _sniff_delimiter
 
     assert _sniff_delimiter(text) == delimiter
     columns = text.splitlines()[0].count(delimiter) + 1
@@ -490,7 +492,7 @@ def test_a_parquet_file_of_too_many_cells_is_refused_before_reading(tmp_path, mo
 def test_parquet_text_that_decodes_past_the_budget_is_refused(tmp_path, monkeypatch):
     import pyarrow as pa
 
-    from core import data
+    from core.data import read as data
 
     # Dictionary encoding stores the repeated 1 KB memo once: the footer says ~200 KB for 20 MB.
     memo = pa.table({"memo": ["x" * 1000] * 20_000, "label": ["yes", "no"] * 10_000})

@@ -21,17 +21,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import runs
 from core.config import TrainConfig
-from core.distributed import (
+from core.errors import ConfigError
+from core.runs import folder as runs
+from core.runs.jobs import JobManager, settle_exit
+from core.training.distributed import (
     Cluster,
     launch_command,
     rank_failure,
     read_rank_errors,
     write_rank_error,
 )
-from core.errors import ConfigError
-from core.jobs import JobManager, settle_exit
 from tests.conftest import PROJECT_ROOT
 
 SAMPLES = PROJECT_ROOT / "sample_data"
@@ -42,13 +42,13 @@ TOLERANCE = 1e-3
 
 
 def test_launch_command_starts_n_processes_of_the_program():
-    command = launch_command(2, ["-m", "core.worker", "/runs/x"], port=29999)
+    command = launch_command(2, ["-m", "core.runs.worker", "/runs/x"], port=29999)
     assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert "--multi_gpu" in command  # the only launcher mode that starts N processes without MPI
     assert command[command.index("--num_processes") + 1] == "2"
     assert command[command.index("--main_process_port") + 1] == "29999"
-    assert command[-3:] == ["-m", "core.worker", "/runs/x"]
-    assert "--multi_gpu" not in launch_command(1, ["-m", "core.worker", "x"])
+    assert command[-3:] == ["-m", "core.runs.worker", "/runs/x"]
+    assert "--multi_gpu" not in launch_command(1, ["-m", "core.runs.worker", "x"])
     with pytest.raises(ConfigError, match="num-processes"):
         launch_command(0, ["x"])
 
@@ -103,7 +103,7 @@ def test_a_rank_error_becomes_the_run_failure(tmp_path: Path):
 @pytest.fixture(scope="module")
 def minilm_without_dropout(tmp_path_factory) -> Path:
     """The bundled pretrained MiniLM with dropout off: training is then deterministic given the rows."""
-    from core.backbones import bundled_minilm_path
+    from core.model.backbones import bundled_minilm_path
 
     source = bundled_minilm_path()
     folder = tmp_path_factory.mktemp("minilm-nodrop")
@@ -179,7 +179,7 @@ FAULT = textwrap.dedent('''
 
     class _Fault(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "core.distributed":
+            if name != "core.training.distributed":
                 return None
             sys.meta_path.remove(self)
             spec = importlib.machinery.PathFinder.find_spec(name, path)
@@ -259,7 +259,7 @@ def test_a_killed_rank_fails_the_run_and_the_other_exits(tmp_path, tiny_backbone
                 continue
             for pid in _leftover_workers(run_dir):
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                if b"RANK=1" in environ and b"-m\0core.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if b"RANK=1" in environ and b"-m\0core.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     victim = pid
         assert victim is not None, "rank 1 never started training"
         os.kill(victim, signal.SIGKILL)  # what the out-of-memory killer does
@@ -282,7 +282,7 @@ def test_two_process_teardown_exits_cleanly_every_time(tmp_path, tiny_backbone, 
             "data": {"target": "label"}, "model": {"backbone": tiny_backbone},
             "train": {"epochs": 1, "batch_size": 16, "num_processes": 2, "device": "cpu"}}),
             pd.read_csv(headlines), source="headlines.csv")
-        launched = subprocess.run(launch_command(2, ["-m", "core.worker", str(run_dir)]), capture_output=True,
+        launched = subprocess.run(launch_command(2, ["-m", "core.runs.worker", str(run_dir)]), capture_output=True,
                                   text=True, cwd=PROJECT_ROOT, timeout=180)
         assert launched.returncode == 0, f"attempt {attempt}: {launched.stderr[-3000:]}"
         assert runs.read_status(run_dir)["state"] == "succeeded"
@@ -308,7 +308,7 @@ def test_main_process_stops_waiting_for_a_failed_rank(tmp_path):
     run_dir.mkdir()
     runs.write_status(run_dir, "running", processes=2)
     watcher = subprocess.Popen(
-        [sys.executable, "-c", "import sys, threading; from pathlib import Path; import core.worker as w; "
+        [sys.executable, "-c", "import sys, threading; from pathlib import Path; import core.runs.worker as w; "
          "w.RANK_GRACE_S = 0.5; w._heartbeat(Path(sys.argv[1]), threading.Event(), 2)", str(run_dir)],
         cwd=PROJECT_ROOT)
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.engine import FineTuner, inspect_inputs
 from core.errors import ConfigError, RunError
+from core.training.estimator import FineTuner, inspect_inputs
 
 
 def test_learns_an_easy_table(easy_df, tiny_config):
@@ -85,11 +85,11 @@ def test_load_from_an_empty_folder(tmp_path):
 
 
 def test_class_weights_auto_for_imbalanced_targets(credit_df, tiny_config, monkeypatch):
-    import core.training
+    import core.training.loop
 
     seen = []
-    original = core.training._loss_fn
-    monkeypatch.setattr(core.training, "_loss_fn", lambda task, weights, config: seen.append(weights) or original(task, weights, config))
+    original = core.training.loop._loss_fn
+    monkeypatch.setattr(core.training.loop, "_loss_fn", lambda task, weights, config: seen.append(weights) or original(task, weights, config))
 
     imbalanced = credit_df.copy()
     imbalanced["credit_risk"] = np.where(np.arange(len(imbalanced)) % 10 == 0, "bad", "good")  # 10% bad

@@ -6,11 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import runs
 from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from core.engine import FineTuner
 from core.errors import ConfigError, DataError, RunError
-from core.explain import (
+from core.explain.attributions import (
     ExplanationCancelled,
     explain_rows,
     explain_tokens,
@@ -18,8 +16,10 @@ from core.explain import (
     summary_row,
     warm_up_explanations,
 )
-from core.predict import load_model
-from core.worker import execute
+from core.runs import folder as runs
+from core.runs.fitted import load_model
+from core.runs.worker import execute
+from core.training.estimator import FineTuner
 from tests.conftest import credit_table, regression_table, sentiment_table
 
 pytestmark = pytest.mark.timeout(600)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from core import runs
 from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import DataError
-from core.explain_jobs import ExplainJobs
-from core.worker import execute
+from core.explain.jobs import ExplainJobs
+from core.runs import folder as runs
+from core.runs.worker import execute
 from tests.conftest import sentiment_table
 
 pytestmark = pytest.mark.timeout(300)

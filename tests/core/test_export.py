@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import runs
-from core.engine import FineTuner
 from core.errors import RunError
-from core.export import EXPORT_FILE, MODEL_CARD, ONNX_FILE, export_run, onnx_inputs
-from core.worker import execute
+from core.runs import folder as runs
+from core.runs.worker import execute
+from core.serving.export import EXPORT_FILE, MODEL_CARD, ONNX_FILE, export_run, onnx_inputs
+from core.training.estimator import FineTuner
 
 ONNX_TOLERANCE = 1e-4  # fp32 on both sides
 
@@ -99,8 +99,8 @@ def test_onnx_falls_back_to_the_torchscript_exporter(tiny_run, tmp_path, monkeyp
 
 @pytest.mark.integration
 def test_onnx_matches_pytorch_on_minilm(runs_dir, project_root, tmp_path):
-    from core.backbones import bundled_minilm_path
     from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from core.model.backbones import bundled_minilm_path
 
     frame = pd.read_csv(project_root / "sample_data" / "fin_sentiment.csv").sample(150, random_state=0)
     config = RunConfig(data=DataConfig(target="label"),

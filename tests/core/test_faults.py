@@ -15,10 +15,11 @@ import time
 import pytest
 import torch
 
-from core import runs, worker
-from core.engine import FineTuner
-from core.jobs import JobManager
-from core.predict import score_file
+from core.runs import folder as runs
+from core.runs import worker
+from core.runs.jobs import JobManager
+from core.serving.predict import score_file
+from core.training.estimator import FineTuner
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -70,7 +71,7 @@ def test_sigkill_mid_run_keeps_the_best_checkpoint(finished, runs_dir, credit_df
 
 def test_killed_with_the_app_is_interrupted_at_next_start(runs_dir, credit_df, tiny_config):
     run_dir = runs.create_run(runs_dir, _long(tiny_config), credit_df)
-    process = subprocess.Popen([sys.executable, "-m", "core.worker", str(run_dir)],
+    process = subprocess.Popen([sys.executable, "-m", "core.runs.worker", str(run_dir)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: (run_dir / runs.CHECKPOINT / "checkpoint.json").is_file())
@@ -136,13 +137,13 @@ def test_a_failed_checkpoint_does_not_stop_training(runs_dir, credit_df, tiny_co
 
 
 def test_out_of_memory_names_a_smaller_batch(runs_dir, credit_df, tiny_config, monkeypatch):
-    import core.training
+    import core.training.loop
 
     class OutOfMemory(torch.nn.Module):
         def forward(self, *args):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(core.training, "_loss_fn", lambda task, weights, config: OutOfMemory())
+    monkeypatch.setattr(core.training.loop, "_loss_fn", lambda task, weights, config: OutOfMemory())
     run_dir = runs.create_run(runs_dir, tiny_config("credit_risk", batch_size=16), credit_df)
     assert worker.execute(run_dir) == "failed"
     status = runs.read_status(run_dir)

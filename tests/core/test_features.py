@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig
-from core.data import describe_table
+from core.data.preprocess import Preprocessor
+from core.data.schema import describe_table
 from core.errors import DataError
-from core.features import Preprocessor
 
 
 def _fit(frame: pd.DataFrame, target: str, **options) -> Preprocessor:

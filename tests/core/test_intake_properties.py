@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.config import ROLES, DataConfig
-from core.data import TableSpec, describe_table, infer_roles, read_table
+from core.data.read import read_table
+from core.data.schema import TableSpec, describe_table, infer_roles
 from core.errors import DataError
 
 # database=None: a failure prints its example (add it below with @example) rather than saving it.

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from core import runs
-from core.jobs import JobManager
+from core.runs import folder as runs
+from core.runs.jobs import JobManager
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig
-from core.data import describe_table, split_rows
+from core.data.leakage import PROXY_THRESHOLD, LeakageWarning, find_leakage
+from core.data.schema import describe_table
+from core.data.split import split_rows
 from core.errors import DataError
-from core.leakage import PROXY_THRESHOLD, LeakageWarning, find_leakage
 from tests.conftest import credit_table, regression_table, sentiment_table
 
 
@@ -49,7 +50,7 @@ def test_strong_but_noisy_column_is_not_a_proxy():
     frame = credit_table(1000)
     bad = (frame["credit_risk"] == "bad").to_numpy()
     frame["bureau_score"] = bad * 1.45 + rng.normal(size=1000)  # AUC about 0.85
-    from core.metrics import binary_ranking_metrics
+    from core.stats.metrics import binary_ranking_metrics
 
     assert 0.8 < binary_ranking_metrics(bad, frame["bureau_score"].to_numpy())["roc_auc"] < 0.9
     assert kinds(find_leakage(frame, spec_of(frame, "credit_risk")), "target_proxy") == []

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.data.market import derive_market_features, market_columns
 from core.errors import ConfigError, DataError
-from core.market import derive_market_features, market_columns
 
 FEATURES = ["return_1d", "return_5d", "return_20d", "volatility_20d", "volume_ratio_20d", "log_volume"]
 

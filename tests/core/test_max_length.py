@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from core import runs
-from core.backbones import bundled_minilm_path, check_max_length, position_limit
 from core.errors import ConfigError
-from core.jobs import JobManager
-from core.sweep import start_sweep
+from core.model.backbones import bundled_minilm_path, check_max_length, position_limit
+from core.runs import folder as runs
+from core.runs.jobs import JobManager
+from core.runs.sweep import start_sweep
 
 TINY_POSITIONS = 128  # max_position_embeddings of the tiny configs in tests/conftest.py
 

@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from core.metrics import (
+from core.stats.metrics import (
     binary_ranking_metrics,
     classification_metrics,
     expected_calibration_error,

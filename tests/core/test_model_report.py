@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from core import cli, runs
+from core import cli
 from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import ConfigError, RunError
-from core.model_report import LORA_FIELDS, REPORT_FILE, write_model_report
-from core.worker import execute
+from core.review.report import LORA_FIELDS, REPORT_FILE, write_model_report
+from core.runs import folder as runs
+from core.runs.worker import execute
 from tests.conftest import credit_table, regression_table, sentiment_table
 
 pytestmark = pytest.mark.timeout(300)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core import runs
 from core.config import DataConfig, RunConfig
 from core.errors import RunError
+from core.runs import folder as runs
 
 
 def _dead_pid() -> int:

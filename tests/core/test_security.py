@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from core import runs
-from core.backbones import load_backbone
 from core.errors import BackboneError, RunError
-from core.exports import escape_formulas, to_safe_csv
+from core.model.backbones import load_backbone
+from core.runs import folder as runs
+from core.serving.safe_csv import escape_formulas, to_safe_csv
 
 
 class _Payload:

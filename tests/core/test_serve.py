@@ -21,13 +21,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import runs
 from core.cli import main
 from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import ConfigError, RunError
-from core.predict import load_model, score_file
-from core.serve import MAX_EXPLAIN_ROWS, MAX_PREDICT_ROWS, create_app
-from core.worker import execute
+from core.runs import folder as runs
+from core.runs.fitted import load_model
+from core.runs.worker import execute
+from core.serving.predict import score_file
+from core.serving.service import MAX_EXPLAIN_ROWS, MAX_PREDICT_ROWS, create_app
 from tests.conftest import (
     PROJECT_ROOT,
     credit_table,

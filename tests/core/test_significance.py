@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from core.metrics import binary_ranking_metrics
-from core.significance import (
+from core.stats.intervals import (
     bootstrap_intervals,
     delong_test,
     paired_differences,
     resample_indices,
 )
+from core.stats.metrics import binary_ranking_metrics
 
 
 def _scored(n: int, seed: int, signal: float = 1.0):

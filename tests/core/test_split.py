@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig
-from core.data import describe_split, describe_table, resolve_split, split_rows
+from core.data.schema import describe_table
+from core.data.split import describe_split, resolve_split, split_rows
 from core.errors import ConfigError, DataError
 from tests.conftest import credit_table, regression_table
 

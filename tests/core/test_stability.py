@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from core.config import DataConfig
-from core.data import describe_table
+from core.data.schema import describe_table
 from core.errors import DataError
-from core.stability import (
+from core.evaluation.stability import (
     EPSILON,
     PSI_ALERT,
     Reference,
@@ -129,7 +129,7 @@ def test_reference_and_report_over_a_table():
 
 
 def test_chance_level_matches_the_psi_of_two_samples_of_one_distribution():
-    from core.stability import psi_chance_level
+    from core.evaluation.stability import psi_chance_level
 
     rng = np.random.default_rng(3)
     observed = [psi(Reference.fit(rng.normal(size=700)), rng.normal(size=150)) for _ in range(200)]
@@ -137,7 +137,7 @@ def test_chance_level_matches_the_psi_of_two_samples_of_one_distribution():
 
 
 def test_psi_within_chance_for_small_samples_is_stable():
-    from core.stability import psi_chance_level
+    from core.evaluation.stability import psi_chance_level
 
     chance = psi_chance_level(140, 200)  # about 0.11: small samples drift by chance
     assert psi_level(0.18) == "watch" and psi_level(0.18, chance) == "stable"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from core import runs
-from core.sweep import find_knee, list_sweeps, sweep_points, sweep_results
+from core.runs import folder as runs
+from core.runs.sweep import find_knee, list_sweeps, sweep_points, sweep_results
 
 
 def test_points_run_from_all_frozen_to_none_then_lora():

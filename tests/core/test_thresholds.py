@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from core.thresholds import (
+from core.stats.thresholds import (
     Decision,
     apply_decision,
     approval_rate_threshold,

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from core import runs, tracking
-from core.worker import execute
+from core.runs import folder as runs
+from core.runs import tracking
+from core.runs.worker import execute
 
 
 def _tracking_warnings(run_dir) -> list[str]:
@@ -153,7 +154,7 @@ def test_flatten_config_names_every_setting():
 
 
 def test_cli_flag_switches_tracking_on_for_the_run(headlines, tmp_path, monkeypatch, clean_env):
-    import core.worker
+    import core.runs.worker
     from core.cli import main
 
     seen = {}
@@ -163,7 +164,7 @@ def test_cli_flag_switches_tracking_on_for_the_run(headlines, tmp_path, monkeypa
         runs.write_status(run_dir, "failed", message="not trained in this test")
         return "failed"
 
-    monkeypatch.setattr(core.worker, "execute", fake_execute)
+    monkeypatch.setattr(core.runs.worker, "execute", fake_execute)
     headlines.to_csv(tmp_path / "headlines.csv", index=False)
     main(["train", str(tmp_path / "headlines.csv"), "--target", "label", "--runs-dir", str(tmp_path / "runs"),
           "--mlflow"])

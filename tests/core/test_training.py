@@ -9,17 +9,10 @@ import pytest
 import torch
 
 from core.config import TrainConfig
-from core.engine import FineTuner
 from core.errors import ConfigError, TrainingError
-from core.training import (
-    EncodedRows,
-    TrainingCancelled,
-    autocast_dtype,
-    cpu_has_native_bf16,
-    iterate_batches,
-    resolve_device,
-    train,
-)
+from core.training.devices import autocast_dtype, cpu_has_native_bf16, resolve_device
+from core.training.estimator import FineTuner
+from core.training.loop import EncodedRows, TrainingCancelled, iterate_batches, train
 
 STEP_KEYS = {"type", "step", "total_steps", "epoch", "loss", "lr", "samples_per_s", "eta_s", "elapsed_s"}
 EPOCH_KEYS = {"type", "epoch", "step", "total_steps", "train_loss", "val", "elapsed_s"}
@@ -64,13 +57,13 @@ def test_should_stop_cancels_within_one_step(credit_df, tiny_config):
 
 
 def test_non_finite_loss_names_a_smaller_learning_rate(credit_df, tiny_config, monkeypatch):
-    import core.training
+    import core.training.loop
 
     class InfiniteLoss(torch.nn.Module):
         def forward(self, out, targets):
             return out.sum() * math.inf
 
-    monkeypatch.setattr(core.training, "_loss_fn", lambda task, weights, config: InfiniteLoss())
+    monkeypatch.setattr(core.training.loop, "_loss_fn", lambda task, weights, config: InfiniteLoss())
     with pytest.raises(TrainingError) as caught:
         FineTuner(tiny_config("credit_risk", lr=2e-4)).fit(credit_df)
     assert caught.value.kind == "non_finite_loss"
@@ -101,8 +94,8 @@ def test_max_steps_across_epochs(credit_df, tiny_config):
 
 @pytest.fixture
 def tiny_model(tiny_backbone):
-    from core.backbones import load_backbone
-    from core.models import FusionModel
+    from core.model.backbones import load_backbone
+    from core.model.fusion import FusionModel
 
     backbone, tokenizer = load_backbone(tiny_backbone)
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import json
 import pytest
 from apptest_helpers import open_page, texts
 
-from core import runs
+from core.runs import folder as runs
 from dashboard import state
 from tests.core.test_damaged_runs import CASES, OLDER, _every_damage, _succeeded_run
 

@@ -29,8 +29,8 @@ pytestmark = pytest.mark.timeout(300)
 def credit_run(tmp_path_factory, tiny_backbone) -> Path:
     """A succeeded run of the tiny backbone on the credit sample (1,000 rows, 21 columns)."""
     import core
-    from core import runs
-    from core.worker import execute
+    from core.runs import folder as runs
+    from core.runs.worker import execute
 
     config = core.default_config("credit_risk", tiny_backbone).replace(
         model={"d_hidden": 32, "d_numeric": 16}, train={"epochs": 1, "batch_size": 32, "lr": 1e-3, "head_lr": 1e-2})
@@ -67,7 +67,7 @@ def test_report_opens_offline_in_chromium(credit_run):
         pytest.fail("chromium is not installed: install Debian's package with `apt-get install chromium`.")
     from playwright.sync_api import sync_playwright
 
-    from core.model_report import write_model_report
+    from core.review.report import write_model_report
 
     path = write_model_report(credit_run)
     with sync_playwright() as playwright:

@@ -8,8 +8,9 @@ from conftest import app_over
 @pytest.fixture(scope="module")
 def task_runs(tmp_path_factory, tiny_backbone, make_table):
     """Two tiny regression runs and one multiclass run, trained in-process on the tiny backbone."""
-    from core import runs, worker
     from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from core.runs import folder as runs
+    from core.runs import worker
 
     def tiny_config(target, **train):
         return RunConfig(data=DataConfig(target=target),

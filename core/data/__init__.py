@@ -1,0 +1,1 @@
+"""Data in: read a file, infer the schema, split the rows, fit the preprocessing."""

@@ -1,0 +1,1 @@
+"""Judging a run: the scorecard with intervals, the baselines, stability (PSI)."""

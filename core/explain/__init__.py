@@ -1,0 +1,1 @@
+"""SHAP explanations of a run and the queue that computes them."""

@@ -1,0 +1,1 @@
+"""The network: pretrained backbones, LoRA adapters, the fusion head, the frozen-prefix cache."""

@@ -1,0 +1,1 @@
+"""Reading runs side by side and the model-risk report."""

@@ -1,0 +1,1 @@
+"""Using a finished run: scoring files, the REST service, export, formula-safe CSV."""

@@ -1,0 +1,1 @@
+"""Statistics with no model in them: metrics, bootstrap intervals and tests, decision thresholds."""

@@ -1,0 +1,1 @@
+"""Training: devices and precision, the loop, distributed processes, the FineTuner estimator."""
