@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from .access import configured_password, is_loopback
-from .config import DEFAULT_EXPLAIN_ROWS
+from .config import DEFAULT_EXPLAIN_ROWS, DEFAULT_LORA_RANK
 from .errors import BackboneError, ConfigError, DataError, FinTuneError, RunError
+from .stats.metrics import format_interval, headline_metric
 
 BAD_INPUT = (DataError, ConfigError, BackboneError, RunError)
 
@@ -74,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--batch-size", type=int, default=None)
     sweep.add_argument("--max-length", type=int, default=None)
     sweep.add_argument("--max-steps", type=int, default=None, help="stop each run after N optimiser steps")
-    sweep.add_argument("--lora-rank", type=int, default=8, help="rank of the LoRA point (0: no LoRA point)")
+    sweep.add_argument("--lora-rank", type=int, default=DEFAULT_LORA_RANK,
+                       help=f"rank of the LoRA point (0: no LoRA point; default {DEFAULT_LORA_RANK})")
     sweep.add_argument("--seed", type=int, default=None)
     sweep.add_argument("--device", default=None, help="auto | cpu | cuda | mps")
     sweep.add_argument("--runs-dir", default="runs")
@@ -200,7 +202,7 @@ def _progress_bar():
             processes = f" x{event['processes']}" if event.get("processes") else ""
             bar.set_postfix(loss=f"{event['loss']:.4f}", rate=f"{event['samples_per_s']:.0f}/s{processes}")
         elif event["type"] == "epoch":
-            metric = "rmse" if "rmse" in event["val"] else "roc_auc"
+            metric = headline_metric("regression" if "rmse" in event["val"] else None)
             value = event["val"].get(metric)
             bar.write(f"epoch {event['epoch']}: train loss {event['train_loss']:.4f}, val {metric} "
                       f"{value if value is None else round(value, 4)}")
@@ -366,23 +368,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if failed.empty else 1
 
 
-def _with_interval(value, interval) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4f}" + (f" [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "")
-
-
 def summary_lines(metrics: dict) -> list[str]:
     """What a finished run tells the terminal: test metrics with 95% intervals, baselines, warnings."""
     lines = [f"split: {metrics.get('split', '?')}; test rows: {metrics.get('rows', {}).get('test', '?')}"]
     intervals = metrics.get("test_intervals", {})
-    lines += [f"test {name}: {_with_interval(value, intervals.get(name))}"
+    lines += [f"test {name}: {format_interval(value, intervals.get(name), missing='n/a')}"
               for name, value in metrics.get("test", {}).items() if isinstance(value, (int, float))]
-    headline = "rmse" if metrics.get("task") == "regression" else "roc_auc"
+    headline = headline_metric(metrics.get("task"))
     for name, entry in metrics.get("baselines", {}).items():
         if isinstance(entry, dict) and entry.get("test"):
             lines.append(f"baseline {name}: test {headline} "
-                         f"{_with_interval(entry['test'].get(headline), entry.get('test_intervals', {}).get(headline))}")
+                         f"{format_interval(entry['test'].get(headline), entry.get('test_intervals', {}).get(headline), missing='n/a')}")
     if "at_threshold" in metrics:
         at = {k: ("n/a" if v is None else f"{v:.3f}") for k, v in metrics["at_threshold"].items()}
         lines.append(f"threshold {at['threshold']} ({metrics['decision']['method']}, positive "

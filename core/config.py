@@ -18,6 +18,8 @@ ROLES: tuple[str, ...] = ("numeric", "categorical", "text", "datetime", "id", "i
 Task = Literal["binary", "multiclass", "regression"]
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 DEFAULT_EXPLAIN_ROWS = 200  # rows explained when nobody says otherwise (page and CLI)
+DEFAULT_LORA_RANK = 8  # the rank offered when LoRA is switched on (Model page, sweep's LoRA point)
+LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")  # ModelConfig's LoRA settings
 
 
 @dataclass(frozen=True)

@@ -14,26 +14,18 @@ import plotly.graph_objects as go
 
 import core
 
-METRIC_LABELS = {
-    "roc_auc": "ROC AUC", "gini": "Gini", "ks": "KS", "pr_auc": "PR AUC", "brier": "Brier score",
-    "ece": "Calibration error (ECE)", "log_loss": "Log loss", "accuracy": "Accuracy", "f1": "F1",
-    "rmse": "RMSE", "mae": "MAE", "r2": "R²", "mape": "MAPE", "directional_accuracy": "Directional accuracy",
-}
 LEVEL_COLOURS = {"stable": "#2e7d32", "watch": "#f9a825", "shift": "#c62828"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#9467bd", "#8c564b"]
 
 
 def metric_label(name: str) -> str:
     arrow = "↑" if core.HIGHER_IS_BETTER.get(name, True) else "↓"
-    return f"{METRIC_LABELS.get(name, name)} {arrow}"
+    return f"{core.metric_label(name)} {arrow}"
 
 
 def with_interval(value, interval, digits: int = 3) -> str:
-    """``0.811 [0.729, 0.879]``; ``–`` for a missing value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    text = f"{value:.{digits}f}"
-    return text + (f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else "")
+    """``0.811 [0.729, 0.879]``; ``–`` for a missing value (three digits on the pages)."""
+    return core.format_interval(value, interval, digits)
 
 
 def scorecard(metrics: dict) -> pd.DataFrame:

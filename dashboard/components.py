@@ -21,13 +21,6 @@ STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:
                "cancelled": ":material/cancel:", "interrupted": ":material/warning:",
                "damaged": ":material/broken_image:"}  # for markdown
 BOUNDED_METRICS = ("roc_auc", "accuracy", "f1")
-HEADLINE_METRIC = {"regression": "rmse"}  # everything else: roc_auc
-
-
-def headline_metric(task: str) -> str:
-    return HEADLINE_METRIC.get(task, "roc_auc")
-
-
 def plot(figure: go.Figure, *, key: str | None = None, height: int = 320) -> None:
     figure.update_layout(margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=height)
     st.plotly_chart(figure, width="stretch", key=key)
@@ -178,7 +171,7 @@ def live_run(jobs, run_id: str | None) -> None:
         plot(loss_curve(snap.steps), key=f"loss.{run_id}")
     with right:
         val = (snap.epochs[-1].get("val") or {}) if snap.epochs else {}
-        metric = headline_metric("regression" if "rmse" in val else "classification")
+        metric = core.headline_metric("regression" if "rmse" in val else None)
         plot(validation_curve(snap.epochs, metric), key=f"val.{run_id}")
 
 

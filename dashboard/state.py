@@ -45,7 +45,7 @@ EXPLAIN_ROW = "explain.row"  # the row shown in the waterfall
 
 # Hyperparameter widgets are keyed "<section>.<field>" of RunConfig (e.g. "train.epochs").
 MODEL_FIELDS = ("freeze_depth", "max_length", "dropout")
-LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")  # used when LORA_ON is ticked
+LORA_FIELDS = core.LORA_FIELDS  # used when LORA_ON is ticked
 LORA_ON = "model.lora"
 TRAIN_FIELDS = ("epochs", "max_steps", "batch_size", "lr", "head_lr", "weight_decay", "warmup_ratio",
                 "patience", "seed")

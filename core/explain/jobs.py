@@ -21,7 +21,9 @@ from .attributions import ExplanationCancelled, explain_rows, explain_tokens, wa
 
 logger = logging.getLogger(__name__)
 
-MAX_EXPLAIN_ROWS = 1000  # cost grows linearly with rows: a page should not start an hour-long job
+# Per explanation job; the REST service has its own, per-request limit. Cost grows linearly with
+# rows: a page should not start an hour-long job.
+MAX_EXPLAIN_ROWS = 1000
 MAX_JOBS = 16  # finished jobs kept per registry, least recently used dropped first
 MAX_TOKEN_RESULTS = 64
 

@@ -19,13 +19,7 @@ from ..errors import RunError
 from ..evaluation.scorecard import metrics_of
 from ..runs import folder as runs
 from ..stats.intervals import N_BOOTSTRAP, delong_test, paired_differences
-from ..stats.metrics import HIGHER_IS_BETTER
-
-HEADLINE_METRICS = {  # the metrics people read first, per task, in reading order
-    "binary": ["roc_auc", "gini", "ks", "pr_auc", "brier", "ece", "log_loss", "accuracy", "f1"],
-    "multiclass": ["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"],
-    "regression": ["rmse", "mae", "r2", "mape", "directional_accuracy"],
-}
+from ..stats.metrics import HEADLINE_METRICS, HIGHER_IS_BETTER
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from ..config import LORA_FIELDS
 from ..errors import ConfigError, FinTuneError, RunError
+from ..stats.metrics import format_interval, format_number, metric_label
 
 logger = logging.getLogger(__name__)
 
@@ -37,18 +39,12 @@ MAX_COLUMNS_LISTED = 300  # wider tables list their first columns only: the page
 TRUNCATION_SAMPLE = 5000  # rows whose serialised text is tokenised to measure truncation
 PACKAGES = ("torch", "transformers", "pandas", "numpy", "scikit-learn", "shap", "lightgbm", "plotly", "accelerate",
             "safetensors", "fintune")
-LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
 WIDE_INTERVAL = 0.10  # classification: a headline interval wider than this is called wide
 RELATIVE_WIDE_INTERVAL = 0.25  # regression: interval width over the value
 SMALL_TEST_ROWS = 200
 MINORITY_SHARE = 0.20  # a class under this share of labelled rows makes the target imbalanced
 FEW_EVENTS = 30  # positive test rows below which precision and recall move a lot per row
 POOR_CALIBRATION_ECE = 0.05
-METRIC_LABELS = {
-    "roc_auc": "ROC AUC", "gini": "Gini", "ks": "KS", "pr_auc": "PR AUC", "brier": "Brier score",
-    "ece": "Calibration error (ECE)", "log_loss": "Log loss", "accuracy": "Accuracy", "f1": "F1",
-    "rmse": "RMSE", "mae": "MAE", "r2": "R²", "mape": "MAPE", "directional_accuracy": "Directional accuracy",
-}
 NOT_COVERED = (
     "Fairness: outcomes are not compared across protected or vulnerable groups.",
     "Performance after the end of this table (out-of-time monitoring) and under economic conditions it does not "
@@ -100,9 +96,9 @@ class _Run:
 
     @property
     def headline(self) -> str:
-        from ..stats.metrics import selection_metric_name
+        from ..stats.metrics import headline_metric
 
-        name = selection_metric_name(self.task)
+        name = headline_metric(self.task)
         value = self.metrics.get("test", {}).get(name)
         if name == "roc_auc" and (value is None or not math.isfinite(value)):
             return "log_loss"  # AUC is undefined when a test class is absent
@@ -161,38 +157,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 # --------------------------------------------------------------------------- formatting
 
 
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, numbers.Integral):
-        return f"{int(value):,}"
-    if isinstance(value, numbers.Real):
-        if not math.isfinite(value):
-            return "–"
-        text = f"{float(value):.{digits}f}"
-        return text[1:] if text.startswith("-") and not float(text) else text  # no "-0.0000"
-    return str(value)
-
-
-def _with_interval(value, interval, digits: int = 4) -> str:
-    text = _fmt(value, digits)
-    if interval and text != "–" and all(isinstance(v, numbers.Real) and math.isfinite(v) for v in interval):
-        text += f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
-    return text
-
-
 def _share(part: float, whole: float) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "–"
 
 
-def _label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
-
-
 def _cell(value, tag: str = "td") -> str:
-    text = value if isinstance(value, _Html) else _esc(_fmt(value))
+    text = value if isinstance(value, _Html) else _esc(format_number(value))
     return f"<{tag}>{text}</{tag}>"
 
 
@@ -396,9 +366,9 @@ def _model_section(run: _Run) -> list:
         pairs += _lora_rows(lora, depth)
     pairs += [
         ("Freeze depth", freeze),
-        ("Trainable / total parameters", f"{_fmt(trainable)} / {_fmt(total)}"
+        ("Trainable / total parameters", f"{format_number(trainable)} / {format_number(total)}"
          + (f" ({_share(trainable, total)} trainable)" if trainable and total else "")),
-        ("Max length (tokens)", f"{_fmt(metrics.get('max_length'))}"
+        ("Max length (tokens)", f"{format_number(metrics.get('max_length'))}"
          + (" (set)" if model.max_length else " (automatic: 95th percentile of training lengths, capped)")),
         ("Numbers in the text", model.numeric_in_text),
         ("Head", f"numeric encoder width {model.d_numeric}, hidden width {model.d_hidden}, dropout {model.dropout:g}"),
@@ -407,18 +377,18 @@ def _model_section(run: _Run) -> list:
         ("Optimiser", f"AdamW, backbone lr {train.lr:g}, head lr {train.head_lr:g}, weight decay "
                       f"{train.weight_decay:g}, warm-up {train.warmup_ratio:g}, gradient clip {train.max_grad_norm:g}"),
         ("Batch size", train.batch_size),
-        ("Epochs run / allowed", f"{_fmt(metrics.get('epochs_run'))} / {train.epochs}"
+        ("Epochs run / allowed", f"{format_number(metrics.get('epochs_run'))} / {train.epochs}"
          + (f", at most {train.max_steps} steps" if train.max_steps else "") + f", patience {train.patience}"),
     ]
     parts: list = [_facts(pairs)]
     epochs = _epochs(run)
     if epochs:
-        from ..stats.metrics import selection_metric_name
+        from ..stats.metrics import headline_metric
 
-        metric = selection_metric_name(run.task)
+        metric = headline_metric(run.task)
         best = _best_epoch(run)
         parts.append(_Html("<h3>Training history</h3>"))
-        parts.append(_table(["epoch", "steps", "train loss", f"validation {_label(metric)}", "kept"], [
+        parts.append(_table(["epoch", "steps", "train loss", f"validation {metric_label(metric)}", "kept"], [
             [e["epoch"], e.get("step"), e.get("train_loss"), e.get("val", {}).get(metric),
              "best: these weights" if e["epoch"] == best else ""] for e in epochs]))
     return parts
@@ -490,7 +460,7 @@ def _reproducibility_section(run: _Run) -> list:
         ("Seed (split, head initialisation, shuffling)", train.seed),
         ("Device / precision asked for", f"{train.device} / {train.precision}"),
         ("Processes", run.metrics.get("processes") or status.get("processes") or train.num_processes),
-        ("torch.compile / frozen-prefix cache", f"{_fmt(train.compile)} / {_fmt(train.cache_frozen_prefix)}"),
+        ("torch.compile / frozen-prefix cache", f"{format_number(train.compile)} / {format_number(train.cache_frozen_prefix)}"),
         ("Created", status.get("created") or "not recorded"),
         ("Started", status.get("started") or "not recorded"),
         ("Finished", status.get("finished") or "not recorded"),
@@ -547,9 +517,9 @@ def _metrics_section(run: _Run) -> list:
         finite = [v for values, _ in models.values() if isinstance(v := values.get(metric), numbers.Real)
                   and math.isfinite(v)]
         best = (max if higher else min)(finite) if len(finite) > 1 else None
-        row = [f"{_label(metric)} {'↑' if higher else '↓'}"]
+        row = [f"{metric_label(metric)} {'↑' if higher else '↓'}"]
         for values, intervals in models.values():
-            text = _with_interval(values.get(metric), intervals.get(metric))
+            text = format_interval(values.get(metric), intervals.get(metric))
             row.append(_bold(text) if best is not None and values.get(metric) == best else text)
         rows.append(row)
     rows_test = run.metrics.get("rows", {}).get("test", len(run.predictions))
@@ -583,15 +553,15 @@ def _threshold_part(run: _Run) -> list:
     outcome = outcome_at(_test_labels(run) == positive, _probabilities(run)[:, run.spec.positive_index], decision)
     method = {"cost": f"least expected cost on validation rows (false positive {decision.cost_fp:g}, false "
                       f"negative {decision.cost_fn:g})",
-              "approval_rate": f"approve {_fmt(decision.approval_rate, 2)} of validation rows",
+              "approval_rate": f"approve {format_number(decision.approval_rate, 2)} of validation rows",
               "manual": "set by hand"}[decision.method]
     parts.append(_facts([
-        ("Threshold on P(" + positive + ")", _fmt(decision.threshold)),
+        ("Threshold on P(" + positive + ")", format_number(decision.threshold)),
         ("Chosen by", method),
-        ("Precision / recall (test)", f"{_fmt(outcome['precision'], 3)} / {_fmt(outcome['recall'], 3)}"),
+        ("Precision / recall (test)", f"{format_number(outcome['precision'], 3)} / {format_number(outcome['recall'], 3)}"),
         ("Approval rate (test)", _share(outcome["approval_rate"], 1) if math.isfinite(outcome["approval_rate"])
          else "–"),
-        ("Expected cost per row (test)", _fmt(outcome["cost_per_row"])),
+        ("Expected cost per row (test)", format_number(outcome["cost_per_row"])),
     ]))
     parts.append(_p(f"Confusion matrix of the test rows at this threshold (rows flagged when P({positive}) ≥ "
                     f"{decision.threshold:.4f}):"))
@@ -679,10 +649,10 @@ def _calibration_section(run: _Run, plot: _Figures) -> list:
            "often it came true (marker size: rows in the bin). Points on the diagonal mean a predicted 30% happens "
            "30% of the time."),
         _facts([
-            ("Expected calibration error (ECE)", _with_interval(test.get("ece"), intervals.get("ece"))),
-            ("Brier score", _with_interval(test.get("brier"), intervals.get("brier"))),
+            ("Expected calibration error (ECE)", format_interval(test.get("ece"), intervals.get("ece"))),
+            ("Brier score", format_interval(test.get("brier"), intervals.get("brier"))),
             ("ECE / Brier recomputed from predictions.csv",
-             f"{_fmt(recomputed['ece'])} / {_fmt(recomputed['brier'])}"),
+             f"{format_number(recomputed['ece'])} / {format_number(recomputed['brier'])}"),
         ]),
         plot(figure, height=420),
         _table(["bin", "rows", "mean predicted", "observed"], [
@@ -832,7 +802,7 @@ def _uncertainty_limits(run: _Run) -> list[str]:
     headline, n_test = run.headline, run.metrics.get("rows", {}).get("test", len(run.predictions))
     value, interval = run.metrics["test"].get(headline), run.metrics.get("test_intervals", {}).get(headline)
     if not interval:
-        return [f"No bootstrap interval was recorded for the test {_label(headline)} ({n_test:,} test rows): its "
+        return [f"No bootstrap interval was recorded for the test {metric_label(headline)} ({n_test:,} test rows): its "
                 "uncertainty is unknown."]
     if value is None or not all(math.isfinite(v) for v in interval):
         return []
@@ -842,7 +812,7 @@ def _uncertainty_limits(run: _Run) -> list[str]:
     if not wide and n_test >= SMALL_TEST_ROWS:
         return []
     return [("Small test set" if n_test < SMALL_TEST_ROWS else "Wide interval")
-            + f": {n_test:,} test rows. The 95% interval of the test {_label(headline)} is "
+            + f": {n_test:,} test rows. The 95% interval of the test {metric_label(headline)} is "
             f"[{interval[0]:.4f}, {interval[1]:.4f}], {width:.4f} wide: differences smaller than that "
             "(between models, or against a target) are not established by this test."]
 
@@ -912,7 +882,7 @@ def _baseline_limits(run: _Run) -> list[str]:
         if (base > model_value) if higher else (base < model_value):
             clear = bool(interval and base_interval
                          and (base_interval[0] > interval[1] if higher else base_interval[1] < interval[0]))
-            found.append(f"The {name} baseline beats the fine-tuned model on test {_label(headline)}: "
+            found.append(f"The {name} baseline beats the fine-tuned model on test {metric_label(headline)}: "
                          f"{base:.4f} against {model_value:.4f}"
                          + (", and their intervals do not overlap." if clear else " (their intervals overlap).")
                          + " The simpler model may be the better choice.")
@@ -997,7 +967,7 @@ def _glance(run: _Run, limits: list[str]) -> _Html:
     test, intervals = run.metrics.get("test", {}), run.metrics.get("test_intervals", {})
     rows = run.metrics.get("rows", {})
     items = [
-        (f"Test {_label(headline)}", _with_interval(test.get(headline), intervals.get(headline))),
+        (f"Test {metric_label(headline)}", format_interval(test.get(headline), intervals.get(headline))),
         ("Rows train / validation / test", " / ".join(f"{rows.get(k, 0):,}" for k in ("train", "val", "test"))),
         ("Split", run.metrics.get("split", "not recorded")),
         ("Backbone", Path(run.config.model.backbone).name or run.config.model.backbone),

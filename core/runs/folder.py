@@ -35,6 +35,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..errors import ConfigError, RunError
+from ..stats.metrics import headline_metric
 
 # What status.json holds; "damaged" is only ever shown (for a folder whose files cannot be read).
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -461,7 +462,7 @@ def read_metrics(run_dir: Path) -> dict:
 
 def headline(run_dir: Path, metrics: dict, task: str | None) -> tuple[str, float | None]:
     """(name, test value) of the run's headline metric: rmse for regression, else roc_auc."""
-    metric = "rmse" if (metrics.get("task") or task) == "regression" else "roc_auc"
+    metric = headline_metric(metrics.get("task") or task)
     return metric, metric_number(run_dir, metrics, "test", metric)
 
 

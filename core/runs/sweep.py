@@ -20,12 +20,11 @@ import numpy as np
 import pandas as pd
 
 from . import folder as runs
-from ..config import RunConfig
+from ..config import DEFAULT_LORA_RANK, RunConfig
 from ..errors import RunError
-from ..stats.metrics import HIGHER_IS_BETTER
+from ..stats.metrics import HIGHER_IS_BETTER, headline_metric
 
 SWEEPS = "sweeps"
-DEFAULT_LORA_RANK = 8
 
 
 @dataclass(frozen=True)
@@ -101,10 +100,6 @@ def _well_formed(sweep: Sweep) -> bool:
                     and whole(p.lora_rank) for p in sweep.points))
 
 
-def _selection_metric(task: str) -> str:
-    return "rmse" if task == "regression" else "roc_auc"
-
-
 def sweep_results(runs_dir: str | Path, sweep: Sweep) -> pd.DataFrame:
     """One row per point: state, validation metric (best epoch), trainable parameters, wall time, peak memory."""
     table = pd.DataFrame([_point_row(runs_dir, point) for point in sweep.points])
@@ -128,7 +123,7 @@ def _point_row(runs_dir: str | Path, point: SweepPoint) -> dict:
             return {**row, "message": f"Its run folder {run_dir} is gone."}
         _, metrics, status = runs.read_run(run_dir)
         task = metrics.get("task", "")
-        metric = _selection_metric(task) if task else ""
+        metric = headline_metric(task) if task else ""
 
         def number(*keys: str) -> float | None:
             return runs.metric_number(run_dir, metrics, *keys)

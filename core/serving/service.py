@@ -64,8 +64,8 @@ from .predict import decision_for
 
 logger = logging.getLogger(__name__)
 
-MAX_PREDICT_ROWS = 10_000
-MAX_EXPLAIN_ROWS = 20  # SHAP reruns the model per column and row: seconds per row on a CPU
+MAX_PREDICT_ROWS = 10_000  # per request; a file of any size goes through `fintune predict`
+MAX_EXPLAIN_ROWS_PER_REQUEST = 20  # SHAP reruns the model per column and row: seconds per row on a CPU
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MIN_TOKEN_CHARS = 16
 MAX_REPORTED_ERRORS = 20  # a 10,000-row file with one bad column would otherwise list 10,000 errors
@@ -694,7 +694,7 @@ def create_app(
     *,
     token: str | None = None,
     max_predict_rows: int = MAX_PREDICT_ROWS,
-    max_explain_rows: int = MAX_EXPLAIN_ROWS,
+    max_explain_rows: int = MAX_EXPLAIN_ROWS_PER_REQUEST,
     max_body_bytes: int = MAX_BODY_BYTES,
     request_timeout: float | None = None,
     threads: int | None = None,

@@ -8,6 +8,7 @@ metric costs well under a second on a few thousand rows.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import pandas as pd
@@ -149,8 +150,52 @@ def selection_score(task: str, metrics: dict[str, float]) -> float:
     return -metrics["log_loss"]
 
 
-def selection_metric_name(task: str) -> str:
+def headline_metric(task: str | None) -> str:
+    """The metric a run is read by first (runs list, sweep, verdicts): RMSE for regression, else ROC AUC."""
     return "rmse" if task == "regression" else "roc_auc"
+
+
+HEADLINE_METRICS = {  # the metrics people read first, per task, in reading order
+    "binary": ["roc_auc", "gini", "ks", "pr_auc", "brier", "ece", "log_loss", "accuracy", "f1"],
+    "multiclass": ["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"],
+    "regression": ["rmse", "mae", "r2", "mape", "directional_accuracy"],
+}
+METRIC_LABELS = {
+    "roc_auc": "ROC AUC", "gini": "Gini", "ks": "KS", "pr_auc": "PR AUC", "brier": "Brier score",
+    "ece": "Calibration error (ECE)", "log_loss": "Log loss", "accuracy": "Accuracy", "f1": "F1",
+    "rmse": "RMSE", "mae": "MAE", "r2": "R²", "mape": "MAPE",
+    "directional_accuracy": "Directional accuracy",
+}
+
+
+def metric_label(name: str) -> str:
+    """The metric's name as people write it ("ROC AUC" for roc_auc)."""
+    return METRIC_LABELS.get(name, name)
+
+
+def format_number(value, digits: int = 4, missing: str = "–") -> str:
+    """A number as shown in tables and reports: ``missing`` for None or NaN, never "-0.0000"."""
+    if value is None:
+        return missing
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return f"{int(value):,}"
+    if isinstance(value, numbers.Real):
+        if not math.isfinite(value):
+            return missing
+        text = f"{float(value):.{digits}f}"
+        return text[1:] if text.startswith("-") and not float(text) else text
+    return str(value)
+
+
+def format_interval(value, interval, digits: int = 4, missing: str = "–") -> str:
+    """``0.8110 [0.7290, 0.8790]``: a value with its 95% interval, when the interval is finite."""
+    text = format_number(value, digits, missing)
+    if (interval and text != missing
+            and all(isinstance(v, numbers.Real) and math.isfinite(v) for v in interval)):
+        text += f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
+    return text
 
 
 HIGHER_IS_BETTER = {

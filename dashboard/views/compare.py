@@ -51,7 +51,7 @@ else:
 
 first = core.read_metrics(done[chosen[0]].path)
 histories = {r: core.read_history(done[r].path) for r in chosen}
-metric = ui.headline_metric(first.get("task", ""))
+metric = core.headline_metric(first.get("task", ""))
 left, right = st.columns(2)
 with left:
     if first.get("task") == "binary" and first.get("positive_class") is not None:

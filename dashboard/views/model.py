@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 import core
-from core.model.backbones import check_max_length
 from dashboard import components as ui
 from dashboard import state
 
@@ -58,7 +57,7 @@ def lora_parameters(name: str, rank: int, targets: tuple[str, ...] | None, depth
 def length_problem(name: str, max_length: int | None) -> str | None:
     """Why ``max_length`` cannot work on this backbone (core reads its config), or None."""
     try:
-        check_max_length(name, max_length)
+        core.check_max_length(name, max_length)
     except core.FinTuneError as exc:
         return str(exc)
     return None
@@ -104,8 +103,9 @@ use_lora = st.toggle("LoRA adapters instead of training the backbone's weights",
                      help="Low-rank adapters (peft) beside the linear layers of every block above the freeze depth; "
                           "the pretrained weights stay frozen and the saved run keeps only adapters and head.")
 if use_lora:
-    for key, value in (("model.lora_rank", 8), ("model.lora_alpha", 16.0), ("model.lora_dropout", 0.05),
-                       ("model.lora_targets", "")):
+    lora = core.ModelConfig(lora_rank=core.DEFAULT_LORA_RANK)  # the engine's own LoRA defaults
+    for key, value in (("model.lora_rank", lora.lora_rank), ("model.lora_alpha", 2.0 * lora.lora_rank),
+                       ("model.lora_dropout", lora.lora_dropout), ("model.lora_targets", "")):
         state.init_widget(key, value)
     c = st.columns(4)
     rank = c[0].number_input("Rank", min_value=1, max_value=256, step=1, key="model.lora_rank",

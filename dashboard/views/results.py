@@ -5,7 +5,6 @@ import pandas as pd
 import streamlit as st
 
 import core
-from core.review import report as model_report
 from dashboard import charts, state
 from dashboard import components as ui
 
@@ -35,13 +34,13 @@ st.caption(f"Split: {metrics.get('split', 'not recorded')} · train {rows.get('t
 for warning in metrics.get("warnings", []):
     st.warning(warning["message"], icon=":material/warning:")
 
-report_file = summary.path / model_report.REPORT_FILE
+report_file = summary.path / core.REPORT_FILE
 if st.button("Model report", icon=":material/description:", key=f"results.report.{summary.run_id}",
              help="One self-contained HTML file for model-risk review: data fingerprint, split, model, "
                   "reproducibility, metrics with intervals, calibration, SHAP, stability, limitations."):
-    with st.spinner(f"Writing the model report (SHAP on {model_report.DEFAULT_SHAP_ROWS} test rows) ..."):
+    with st.spinner(f"Writing the model report (SHAP on {core.DEFAULT_SHAP_ROWS} test rows) ..."):
         try:
-            model_report.write_model_report(summary.path)
+            core.write_model_report(summary.path)
         except core.FinTuneError as exc:
             st.error(str(exc), icon=":material/error:")
 if report_file.is_file():
@@ -143,7 +142,7 @@ with tabs["Training"]:
     with left:
         ui.plot(ui.loss_curve([e for e in history if e.get("type") == "step"]))
     with right:
-        ui.plot(ui.validation_curve([e for e in history if e.get("type") == "epoch"], ui.headline_metric(task)))
+        ui.plot(ui.validation_curve([e for e in history if e.get("type") == "epoch"], core.headline_metric(task)))
 
 with tabs["Predictions"]:
     st.dataframe(predictions, hide_index=True, height=320, width="stretch")

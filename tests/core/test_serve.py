@@ -28,7 +28,7 @@ from core.runs import folder as runs
 from core.runs.fitted import load_model
 from core.runs.worker import execute
 from core.serving.predict import score_file
-from core.serving.service import MAX_EXPLAIN_ROWS, MAX_PREDICT_ROWS, create_app
+from core.serving.service import MAX_EXPLAIN_ROWS_PER_REQUEST, MAX_PREDICT_ROWS, create_app
 from tests.conftest import (
     PROJECT_ROOT,
     credit_table,
@@ -101,7 +101,7 @@ def test_health_describes_the_run(client, served_runs):
     assert body["backbone"] == runs.load_config(served_runs["binary"]).model.backbone
     assert [(c["name"], c["role"]) for c in body["columns"]] == [(c, spec.roles[c]) for c in spec.feature_columns]
     assert body["limits"]["max_predict_rows"] == MAX_PREDICT_ROWS
-    assert body["limits"]["max_explain_rows"] == MAX_EXPLAIN_ROWS
+    assert body["limits"]["max_explain_rows"] == MAX_EXPLAIN_ROWS_PER_REQUEST
     inference = body["inference"]
     assert inference["device"] == "cpu" and inference["precision"] == "fp32"  # the run's precision
     assert inference["threads"] >= 1 and inference["batch_size"] >= 1
@@ -124,7 +124,7 @@ def test_openapi_request_models_are_the_runs_columns(client, served_runs):
         assert {"type": "null"} in row["properties"][column]["anyOf"]
     rows = schema["components"]["schemas"]["PredictRequest"]["properties"]["rows"]
     assert rows["minItems"] == 1 and rows["maxItems"] == MAX_PREDICT_ROWS
-    assert schema["components"]["schemas"]["ExplainRequest"]["properties"]["rows"]["maxItems"] == MAX_EXPLAIN_ROWS
+    assert schema["components"]["schemas"]["ExplainRequest"]["properties"]["rows"]["maxItems"] == MAX_EXPLAIN_ROWS_PER_REQUEST
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}
     assert client.get("/docs").status_code == 200
@@ -221,8 +221,8 @@ def test_empty_too_many_and_malformed_bodies_are_422(client):
     row = _records(_rows("binary", n=1))[0]
     error = _only_error(client.post("/predict", json={"rows": [row] * (MAX_PREDICT_ROWS + 1)}))
     assert error["loc"] == ["body", "rows"] and f"at most {MAX_PREDICT_ROWS}" in error["msg"]
-    error = _only_error(client.post("/explain", json={"rows": [row] * (MAX_EXPLAIN_ROWS + 1)}))
-    assert f"at most {MAX_EXPLAIN_ROWS}" in error["msg"]
+    error = _only_error(client.post("/explain", json={"rows": [row] * (MAX_EXPLAIN_ROWS_PER_REQUEST + 1)}))
+    assert f"at most {MAX_EXPLAIN_ROWS_PER_REQUEST}" in error["msg"]
     error = _only_error(client.post("/predict", content=b"{rows: oops", headers={"content-type": "application/json"}))
     assert "not valid JSON" in error["msg"]
     error = _only_error(client.post("/predict", json={"rows": [row], "threshold": 0.2}))
