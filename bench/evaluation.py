@@ -92,14 +92,14 @@ def delong_table(repeats: int) -> None:
 
 def report_of_run(run: Path, repeats: int) -> None:
     """The whole post-training report (metrics, intervals, baselines, stability, leakage) of a run."""
-    from core.data.split import split_rows
     from core.runs import folder as runs
     from core.runs.finish import write_report
+    from core.runs.split_file import run_split
     from core.training.estimator import FineTuner
 
     tuner = FineTuner.load(runs.model_dir(run))
     frame = runs.load_data(run)
-    tuner.splits_ = split_rows(frame, tuner.spec_, tuner.config.data, tuner.config.train.seed)
+    tuner.splits_ = run_split(run, frame, tuner.spec_, tuner.config)
     phases: dict[str, list[float]] = {}
 
     def once():

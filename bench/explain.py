@@ -22,6 +22,7 @@ from core.config import default_config
 from core.data.read import read_table
 from core.explain.attributions import explain_rows, explain_tokens
 from core.runs import folder as runs
+from core.runs.status import read_status
 from core.runs.worker import execute
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data"
@@ -40,7 +41,7 @@ def train_run(name: str, runs_dir: Path) -> Path:
     started = time.perf_counter()
     state = execute(run_dir)
     if state != "succeeded":
-        raise SystemExit(f"training the {name} run failed: {runs.read_status(run_dir).get('message')}")
+        raise SystemExit(f"training the {name} run failed: {read_status(run_dir).get('message')}")
     print(f"trained {name} in {time.perf_counter() - started:.0f} s: {run_dir}", flush=True)
     return run_dir
 

@@ -29,9 +29,10 @@ STARTUP_TIMEOUT_S = 600  # backbone load and tokenising on a slow, busy 2-core m
 def _throughput(run_dir: Path, start: float, end: float, batch_size: int) -> float:
     """Samples per second between two wall-clock times, from the run's step events."""
     from core.runs import folder as runs
+    from core.training.events import StepEvent
 
-    steps = [(e["time"], e["step"]) for e in runs.read_history(run_dir) if e.get("type") == "step"
-             and start <= e["time"] <= end]
+    steps = [(e.time, e.step) for e in runs.read_events(run_dir)
+             if isinstance(e, StepEvent) and e.time is not None and start <= e.time <= end]
     if len(steps) < 2:
         return float("nan")
     (t0, s0), (t1, s1) = steps[0], steps[-1]
@@ -103,7 +104,7 @@ def main() -> None:
     run_dir = runs_dir / run_id
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while (snapshot := jobs.snapshot(run_id)).step < 10:  # past start-up, tokenising, first steps
-        if snapshot.state in core.runs.FINAL_STATES:
+        if snapshot.finished:
             raise SystemExit(f"load benchmark: the training job ended as {snapshot.state} before step 10: "
                              f"{snapshot.message}")
         if time.monotonic() > deadline:

@@ -69,6 +69,7 @@ def train_run(runs_dir: Path) -> Path:
     from core.config import default_config
     from core.data.read import read_table
     from core.runs import folder as runs
+    from core.runs.status import read_status
     from core.runs.worker import execute
 
     frame = read_table(SAMPLES / "fin_sentiment.csv").sample(TRAIN_ROWS, random_state=0)
@@ -76,7 +77,7 @@ def train_run(runs_dir: Path) -> Path:
     run_dir = runs.create_run(runs_dir, config, frame, source=SOURCE)
     started = time.perf_counter()
     if execute(run_dir) != "succeeded":
-        message = runs.read_status(run_dir).get("message")
+        message = read_status(run_dir).get("message")
         raise SystemExit(f"training the benchmark run failed: {message}")
     seconds = time.perf_counter() - started
     print(f"trained the MiniLM sentiment run in {seconds:.0f} s: {run_dir}", flush=True)

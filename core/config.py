@@ -37,7 +37,7 @@ class DataConfig:
 
     def __post_init__(self):
         if not self.target:
-            raise ConfigError("No target column given: name the column to predict (--target COL).")
+            raise ConfigError("No target column given: name the column to predict (the target).")
         for column, role in self.roles.items():
             if role not in ROLES:
                 raise ConfigError(

@@ -196,45 +196,6 @@ def metrics_table(metrics_by_run: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def confusion(table: pd.DataFrame) -> go.Figure:
-    figure = px.imshow(table, text_auto=True, color_continuous_scale="Blues", title="Confusion matrix (test)",
-                       labels={"x": "predicted", "y": "actual", "color": "rows"})
-    figure.update_xaxes(type="category")
-    figure.update_yaxes(type="category")
-    return figure
-
-
-def roc(curves: dict[str, pd.DataFrame]) -> go.Figure:
-    figure = go.Figure()
-    for label, points in curves.items():
-        figure.add_scatter(x=points["fpr"], y=points["tpr"], mode="lines", name=label)
-    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"})
-    figure.update_layout(title="ROC curve (test)", xaxis_title="false positive rate", yaxis_title="true positive rate")
-    return figure
-
-
-def precision_recall(curves: dict[str, pd.DataFrame]) -> go.Figure:
-    figure = go.Figure()
-    for label, points in curves.items():
-        figure.add_scatter(x=points["recall"], y=points["precision"], mode="lines", name=label)
-    figure.update_layout(title="Precision-recall curve (test)", xaxis_title="recall", yaxis_title="precision",
-                         yaxis_range=[0, 1.02])
-    return figure
-
-
-def predicted_vs_actual(actual: pd.Series, predicted: pd.Series) -> go.Figure:
-    figure = px.scatter(x=actual, y=predicted, opacity=0.6, labels={"x": "actual", "y": "predicted"},
-                        title="Predicted vs actual (test)")
-    low, high = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
-    figure.add_scatter(x=[low, high], y=[low, high], mode="lines", name="perfect", line={"dash": "dot"})
-    return figure
-
-
-def residuals(actual: pd.Series, predicted: pd.Series) -> go.Figure:
-    return px.scatter(x=predicted, y=actual - predicted, opacity=0.6, title="Residuals (test)",
-                      labels={"x": "predicted", "y": "actual − predicted"})
-
-
 def pick_finished_run(key: str):
     """A picker over succeeded runs (defaulting to this tab's current run); stops the page if none."""
     from dashboard import state
@@ -275,13 +236,11 @@ def importance_order(explanation) -> list[int]:
 
 
 def importance_bar(explanation, output: str, *, top: int = 20) -> go.Figure:
+    """The ``top`` columns by mean |SHAP| as core's importance figure (the report draws the same)."""
     order = importance_order(explanation)[:top]
     mean_abs = np.abs(explanation.values).mean(axis=0)
-    frame = pd.DataFrame({"column": [explanation.feature_names[j] for j in order], "mean |SHAP|": mean_abs[order]})
-    figure = px.bar(frame, x="mean |SHAP|", y="column", orientation="h",
-                    title=f"Importance: mean |effect| on {output}")
-    figure.update_yaxes(autorange="reversed", title=None)
-    return figure
+    columns = [explanation.feature_names[j] for j in order]
+    return core.importance_figure(columns, mean_abs[order], output)
 
 
 def _normalised(values: np.ndarray) -> np.ndarray | None:
@@ -388,8 +347,6 @@ def _save_decision(run_dir, decision) -> None:
 def decision_panel(summary, metrics: dict, predictions: pd.DataFrame) -> None:
     """Choose a binary run's threshold by costs, approval rate or hand (on validation rows), see
     what it does on test rows, and save it for every later prediction."""
-    from dashboard import charts
-
     positive = str(metrics["positive_class"])
     negative = next(str(c) for c in metrics["classes"] if str(c) != positive)
     try:
@@ -436,10 +393,10 @@ def decision_panel(summary, metrics: dict, predictions: pd.DataFrame) -> None:
     m5.metric(f"Recall for {positive}", "–" if np.isnan(test["recall"]) else f"{test['recall']:.1%}")
     left, right = st.columns(2)
     with left:
-        plot(charts.confusion_at(test, positive, negative))
+        plot(core.threshold_confusion_figure(test, positive, negative))
     with right:
         curve = core.cost_curve(*scores(val), cost_fp, cost_fn)
-        plot(charts.cost_curve(curve, decision.threshold, "validation rows"))
+        plot(core.cost_figure(curve, decision.threshold, "validation rows"))
     current = f"Saved threshold: **{saved.threshold:.3f}** ({saved.method})." if saved else "No threshold saved."
     st.caption(f"{current} Predictions on the Predict page and `fintune predict` use the saved one.")
     st.button("Use this threshold for predictions", icon=":material/save:", key=f"{key}.save",

@@ -175,8 +175,8 @@ def _resolve(source) -> tuple[object, Path | None]:
 
 
 def _training_rows(run_dir: Path | None, tuner) -> pd.DataFrame:
-    from ..data.split import split_rows
     from ..runs import folder as runs
+    from ..runs.split_file import run_split
 
     if run_dir is None:
         raise ConfigError(
@@ -187,7 +187,7 @@ def _training_rows(run_dir: Path | None, tuner) -> pd.DataFrame:
         raise RunError(f"Run {run_dir} has no data.parquet: its training rows are needed as background.")
     frame = runs.load_data(run_dir)
     config = runs.load_config(run_dir)
-    return frame.iloc[split_rows(frame, tuner.spec_, config.data, config.train.seed)["train"]]
+    return frame.iloc[run_split(run_dir, frame, tuner.spec_, config)["train"]]  # as stored
 
 
 def _check_rows(tuner, rows, what: str = "rows") -> None:

@@ -18,6 +18,7 @@ from ..data.schema import TableSpec
 from ..errors import RunError
 from ..evaluation.scorecard import metrics_of
 from ..runs import folder as runs
+from ..runs.files import read_json
 from ..stats.intervals import N_BOOTSTRAP, delong_test, paired_differences
 from ..stats.metrics import HEADLINE_METRICS, HIGHER_IS_BETTER
 
@@ -153,7 +154,7 @@ def compare_runs(run_dirs: list[str | Path], *, n_boot: int = N_BOOTSTRAP) -> Co
         if not metrics:
             raise RunError(f"Run {run_dir.name} has no metrics: pick runs that succeeded.")
         target = runs.load_config(run_dir).data.target  # checked: damaged is a RunError
-        config = runs.read_json(run_dir / "config.json")
+        config = read_json(run_dir / "config.json")
         spec = spec_from_metrics(metrics, target)
         specs.append(spec)
         tables[run_dir.name] = runs.read_predictions(run_dir)

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import folder as runs
 from ..data.split import describe_split, resolve_split
-from ..training.estimator import FineTuner, predictions_table
 from ..evaluation.scorecard import diagnostics, evaluate, metrics_of, positive_scores
 from ..stats.thresholds import choose_threshold, outcome_at
+from ..training.estimator import FineTuner, predictions_table
+from . import folder as runs
+from .files import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def write_report(run_dir: Path, tuner: FineTuner, frame: pd.DataFrame, phase: Ca
     decision = None
     if spec.task == "binary":
         decision = choose_threshold(*positive_scores(spec, labels["val"], predictions["val"]), spec.positive_class)
-        runs.write_json(Path(run_dir) / "decision.json", decision.to_dict())
+        write_json(Path(run_dir) / "decision.json", decision.to_dict())
     for name, file in (("val", "val_predictions.csv"), ("test", "predictions.csv")):
         runs.write_table(run_dir, file, predictions_table(spec, parts[name], predictions[name], decision))
 
@@ -124,7 +125,7 @@ def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: n
     except Exception as exc:  # stability is advice: its failure must not fail the run
         logger.exception("stability failed")
         return {"error": f"{type(exc).__name__}: {exc}"}
-    runs.write_json(Path(run_dir) / "stability.json", {
+    write_json(Path(run_dir) / "stability.json", {
         "references": {name: ref.to_dict() for name, ref in references.items()},
         "score_reference": score_reference.to_dict(),
         "rows": {"inputs": len(train), "score": len(sample)},

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import RunError
 from . import folder as runs
+from .status import read_status
 
 
 @lru_cache(maxsize=4)
@@ -22,6 +23,6 @@ def load_model(run_dir: str | Path):
     path = runs.model_dir(run_dir)
     weights = path / "model.safetensors"
     if not weights.is_file():
-        state = runs.read_status(run_dir).get("state", "unknown") if run_dir.is_dir() else "missing"
+        state = read_status(run_dir).get("state", "unknown") if run_dir.is_dir() else "missing"
         raise RunError(f"Run {run_dir} has no saved model (state: {state}): pick a run that succeeded.")
     return _load(str(path.resolve()), weights.stat().st_mtime)

@@ -1,18 +1,16 @@
 """Background fine-tuning jobs: a process-wide queue whose threads supervise worker processes.
 
 Each job is one run folder. A dispatcher thread starts at most ``max_concurrent`` worker
-processes (``python -m core.runs.worker RUN_DIR``) and a supervising thread per process waits for it
-and settles its final state. Progress is read from the run folder, so a snapshot is the same
-from any thread, tab or process.
+processes (:mod:`.process`) and a supervising thread per process waits for it and settles its
+final state. Progress is read from the run folder, so a snapshot is the same from any thread, tab
+or process.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
-import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,14 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import folder as runs
 from ..config import RunConfig
 from ..errors import RunError
+from ..training.events import EpochEvent, StepEvent
+from . import folder as runs
+from .files import DAMAGED_FIX, DamagedRunError
+from .process import settle_exit, signal_group, start_warm_worker, start_worker, terminate
+from .status import DAMAGED, FINAL_STATES, settle_dead_run, write_status
 
 logger = logging.getLogger(__name__)
 
-CANCEL_GRACE_S = 15.0  # SIGTERM first (stop at the next step), then SIGKILL
-_PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,15 @@ class JobSnapshot:
 
     @property
     def progress(self) -> float:
+        """The share of steps done, 0 to 1 (1 once the run succeeded)."""
         if self.state == "succeeded":
             return 1.0
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
 
     @property
     def finished(self) -> bool:
-        return self.state in runs.FINAL_STATES
+        """Whether the run is in a final state (damaged included)."""
+        return self.state in FINAL_STATES
 
 
 def snapshot(run_dir: Path) -> JobSnapshot:
@@ -66,40 +68,40 @@ def snapshot(run_dir: Path) -> JobSnapshot:
     run_dir = Path(run_dir)
     try:
         _, _, status = runs.read_run(run_dir)
-    except runs.DamagedRunError as exc:
-        return JobSnapshot(run_id=run_dir.name, state=runs.DAMAGED,
-                           message=f"{exc.reason}. {runs.DAMAGED_FIX}")
-    history = runs.read_history(run_dir)
-    steps = [e for e in history if e.get("type") == "step"]
-    epochs = [e for e in history if e.get("type") == "epoch"]
-    last = steps[-1] if steps else {}
+    except DamagedRunError as exc:
+        return JobSnapshot(run_id=run_dir.name, state=DAMAGED,
+                           message=f"{exc.reason}. {DAMAGED_FIX}")
+    history = runs.read_events(run_dir)
+    steps = [e for e in history if isinstance(e, StepEvent)]
+    epochs = [e for e in history if isinstance(e, EpochEvent)]
+    last = steps[-1] if steps else StepEvent()
     return JobSnapshot(
         run_id=run_dir.name,
         state=status["state"],
         phase=status.get("phase") or "",
         message=status.get("message") or "",
         kind=status.get("kind") or "",
-        step=int(last.get("step", 0)),
-        total_steps=int(last.get("total_steps", 0)),
-        epoch=int(last.get("epoch", 0)),
-        loss=last.get("loss"),
-        samples_per_s=last.get("samples_per_s"),
-        eta_s=last.get("eta_s"),
-        elapsed_s=last.get("elapsed_s"),
-        steps=steps,
-        epochs=epochs,
+        step=last.step or 0,
+        total_steps=last.total_steps or 0,
+        epoch=last.epoch or 0,
+        loss=last.loss,
+        samples_per_s=last.samples_per_s,
+        eta_s=last.eta_s,
+        elapsed_s=last.elapsed_s,
+        steps=[e.to_dict() for e in steps],  # as dicts: the dashboard's curves plot them
+        epochs=[e.to_dict() for e in epochs],
     )
 
 
 class JobManager:
-    """Runs fine-tuning jobs in the background; one instance per process (the dashboard caches it)."""
+    """Runs fine-tuning jobs in the background; one per process (the dashboard caches it)."""
 
-    def __init__(
-        self, runs_dir: str | Path = runs.DEFAULT_RUNS_DIR, *, max_concurrent: int = 1, warm_worker: bool = True
-    ):
+    def __init__(self, runs_dir: str | Path = runs.DEFAULT_RUNS_DIR, *, max_concurrent: int = 1,
+                 warm_worker: bool = True):
         self.runs_dir = Path(runs_dir)
         self.max_concurrent = max_concurrent
-        self.warm_worker = warm_worker  # keep one worker process started and imported, ready for the next run
+        # keep one worker process started and imported, ready for the next run
+        self.warm_worker = warm_worker
         self._spare: subprocess.Popen | None = None
         self._lock = threading.Condition()
         self._queue: deque[str] = deque()
@@ -109,10 +111,11 @@ class JobManager:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         for summary in runs.list_runs(self.runs_dir):  # runs left running or queued by a dead app
             if summary.state == "interrupted":
-                runs.settle_dead_run(summary.path)
+                settle_dead_run(summary.path)
         if warm_worker:
-            self._spare = self._spawn(["--warm"], stdout=subprocess.DEVNULL, stdin=subprocess.PIPE)
-        self._dispatcher = threading.Thread(target=self._dispatch, name="fintune-dispatcher", daemon=True)
+            self._spare = start_warm_worker()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="fintune-dispatcher",
+                                            daemon=True)
         self._dispatcher.start()
 
     # ----------------------------------------------------------------- public API
@@ -137,16 +140,15 @@ class JobManager:
             if process is None or process.poll() is not None:
                 return False
             self._cancel_requested.add(run_id)
-        _signal_group(process, signal.SIGTERM)
-        timer = threading.Timer(CANCEL_GRACE_S, _signal_group, args=(process, signal.SIGKILL))
-        timer.daemon = True
-        timer.start()
+        terminate(process)
         return True
 
     def snapshot(self, run_id: str) -> JobSnapshot:
+        """Progress of the job ``run_id``, read from its run folder."""
         return snapshot(runs.run_path(self.runs_dir, run_id))
 
     def list_runs(self) -> list[runs.RunSummary]:
+        """All runs in this manager's runs folder, newest first."""
         return runs.list_runs(self.runs_dir)
 
     def active(self) -> list[str]:
@@ -191,7 +193,8 @@ class JobManager:
     def _dispatch(self) -> None:
         while True:
             with self._lock:
-                while not self._closed and (not self._queue or len(self._processes) >= self.max_concurrent):
+                while not self._closed and (not self._queue
+                                            or len(self._processes) >= self.max_concurrent):
                     self._lock.wait()
                 if self._closed:
                     return
@@ -203,7 +206,8 @@ class JobManager:
                             message=f"Could not start the training process: {exc}")
                     self._lock.notify_all()
                     continue
-            threading.Thread(target=self._supervise, args=(run_id,), name=f"fintune-{run_id}", daemon=True).start()
+            threading.Thread(target=self._supervise, args=(run_id,), name=f"fintune-{run_id}",
+                             daemon=True).start()
 
     def _launch(self, run_id: str) -> subprocess.Popen:
         """Hand the run to the warm spare worker if there is one, else start a cold one."""
@@ -212,27 +216,20 @@ class JobManager:
         spare, self._spare = self._spare, None
         process = None
         if spare is not None and processes > 1:
-            self._spare, spare = spare, None  # several processes start under a launcher: keep the spare
+            # several processes start under a launcher: keep the spare
+            self._spare, spare = spare, None
         if spare is not None and spare.poll() is None:
             try:
                 spare.stdin.write(f"{run_dir}\n".encode())
                 spare.stdin.close()
                 process = spare
             except OSError:
-                _signal_group(spare, signal.SIGKILL)
+                signal_group(spare, signal.SIGKILL)
         if process is None:
-            log = open(run_dir / "worker.log", "ab")
-            try:
-                process = start_worker(run_dir, processes, stdout=log)
-            finally:
-                log.close()
+            process = start_worker(run_dir, processes)
         if self.warm_worker and not self._closed and self._spare is None:
-            self._spare = self._spawn(["--warm"], stdout=subprocess.DEVNULL, stdin=subprocess.PIPE)
+            self._spare = start_warm_worker()
         return process
-
-    @staticmethod
-    def _spawn(args: list[str], *, stdout, stdin=subprocess.DEVNULL) -> subprocess.Popen:
-        return _popen([sys.executable, "-m", "core.runs.worker", *args], stdout=stdout, stdin=stdin)
 
     def _supervise(self, run_id: str) -> None:
         run_dir = runs.run_path(self.runs_dir, run_id)
@@ -249,82 +246,9 @@ class JobManager:
                 self._lock.notify_all()
 
 
-def _popen(argv: list[str], *, stdout, stdin=subprocess.DEVNULL) -> subprocess.Popen:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return subprocess.Popen(
-        argv,
-        stdout=stdout,
-        stderr=subprocess.STDOUT,
-        stdin=stdin,
-        env=env,
-        start_new_session=True,  # its own process group: cancel can kill the whole tree
-    )
-
-
-def start_worker(run_dir: Path, num_processes: int = 1, *, stdout) -> subprocess.Popen:
-    """The run's training process: ``python -m core.runs.worker RUN_DIR``, or N of them under ``accelerate launch``."""
-    from ..training.distributed import launch_command
-
-    program = ["-m", "core.runs.worker", str(Path(run_dir).resolve())]
-    argv = launch_command(num_processes, program) if num_processes > 1 else [sys.executable, *program]
-    return _popen(argv, stdout=stdout)
-
-
 def _record(run_dir: Path, state: str, **fields) -> None:
     """write_status for the manager's own bookkeeping: a damaged status.json is left as it is."""
     try:
-        runs.write_status(run_dir, state, **fields)
+        write_status(run_dir, state, **fields)
     except RunError as exc:
         logger.warning("run %s could not be marked %s: %s", Path(run_dir).name, state, exc)
-
-
-def settle_exit(run_dir: Path, code: int, *, cancelled: bool = False) -> None:
-    """Give a run whose process has exited its final state, if the process could not write one
-    (RunError when its status.json is damaged: that is never overwritten)."""
-    from ..training.distributed import rank_failure, read_rank_errors
-
-    status = runs.read_status_file(Path(run_dir))
-    if status.get("state") in runs.FINAL_STATES:
-        return
-    if cancelled:
-        runs.write_status(run_dir, "cancelled", message="Cancelled by the user.")
-        return
-    errors = read_rank_errors(run_dir)
-    if errors:
-        kind, message = rank_failure(errors[0], status.get("processes"))
-    else:
-        kind, message = _exit_kind(code), _exit_message(run_dir, code)
-    runs.write_status(run_dir, "failed", kind=kind, message=message, phase="Failed")
-
-
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _exit_kind(code: int) -> str:
-    return "out_of_memory" if code == -signal.SIGKILL else "other"
-
-
-def _exit_message(run_dir: Path, code: int) -> str:
-    try:
-        checkpoint = runs.read_checkpoint(run_dir)
-        kept = (f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in "
-                f"{runs.CHECKPOINT}/." if checkpoint else "")
-    except runs.DamagedRunError as exc:
-        kept = f" Its {runs.CHECKPOINT}/ folder is kept, but {exc.reason}."
-    if code == -signal.SIGKILL:
-        return ("The training process was killed (SIGKILL), most often by the system running out of memory: "
-                f"try a smaller batch size or max length.{kept}")
-    tail = ""
-    log = run_dir / "worker.log"
-    if log.exists():
-        lines = log.read_text(errors="replace").strip().splitlines()
-        tail = lines[-1] if lines else ""
-    return f"The training process exited with code {code}. {tail}{kept}".strip()

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import folder as runs
 from ..config import DEFAULT_LORA_RANK, RunConfig
 from ..errors import RunError
 from ..stats.metrics import HIGHER_IS_BETTER, headline_metric
+from . import folder as runs
+from .files import DamagedRunError, write_json
+from .status import DAMAGED, utc_now
 
 SWEEPS = "sweeps"
 
@@ -66,10 +68,10 @@ def start_sweep(jobs, base: RunConfig, frame: pd.DataFrame, n_layers: int, *, so
     for point in sweep_points(n_layers, lora_rank=lora_rank):
         run_id = jobs.submit(point_config(base, point), frame, source=source)
         points.append(SweepPoint(point.label, point.freeze_depth, point.lora_rank, run_id))
-    sweep = Sweep(f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}", runs._now(), source, tuple(points))
+    sweep = Sweep(f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}", utc_now(), source, tuple(points))
     folder = Path(jobs.runs_dir) / SWEEPS
     folder.mkdir(parents=True, exist_ok=True)
-    runs.write_json(folder / f"{sweep.sweep_id}.json", {
+    write_json(folder / f"{sweep.sweep_id}.json", {
         "sweep_id": sweep.sweep_id, "created": sweep.created, "source": source,
         "points": [p.__dict__ for p in points]})
     return sweep
@@ -133,10 +135,10 @@ def _point_row(runs_dir: str | Path, point: SweepPoint) -> dict:
                 "test_metric": number("test", metric) if metric else None,
                 "trainable_parameters": number("trainable_parameters"),
                 "wall_s": number("training_seconds"), "peak_memory_mb": number("peak_memory_mb")}
-    except runs.DamagedRunError as exc:
-        return {**row, "state": runs.DAMAGED, "message": exc.reason}
+    except DamagedRunError as exc:
+        return {**row, "state": DAMAGED, "message": exc.reason}
     except RunError as exc:  # a run id in the sweep record that is not one of ours
-        return {**row, "state": runs.DAMAGED, "message": str(exc)}
+        return {**row, "state": DAMAGED, "message": str(exc)}
 
 
 def find_knee(table: pd.DataFrame) -> int | None:

@@ -22,7 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..training.events import EpochEvent, StepEvent, WarningEvent, parse_event
 from . import folder as runs
+from .files import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +124,7 @@ def _warn(run_dir: Path, exc: BaseException) -> None:
                "keeps every result.")
     logger.warning(message)
     try:
-        runs.append_event(run_dir, {"type": "warning", "message": message})
+        runs.append_event(run_dir, WarningEvent(message=message).to_dict())
     except OSError:
         pass
 
@@ -133,7 +135,7 @@ class MlflowTracker:
     def __init__(self, run_dir: Path, client, run_id: str):
         self.run_dir, self.client, self.run_id = run_dir, client, run_id
         self.active = True
-        self._last_step: dict = {}
+        self._last_step: StepEvent | None = None
 
     def _guarded(self, action: Callable[[], None]) -> None:
         if not self.active:
@@ -152,14 +154,16 @@ class MlflowTracker:
         for start in range(0, len(metrics), _BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[start:start + _BATCH])
 
-    def _on_event(self, event: dict) -> None:
-        if event.get("type") == "step":
+    def _on_event(self, raw: dict) -> None:
+        event = parse_event(raw)
+        if isinstance(event, StepEvent):
             self._last_step = event  # the latest throughput, logged once per epoch
-        elif event.get("type") == "epoch":
-            values = {"train_loss": event.get("train_loss"), "elapsed_s": event.get("elapsed_s"),
-                      "samples_per_s": self._last_step.get("samples_per_s")}
-            values = {**_numbers(values, ""), **_numbers(event.get("val") or {}, "val_")}
-            self._guarded(lambda: self._log_metrics(values, int(event["epoch"])))
+        elif isinstance(event, EpochEvent):
+            rate = self._last_step.samples_per_s if self._last_step is not None else None
+            values = {"train_loss": event.train_loss, "elapsed_s": event.elapsed_s,
+                      "samples_per_s": rate}
+            values = {**_numbers(values, ""), **_numbers(event.val, "val_")}
+            self._guarded(lambda: self._log_metrics(values, event.epoch))
 
     def watch(self, on_progress: Callable[[dict], None] | None) -> Callable[[dict], None]:
         """A progress callback that feeds MLflow, then passes each event on to ``on_progress``."""
@@ -172,7 +176,7 @@ class MlflowTracker:
         return forward
 
     def _log_results(self) -> None:
-        state = runs.read_json(self.run_dir / "status.json").get("state")
+        state = read_json(self.run_dir / "status.json").get("state")
         metrics = runs.read_metrics(self.run_dir)
         final = _numbers(metrics.get("test") or {}, "test_")
         if final:
@@ -214,10 +218,10 @@ def start(run_dir: str | Path) -> MlflowTracker | _NoTracking:
         run = client.create_run(experiment_id, run_name=run_dir.name,
                                 tags={"fintune.run_dir": str(run_dir.resolve())})
         tracker = MlflowTracker(run_dir, client, run.info.run_id)
-        params = [Param(k, v) for k, v in flatten_config(runs.read_json(run_dir / "config.json")).items()]
+        params = [Param(k, v) for k, v in flatten_config(read_json(run_dir / "config.json")).items()]
         for first in range(0, len(params), _BATCH):
             client.log_batch(tracker.run_id, params=params[first:first + _BATCH])
-        runs.write_json(run_dir / TRACKING_FILE, {"mlflow_run_id": tracker.run_id, "experiment_id": experiment_id,
+        write_json(run_dir / TRACKING_FILE, {"mlflow_run_id": tracker.run_id, "experiment_id": experiment_id,
                                                   "experiment": name, "tracking_uri": _redacted(uri)})
     except Exception as exc:  # noqa: BLE001 - an import error, a dead server, a refused value: never fatal
         _warn(run_dir, exc)
@@ -227,4 +231,4 @@ def start(run_dir: str | Path) -> MlflowTracker | _NoTracking:
 
 def read_tracking(run_dir: str | Path) -> dict:
     """``tracking.json`` of a run (``{}`` when it was not tracked)."""
-    return runs.read_json(Path(run_dir) / TRACKING_FILE)
+    return read_json(Path(run_dir) / TRACKING_FILE)

@@ -18,9 +18,20 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import folder as runs, tracking
-from ..training.distributed import launched_world_size
 from ..errors import BackboneError, ConfigError, DataError, FinTuneError, TrainingError
+from ..training.distributed import exit_rank, launched_world_size
+from ..training.events import (
+    CheckpointEvent,
+    EpochEvent,
+    PhaseEvent,
+    StepEvent,
+    WarningEvent,
+    parse_event,
+)
+from . import checkpoint, tracking
+from . import folder as runs
+from .split_file import read_split
+from .status import HEARTBEAT_S, touch_heartbeat, utc_now, write_status
 
 logger = logging.getLogger(__name__)
 
@@ -46,17 +57,18 @@ class _HistoryWriter:
     def __call__(self, event: dict) -> None:
         if self.forward is not None:
             self.forward(event)
-        if event.get("type") == "step":
+        parsed = parse_event(event)
+        if isinstance(parsed, StepEvent):
             # Only step events are thinned, and only they reset the clock: epoch events must not
             # starve the step feed when epochs are shorter than the interval.
             now = time.monotonic()
-            is_last = event.get("step") == event.get("total_steps")
+            is_last = parsed.step == parsed.total_steps
             if not is_last and now - self._last_step_write < STEP_EVENT_INTERVAL_S:
                 return
             self._last_step_write = now
         runs.append_event(self.run_dir, event)
-        if event.get("type") == "phase":
-            runs.write_status(self.run_dir, "running", phase=event["phase"])
+        if isinstance(parsed, PhaseEvent):
+            write_status(self.run_dir, "running", phase=parsed.phase)
 
 
 RANK_WATCH_S = 1.0  # how often the main process looks for a failed rank's error
@@ -72,19 +84,19 @@ def _heartbeat(run_dir: Path, stop: threading.Event, world: int = 1) -> None:
     from ..training.distributed import rank_failure, read_rank_errors
 
     last_beat, failed_since = time.monotonic(), None
-    while not stop.wait(RANK_WATCH_S if world > 1 else runs.HEARTBEAT_S):
+    while not stop.wait(RANK_WATCH_S if world > 1 else HEARTBEAT_S):
         now = time.monotonic()
-        if now - last_beat >= runs.HEARTBEAT_S or world == 1:
+        if now - last_beat >= HEARTBEAT_S or world == 1:
             last_beat = now
             try:
-                runs.touch_heartbeat(run_dir)
+                touch_heartbeat(run_dir)
             except OSError:
                 pass  # a full disk must not kill training; the final status write will report it
         if world > 1 and read_rank_errors(run_dir):
             failed_since = failed_since or now
             if now - failed_since >= RANK_GRACE_S and not stop.is_set():
                 kind, message = rank_failure(read_rank_errors(run_dir)[0], world)
-                runs.write_status(run_dir, "failed", kind=kind, message=message, phase="Failed")
+                write_status(run_dir, "failed", kind=kind, message=message, phase="Failed")
                 logger.error("%s; stopping this process too", message)
                 logging.shutdown()
                 os._exit(1)
@@ -113,7 +125,8 @@ def _execute_rank(run_dir: Path, cluster, config, frame, should_stop) -> str:
 
     try:
         frame = frame if frame is not None else runs.load_data(run_dir)
-        FineTuner(config).fit(frame, should_stop=should_stop, cluster=cluster)
+        splits = read_split(run_dir, frame=frame)  # None for folders made before split.json
+        FineTuner(config).fit(frame, splits=splits, should_stop=should_stop, cluster=cluster)
         return "succeeded"
     except TrainingCancelled:
         return "cancelled"
@@ -121,7 +134,7 @@ def _execute_rank(run_dir: Path, cluster, config, frame, should_stop) -> str:
         if isinstance(exc, FinTuneError):
             kind, message = failure_kind(exc), str(exc)
         elif isinstance(exc, MemoryError):
-            kind, message = "out_of_memory", "Out of memory: try a smaller --batch-size or --max-length."
+            kind, message = "out_of_memory", "Out of memory: try a smaller batch size or max length."
         else:
             kind, message = "other", f"Unexpected error {type(exc).__name__}: {exc}"
             logger.error("rank %s failed:\n%s", cluster.rank, traceback.format_exc())
@@ -138,15 +151,18 @@ def _checkpointer(run_dir: Path):
     and training goes on, with the previous checkpoint still whole."""
 
     def on_checkpoint(tuner, event: dict) -> None:
-        info = {"epoch": event["epoch"], "step": event["step"], "val": event["val"]}
+        epoch = EpochEvent.from_dict(event)
+        info = {"epoch": epoch.epoch, "step": epoch.step, "val": epoch.val}
         try:
-            runs.write_checkpoint(run_dir, tuner.save, info)
-            runs.append_event(run_dir, {"type": "checkpoint", "epoch": event["epoch"], "step": event["step"]})
+            checkpoint.write_checkpoint(run_dir, tuner.save, info)
+            saved = CheckpointEvent(epoch=epoch.epoch, step=epoch.step)
+            runs.append_event(run_dir, saved.to_dict())
         except OSError as exc:
-            logger.warning("checkpoint of epoch %s not written: %s", event["epoch"], exc)
+            logger.warning("checkpoint of epoch %s not written: %s", epoch.epoch, exc)
+            message = (f"Checkpoint of epoch {epoch.epoch} not written ({exc.strerror or exc}); "
+                       "the previous one is kept.")
             try:
-                runs.append_event(run_dir, {"type": "warning", "message": f"Checkpoint of epoch {event['epoch']} "
-                                            f"not written ({exc.strerror or exc}); the previous one is kept."})
+                runs.append_event(run_dir, WarningEvent(message=message).to_dict())
             except OSError:
                 pass
 
@@ -165,7 +181,7 @@ def _peak_memory_mb() -> float:
 
 
 def _disk_message(exc: OSError, run_dir: Path) -> str:
-    kept = " The best checkpoint so far is kept in checkpoint/." if runs.read_checkpoint(run_dir) else ""
+    kept = " The best checkpoint so far is kept in checkpoint/." if checkpoint.read_checkpoint(run_dir) else ""
     return (f"The disk is full ({exc.strerror or exc}) while writing {exc.filename or 'the run'}: free space "
             f"where the runs folder is ({run_dir.parent}) and train again.{kept}")
 
@@ -195,7 +211,7 @@ def execute(
         cluster = current_cluster(config.train.device)
         if not cluster.is_main:
             return _execute_rank(run_dir, cluster, config, frame, should_stop)
-    runs.write_status(run_dir, "running", pid=os.getpid(), started=runs._now(), message="", phase="Starting",
+    write_status(run_dir, "running", pid=os.getpid(), started=utc_now(), message="", phase="Starting",
                       processes=world)
     stop_heartbeat = threading.Event()
     threading.Thread(target=_heartbeat, args=(run_dir, stop_heartbeat, world), daemon=True).start()
@@ -203,57 +219,60 @@ def execute(
     try:
         config = config or runs.load_config(run_dir)
         frame = frame if frame is not None else runs.load_data(run_dir)
+        splits = read_split(run_dir, frame=frame)  # None for folders made before split.json
         tuner = FineTuner(config).fit(frame, on_progress=_HistoryWriter(run_dir, tracker.watch(on_progress)),
+                                      splits=splits,
                                       should_stop=should_stop, on_checkpoint=_checkpointer(run_dir), cluster=cluster)
-        runs.write_status(run_dir, "running", phase="Saving the model")
+        write_status(run_dir, "running", phase="Saving the model")
         runs.write_model(run_dir, tuner.save)
         from ..model.backbones import count_parameters
         from .finish import write_report
 
-        metrics = write_report(run_dir, tuner, frame, lambda name: runs.write_status(run_dir, "running", phase=name))
+        metrics = write_report(run_dir, tuner, frame, lambda name: write_status(run_dir, "running", phase=name))
         trainable, total = count_parameters(tuner.model_)
         metrics.update(epochs_run=len(tuner.history_), max_length=tuner.max_length_,
                        trainable_parameters=trainable, total_parameters=total, processes=world,
                        training_seconds=tuner.history_[-1]["elapsed_s"] if tuner.history_ else None,
                        peak_memory_mb=_peak_memory_mb())
         runs.write_metrics(run_dir, metrics)
-        runs.drop_checkpoint(run_dir)  # model/ holds the same best weights now
+        checkpoint.drop_checkpoint(run_dir)  # model/ holds the same best weights now
         state = "succeeded"
-        runs.write_status(run_dir, state, phase="Done", message="")
+        write_status(run_dir, state, phase="Done", message="")
     except TrainingCancelled:
         state = "cancelled"
-        runs.write_status(run_dir, state, phase="Cancelled", message="Cancelled by the user.")
+        write_status(run_dir, state, phase="Cancelled", message="Cancelled by the user.")
     except FinTuneError as exc:
         state = "failed"
-        runs.write_status(run_dir, state, kind=failure_kind(exc), message=str(exc), phase="Failed")
+        write_status(run_dir, state, kind=failure_kind(exc), message=str(exc), phase="Failed")
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
         state = "failed"
         try:
-            runs.write_status(run_dir, state, kind="disk_full", phase="Failed", message=_disk_message(exc, run_dir))
+            write_status(run_dir, state, kind="disk_full", phase="Failed", message=_disk_message(exc, run_dir))
         except OSError:
             logger.error("disk full: the failed status could not be written either")
     except MemoryError:
         state = "failed"
-        runs.write_status(run_dir, state, kind="out_of_memory", phase="Failed",
-                          message="Out of memory: try a smaller --batch-size or --max-length.")
+        write_status(run_dir, state, kind="out_of_memory", phase="Failed",
+                          message="Out of memory: try a smaller batch size or max length.")
     except Exception as exc:
         state = "failed"
         (run_dir / "error.txt").write_text(traceback.format_exc())
         cause = _rank_cause(run_dir, world) if world > 1 else None
         if cause is not None:
-            runs.write_status(run_dir, state, kind=cause[0], message=cause[1], phase="Failed")
+            write_status(run_dir, state, kind=cause[0], message=cause[1], phase="Failed")
             return state
         if world > 1:
             seen = " ".join(str(exc).split())
             seen = seen if len(seen) <= 160 else seen[:157] + "..."
-            message = (f"Training on {world} processes stopped because another process died without a word, most "
-                       "often killed by the system for lack of memory: try a smaller --batch-size or --max-length. "
+            message = (f"Training on {world} processes stopped because another process died "
+                       "without a word, most often killed by the system for lack of memory: try a "
+                       "smaller batch size or max length. "
                        f"This process saw: {type(exc).__name__}: {seen} (details in worker.log and error.txt).")
         else:
             message = f"Unexpected error {type(exc).__name__}: {exc} (details in error.txt)."
-        runs.write_status(run_dir, state, kind="other", phase="Failed", message=message)
+        write_status(run_dir, state, kind="other", phase="Failed", message=message)
         raise
     finally:
         stop_heartbeat.set()
@@ -269,8 +288,8 @@ def _wait_warm() -> str | None:
     """
     from transformers import AutoModel, AutoTokenizer  # noqa: F401  (warms the import)
 
-    from ..training import estimator as engine  # noqa: F401
     from ..model import fusion as models  # noqa: F401
+    from ..training import estimator as engine  # noqa: F401
     from ..training import loop as training  # noqa: F401
 
     line = sys.stdin.readline().strip()
@@ -301,15 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         state = execute(argv[0], should_stop=stop.is_set)
     except Exception:
         state = "failed"
-    code = {"succeeded": 0, "cancelled": 0}.get(state, 1)
-    if code and launched_world_size() > 1:
-        # A failed rank leaves its peers blocked in collectives; a normal interpreter exit can then hang
-        # on the process group's teardown. Leave at once: the launcher ends the others.
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    return exit_rank({"succeeded": 0, "cancelled": 0}.get(state, 1))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..errors import FinTuneError, RunError
 from ..runs import folder as runs
+from ..runs.files import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def export_run(run_dir: str | Path, output_dir: str | Path, *, onnx: bool = Fals
     run_dir, output_dir = Path(run_dir), Path(output_dir)
     source = runs.model_dir(run_dir)
     if not (source / "fintune_model.json").is_file():
-        state = runs.read_json(run_dir / "status.json").get("state", "missing") if run_dir.is_dir() else "missing"
+        state = read_json(run_dir / "status.json").get("state", "missing") if run_dir.is_dir() else "missing"
         raise RunError(f"Run {run_dir} has no saved model (state: {state}): export a run that succeeded.")
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise RunError(f"{output_dir} already exists and is not an empty folder: choose a new folder for the export.")
@@ -71,7 +72,7 @@ def export_run(run_dir: str | Path, output_dir: str | Path, *, onnx: bool = Fals
             from ..training.estimator import FineTuner
 
             info["onnx"] = export_onnx(FineTuner.load(staging), staging / ONNX_FILE)
-        runs.write_json(staging / EXPORT_FILE, info)
+        write_json(staging / EXPORT_FILE, info)
         (staging / MODEL_CARD).write_text(model_card(staging, info), encoding="utf-8")
         if output_dir.exists():
             output_dir.rmdir()  # empty, checked above
@@ -141,7 +142,7 @@ def export_onnx(tuner, path: str | Path) -> dict:
         return {"file": path.name, "exporter": exporter, "opset": ONNX_OPSET,
                 "inputs": [i.name for i in graph.input], "output": ONNX_OUTPUT}
     raise FinTuneError("ONNX export failed with both exporters (" + "; ".join(failures)[:800]
-                       + "): export without --onnx, or report the backbone's architecture.")
+                       + "): export without ONNX, or report the backbone's architecture.")
 
 
 def onnx_inputs(tuner, frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -170,8 +171,8 @@ def model_card(folder: Path, info: dict) -> str:
     meta = json.loads((folder / "fintune_model.json").read_text())
     spec = meta["preprocessing"]["spec"]
     config = meta["config"]
-    metrics = runs.read_json(folder / "metrics.json")
-    decision = runs.read_json(folder / "decision.json")
+    metrics = read_json(folder / "metrics.json")
+    decision = read_json(folder / "decision.json")
     target, task = spec["target"], spec["task"]
     if task == "regression":
         what = f"the value of `{target}` (regression, in the target's own units)"

@@ -19,7 +19,8 @@ def decision_for(run_dir: str | Path, tuner, threshold: float | None = None):
     if threshold is None:
         return decision
     if tuner.spec_.task != "binary":
-        raise ConfigError(f"--threshold is for binary runs; this run is {tuner.spec_.task}: leave it out.")
+        raise ConfigError(f"A threshold is for binary runs; this run is {tuner.spec_.task}: "
+                          "leave it out.")
     base = decision or Decision(tuner.spec_.positive_class, 0.5)
     return Decision(base.positive_class, float(threshold), "manual", base.cost_fp, base.cost_fn)
 

@@ -26,7 +26,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError as exc:
         raise ConfigError(f"Device {name!r} is unknown: use auto, cpu, cuda, cuda:N or mps.") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"Device {name!r} was asked for but no CUDA GPU is visible: use --device cpu or auto.")
+        raise ConfigError(f"Device {name!r} was asked for but no CUDA GPU is visible: set the "
+                          "device to cpu or auto.")
     return device
 
 

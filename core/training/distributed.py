@@ -37,6 +37,20 @@ def launched_world_size() -> int:
         return 1
 
 
+def exit_rank(code: int) -> int:
+    """``code`` to return from a process's main; a failed rank under a launcher leaves at once.
+
+    Its peers may sit in a collective, and an ordinary interpreter exit can hang tearing down the
+    process group; the launcher ends the rest.
+    """
+    if code and launched_world_size() > 1:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def fsdp_requested() -> bool:
     """``accelerate launch --use_fsdp`` (or an FSDP Accelerate config) asked for sharded training."""
     return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
@@ -61,7 +75,7 @@ class Cluster:
             use_cpu = device_name == "cpu" or not torch.cuda.is_available()
             if device_name not in ("auto", "cpu", "cuda"):
                 raise ConfigError(f"Device {device_name!r} cannot be used by several processes: each process "
-                                  "takes its own GPU. Use --device auto, cuda or cpu.")
+                                  "takes its own GPU. Set the device to auto, cuda or cpu.")
         else:
             device = resolve_device(device_name)
             use_cpu = device.type == "cpu"
@@ -251,7 +265,7 @@ def launch_command(num_processes: int, program: list[str], *, port: int | None =
     ``--cpu`` launcher starts one unless MPI is installed); each process then uses gloo on CPU.
     """
     if num_processes < 1:
-        raise ConfigError(f"--num-processes is {num_processes}: use 1 or more.")
+        raise ConfigError(f"Number of processes is {num_processes}: use 1 or more.")
     return [
         sys.executable, "-m", "accelerate.commands.launch",
         *(["--multi_gpu"] if num_processes > 1 else []),

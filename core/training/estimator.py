@@ -17,6 +17,7 @@ from ..data.split import split_rows
 from ..errors import ConfigError, RunError
 from ..model.backbones import count_parameters, freeze, load_backbone, n_layers
 from ..stats.metrics import classification_metrics, regression_metrics
+from .events import PhaseEvent
 
 logger = logging.getLogger(__name__)
 
@@ -85,23 +86,24 @@ class FineTuner:
 
         report = on_progress or (lambda event: None)
         cfg = self.config
-        report({"type": "phase", "phase": "Checking the data"})
+        report(PhaseEvent(phase="Checking the data").to_dict())
         self.spec_ = describe_table(frame, cfg.data)
         self.splits_ = splits or split_rows(frame, self.spec_, cfg.data, cfg.train.seed)
         parts = {name: frame.iloc[rows] for name, rows in self.splits_.items()}
         self.preprocessor_ = Preprocessor(self.spec_, numeric_in_text=cfg.model.numeric_in_text).fit(parts["train"])
 
-        report({"type": "phase", "phase": f"Loading backbone {cfg.model.backbone}"})
+        report(PhaseEvent(phase=f"Loading backbone {cfg.model.backbone}").to_dict())
         import torch
 
         torch.manual_seed(cfg.train.seed)  # the new head's initial weights: same seed, same run
         self._build_model(load_backbone(cfg.model.backbone))
         self.max_length_ = cfg.model.max_length or self._auto_max_length(parts["train"])
         trainable, total = count_parameters(self.model_)
-        report({"type": "phase", "phase": "Tokenising", "trainable_parameters": trainable, "total_parameters": total,
-                "max_length": self.max_length_, "rows": {k: len(v) for k, v in self.splits_.items()}})
+        report(PhaseEvent(phase="Tokenising", trainable_parameters=trainable,
+                          total_parameters=total, max_length=self.max_length_,
+                          rows={k: len(v) for k, v in self.splits_.items()}).to_dict())
         train_rows, val_rows = self.encode(parts["train"]), self.encode(parts["val"])
-        report({"type": "phase", "phase": "Training"})
+        report(PhaseEvent(phase="Training").to_dict())
 
         from .distributed import current_cluster
 

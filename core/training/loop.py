@@ -21,10 +21,11 @@ from ..config import TrainConfig
 from ..errors import ConfigError, TrainingError
 from ..stats.metrics import selection_score
 from .devices import _autocast, autocast_dtype
+from .events import EpochEvent, PhaseEvent, RankProgress, StepEvent
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[dict], None]
+ProgressCallback = Callable[[dict], None]  # each event of core.training.events, as its to_dict()
 
 
 class TrainingCancelled(Exception):
@@ -278,8 +279,9 @@ def train(
     world = cluster.world
     if config.batch_size < world or len(val_rows) < world:
         raise ConfigError(
-            f"{world} processes need at least {world} rows per batch and {world} validation rows (batch size "
-            f"{config.batch_size}, {len(val_rows)} validation rows): raise --batch-size or use fewer processes."
+            f"{world} processes need at least {world} rows per batch and {world} validation rows "
+            f"(batch size {config.batch_size}, {len(val_rows)} validation rows): raise the batch "
+            "size or use fewer processes."
         )
     device = cluster.device
     dtype = autocast_dtype(device, config.precision)
@@ -322,7 +324,7 @@ def train(
     forward = torch.compile(wrapped, dynamic=True) if config.compile and prefix is None else wrapped
 
     if cluster.distributed:
-        on_progress({"type": "phase", "phase": f"Training on {cluster.describe()}"})
+        on_progress(PhaseEvent(phase=f"Training on {cluster.describe()}").to_dict())
     history: list[dict] = []
     best_score, best_state, stale_epochs = -math.inf, None, 0
     step, started = 0, time.perf_counter()
@@ -345,8 +347,9 @@ def train(
                     loss = loss_fn(out.float().squeeze(-1), targets) if task == "regression" else loss_fn(out.float(), targets)
                     if not torch.isfinite(loss):
                         raise TrainingError(
-                            f"The loss became {loss.item()} at step {step + 1} (epoch {epoch}): lower the learning "
-                            f"rate (e.g. --lr {config.lr / 4:.0e}) or check numeric columns for extreme values.",
+                            f"The loss became {loss.item()} at step {step + 1} (epoch {epoch}): "
+                            f"lower the learning rate (e.g. to {config.lr / 4:.0e}) or check "
+                            "numeric columns for extreme values.",
                             kind="non_finite_loss",
                         )
                     step_lr = scheduler.get_last_lr()[0]  # the rate this step is taken with
@@ -380,25 +383,18 @@ def train(
                 epoch_loss += float(totals[:, 0].sum())
                 epoch_rows += n
                 elapsed = time.perf_counter() - started
-                event = {
-                    "type": "step",
-                    "step": step,
-                    "total_steps": total_steps,
-                    "epoch": epoch,
-                    "loss": float(totals[:, 0].sum()) / max(n, 1.0),
-                    "lr": step_lr,
-                    "samples_per_s": samples_seen / elapsed,
-                    "eta_s": elapsed / step * (total_steps - step),
-                    "elapsed_s": elapsed,
-                }
-                if world > 1:
-                    event["processes"] = world
-                    event["ranks"] = [
-                        {"rank": r, "loss": float(totals[r, 0] / max(totals[r, 1], 1.0)),
-                         "samples_per_s": float(rank_rows[r] / elapsed)}
-                        for r in range(world)
-                    ]
-                on_progress(event)
+                ranks = tuple(
+                    RankProgress(rank=r, loss=float(totals[r, 0] / max(totals[r, 1], 1.0)),
+                                 samples_per_s=float(rank_rows[r] / elapsed))
+                    for r in range(world)
+                ) if world > 1 else None
+                on_progress(StepEvent(
+                    step=step, total_steps=total_steps, epoch=epoch,
+                    loss=float(totals[:, 0].sum()) / max(n, 1.0), lr=step_lr,
+                    samples_per_s=samples_seen / elapsed,
+                    eta_s=elapsed / step * (total_steps - step), elapsed_s=elapsed,
+                    processes=world if world > 1 else None, ranks=ranks,
+                ).to_dict())
                 if step >= total_steps:
                     break
 
@@ -410,15 +406,11 @@ def train(
             val_outputs = cluster.gather_rows(local_outputs, val_shards, len(val_rows))
             val_metrics = score_outputs(val_outputs)  # the same outputs on every rank: the same decisions
             score = selection_score(task, val_metrics)
-            event = {
-                "type": "epoch",
-                "epoch": epoch,
-                "step": step,
-                "total_steps": total_steps,
-                "train_loss": epoch_loss / max(epoch_rows, 1.0),
-                "val": val_metrics,
-                "elapsed_s": time.perf_counter() - started,
-            }
+            event = EpochEvent(
+                epoch=epoch, step=step, total_steps=total_steps,
+                train_loss=epoch_loss / max(epoch_rows, 1.0), val=val_metrics,
+                elapsed_s=time.perf_counter() - started,
+            ).to_dict()
             history.append(event)
             on_progress(event)
             if score > best_score:
@@ -451,7 +443,7 @@ def _oom_error(config: TrainConfig, device: torch.device) -> TrainingError:
         torch.cuda.empty_cache()
     smaller = max(1, config.batch_size // 2)
     return TrainingError(
-        f"Out of memory on {device.type} with batch size {config.batch_size}: try --batch-size {smaller} "
-        "(or a shorter --max-length, or a higher --freeze depth).",
+        f"Out of memory on {device.type} with batch size {config.batch_size}: try batch size "
+        f"{smaller} (or a shorter max length, or a higher freeze depth).",
         kind="out_of_memory",
     )

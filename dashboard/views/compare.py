@@ -18,7 +18,8 @@ if len(done) < 2:
     st.info("Comparing needs two finished runs: train another one on the Train page.")
     st.stop()
 state.init_widget(state.COMPARE_RUNS, list(done)[:2])
-st.session_state[state.COMPARE_RUNS] = [r for r in st.session_state[state.COMPARE_RUNS] if r in done]
+st.session_state[state.COMPARE_RUNS] = [r for r in st.session_state[state.COMPARE_RUNS]
+                                        if r in done]
 chosen = st.multiselect("Runs (the first is the reference)", list(done), key=state.COMPARE_RUNS,
                         persist_state=state.PERSIST, format_func=lambda r: ui.run_label(done[r]))
 if len(chosen) < 2:
@@ -27,7 +28,8 @@ if len(chosen) < 2:
 
 paths = tuple(str(done[r].path) for r in chosen)
 try:
-    result = comparison(paths, tuple((done[r].path / "metrics.json").stat().st_mtime for r in chosen))
+    stamps = tuple((done[r].path / "metrics.json").stat().st_mtime for r in chosen)
+    result = comparison(paths, stamps)
 except (core.FinTuneError, OSError) as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
@@ -56,7 +58,9 @@ left, right = st.columns(2)
 with left:
     if first.get("task") == "binary" and first.get("positive_class") is not None:
         tables = {r: core.read_predictions(done[r].path) for r in chosen}
-        ui.plot(charts.roc_overlay(tables, str(first["positive_class"]), done[chosen[0]].target))
+        positive = str(first["positive_class"])
+        curves = core.curves_by_model(tables, positive, done[chosen[0]].target)
+        ui.plot(core.roc_figure(curves, positive=positive))
     else:
         ui.plot(ui.compare_curves(histories, "train_loss"))
 with right:

@@ -3,8 +3,8 @@
 import streamlit as st
 
 import core
-from dashboard import charts, state
 from dashboard import components as ui
+from dashboard import state
 
 
 @st.cache_data(max_entries=4, show_spinner="Scoring ...")
@@ -57,4 +57,5 @@ if not drift.empty:
     for row in shifted.itertuples():
         st.warning(f"{row.input!r} has shifted since training (PSI {row.psi:.3f}: {row.level}); predictions on "
                    "these rows may be less reliable than the test metrics say.", icon=":material/warning:")
-    ui.plot(charts.psi_bars(drift, "Stability: this file vs training rows"), height=max(300, 26 * len(drift.head(25))))
+    ui.plot(core.psi_figure(drift, "Stability: this file vs training rows"),
+            height=max(300, 26 * len(drift.head(25))))

@@ -162,7 +162,7 @@ def test_bad_input_freeze_depth(credit_csv, tiny_backbone, tmp_path, fintune):
     result = fintune("train", credit_csv, "--target", "credit_risk", "--backbone", tiny_backbone, "--freeze", "7",
                      "--runs-dir", tmp_path / "runs")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "Freeze depth 7" in result.stderr
+    assert "Freeze depth 7" in result.stderr and "(command line: --freeze)" in result.stderr
 
 
 def test_bad_input_leaves_no_run_folder(credit_csv, tmp_path, fintune):

@@ -61,6 +61,31 @@ def test_threshold_by_cost_saves_and_relabels(own_run, fintune):
     assert "chosen on validation rows" in result.stderr
 
 
+def _assert_one_decision(run_dir: Path) -> None:
+    """metrics.json's decision and at_threshold say what decision.json and predictions.csv say."""
+    from core.stats.thresholds import Decision, outcome_at, table_scores
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    decision = json.loads((run_dir / "decision.json").read_text())
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert metrics["decision"] == decision
+    scores = table_scores(predictions, "credit_risk", "bad")
+    outcome = outcome_at(*scores, Decision.from_dict(decision))
+    assert metrics["at_threshold"] == {k: None if v != v else v for k, v in outcome.items()}  # NaN
+    at = metrics["at_threshold"]
+    assert at["tp"] + at["fp"] == (predictions["prediction"] == "bad").sum()
+
+
+def test_a_saved_threshold_updates_metrics_json_too(own_run, fintune):
+    _assert_one_decision(own_run)  # as training wrote them
+    result = fintune("threshold", own_run, "--cost-fp", "1", "--cost-fn", "5")
+    assert result.returncode == 0, result.stderr
+    _assert_one_decision(own_run)
+    assert json.loads((own_run / "metrics.json").read_text())["decision"]["cost_fn"] == 5.0
+    assert fintune("threshold", own_run, "--threshold", "0.0").returncode == 0
+    _assert_one_decision(own_run)
+
+
 def test_threshold_by_approval_rate(own_run, fintune):
     result = fintune("threshold", own_run, "--approval-rate", "0.7")
     assert result.returncode == 0, result.stderr

@@ -12,7 +12,10 @@ import pytest
 from core import cli
 from core.config import DataConfig, RunConfig
 from core.runs import folder as runs
+from core.runs.checkpoint import CHECKPOINT
+from core.runs.files import DamagedRunError
 from core.runs.jobs import JobManager, snapshot
+from core.runs.status import read_status, read_status_file, write_status
 from core.runs.sweep import Sweep, SweepPoint, summary_lines, sweep_results
 
 pytestmark = pytest.mark.timeout(300)
@@ -69,8 +72,8 @@ def _garbage_history_line(run_dir):
 
 def _dead_run_with_damaged_checkpoint(run_dir):
     _running(pid=2**22 + 12345)(run_dir)  # no such process
-    (run_dir / runs.CHECKPOINT).mkdir()
-    (run_dir / runs.CHECKPOINT / "checkpoint.json").write_text('{"epoch": ')
+    (run_dir / CHECKPOINT).mkdir()
+    (run_dir / CHECKPOINT / "checkpoint.json").write_text('{"epoch": ')
 
 
 # (damage, the reason the listing gives; None: readable, listed as the state given instead)
@@ -204,8 +207,8 @@ def _succeeded_run(runs_dir, frame, run_id: str, *, roc_auc: float):
             "peak_memory_mb": 100.0,
         },
     )
-    runs.write_status(run_dir, "running", pid=os.getpid())
-    runs.write_status(run_dir, "succeeded", message="")
+    write_status(run_dir, "running", pid=os.getpid())
+    write_status(run_dir, "succeeded", message="")
     return run_dir
 
 
@@ -346,11 +349,11 @@ def test_a_damaged_folder_is_a_clear_error_where_one_run_is_read(runs_dir, three
     ):
         runs.load_config(damaged)
     CASES["pid text"][0](damaged)
-    with pytest.raises(runs.DamagedRunError, match="pid 'abc' is not a process id") as caught:
-        runs.read_status(damaged)
+    with pytest.raises(DamagedRunError, match="pid 'abc' is not a process id") as caught:
+        read_status(damaged)
     assert caught.value.reason == "status.json: pid 'abc' is not a process id"
     with pytest.raises(runs.RunError, match="is damaged"):
-        runs.write_status(damaged, "cancelled")  # never merged into and rewritten
+        write_status(damaged, "cancelled")  # never merged into and rewritten
 
 
 def test_a_queued_job_whose_folder_is_damaged_fails_without_stopping_the_queue(
@@ -364,7 +367,7 @@ def test_a_queued_job_whose_folder_is_damaged_fails_without_stopping_the_queue(
             second = jobs.submit(tiny_config("credit_risk", max_steps=1), credit_df)
             (runs_dir / first / "config.json").write_text("[]")
         assert jobs.wait(first, timeout=60).state == "damaged"  # as the runs list shows it
-        status = runs.read_status_file(runs_dir / first)  # and recorded as failed, saying why
+        status = read_status_file(runs_dir / first)  # and recorded as failed, saying why
         assert status["state"] == "failed" and "config.json holds a list" in status["message"]
         assert jobs.wait(second, timeout=180).state == "succeeded"
     finally:

@@ -24,7 +24,9 @@ import pytest
 from core.config import TrainConfig
 from core.errors import ConfigError
 from core.runs import folder as runs
-from core.runs.jobs import JobManager, settle_exit
+from core.runs.jobs import JobManager
+from core.runs.process import settle_exit
+from core.runs.status import read_status, write_status
 from core.training.distributed import (
     Cluster,
     launch_command,
@@ -81,20 +83,20 @@ def test_one_process_cluster_is_the_identity():
 def test_a_rank_error_becomes_the_run_failure(tmp_path: Path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    runs.write_status(run_dir, "running", processes=2)
+    write_status(run_dir, "running", processes=2)
     assert read_rank_errors(run_dir) == []
-    write_rank_error(run_dir, 1, "out_of_memory", "Out of memory on cuda with batch size 64: try --batch-size 32.")
+    write_rank_error(run_dir, 1, "out_of_memory", "Out of memory on cuda with batch size 64: try batch size 32.")
     assert read_rank_errors(run_dir)[0]["rank"] == 1
     kind, message = rank_failure(read_rank_errors(run_dir)[0], 2)
     assert kind == "out_of_memory" and message.startswith("Process 1 of 2 failed: Out of memory")
 
     settle_exit(run_dir, 1)  # the launcher exited 1 with the run still marked running
-    status = runs.read_status(run_dir)
+    status = read_status(run_dir)
     assert status["state"] == "failed" and status["kind"] == "out_of_memory"
     assert "Process 1 of 2 failed" in status["message"]
 
     settle_exit(run_dir, 0, cancelled=True)  # a final state is never overwritten
-    assert runs.read_status(run_dir)["state"] == "failed"
+    assert read_status(run_dir)["state"] == "failed"
 
 
 # --------------------------------------------------------------------------- launched processes
@@ -169,7 +171,7 @@ def test_two_processes_reach_the_one_process_metrics(tmp_path, fintune, minilm_w
         capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
     assert launched.returncode == 0, launched.stderr[-2000:]
     (run_three,) = (tmp_path / "launch").iterdir()
-    assert runs.read_status(run_three)["state"] == "succeeded"
+    assert read_status(run_three)["state"] == "succeeded"
     assert _close(runs.read_metrics(run_two)["test"], runs.read_metrics(run_three)["test"])
 
 
@@ -233,7 +235,7 @@ def test_a_failing_rank_fails_the_run_with_its_error(tmp_path, tiny_backbone, he
                             capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=180)
     assert result.returncode == 1, result.stderr[-2000:]
     run_dir = Path(result.stdout.strip().splitlines()[-1])
-    status = runs.read_status(run_dir)
+    status = read_status(run_dir)
     assert status["state"] == "failed" and status["kind"] == "non_finite_loss"
     assert status["message"] == "Process 1 of 2 failed: injected fault: process 1 stopped at step 2"
     assert "Process 1 of 2 failed" in result.stderr
@@ -268,7 +270,7 @@ def test_a_killed_rank_fails_the_run_and_the_other_exits(tmp_path, tiny_backbone
         if process.poll() is None:
             process.kill()
     assert process.returncode == 1, stderr[-2000:]
-    status = runs.read_status(run_dir)
+    status = read_status(run_dir)
     assert status["state"] == "failed"
     assert "Training on 2 processes stopped because another process died" in status["message"], status["message"]
     assert _leftover_workers(run_dir) == []
@@ -285,7 +287,7 @@ def test_two_process_teardown_exits_cleanly_every_time(tmp_path, tiny_backbone, 
         launched = subprocess.run(launch_command(2, ["-m", "core.runs.worker", str(run_dir)]), capture_output=True,
                                   text=True, cwd=PROJECT_ROOT, timeout=180)
         assert launched.returncode == 0, f"attempt {attempt}: {launched.stderr[-3000:]}"
-        assert runs.read_status(run_dir)["state"] == "succeeded"
+        assert read_status(run_dir)["state"] == "succeeded"
 
 
 @pytest.mark.integration
@@ -299,14 +301,14 @@ def test_job_manager_launches_a_multi_process_run(runs_dir, tiny_config, headlin
         manager.shutdown()
     assert snap.state == "succeeded", snap.message
     assert snap.steps[-1]["processes"] == 2
-    assert runs.read_status(runs_dir / run_id)["processes"] == 2
+    assert read_status(runs_dir / run_id)["processes"] == 2
 
 
 def test_main_process_stops_waiting_for_a_failed_rank(tmp_path):
     """Under NCCL a failed peer leaves rank 0 blocked in a collective for minutes: its watcher ends it."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    runs.write_status(run_dir, "running", processes=2)
+    write_status(run_dir, "running", processes=2)
     watcher = subprocess.Popen(
         [sys.executable, "-c", "import sys, threading; from pathlib import Path; import core.runs.worker as w; "
          "w.RANK_GRACE_S = 0.5; w._heartbeat(Path(sys.argv[1]), threading.Event(), 2)", str(run_dir)],
@@ -314,11 +316,11 @@ def test_main_process_stops_waiting_for_a_failed_rank(tmp_path):
     try:
         time.sleep(1.0)
         assert watcher.poll() is None  # nothing failed yet: it keeps watching
-        write_rank_error(run_dir, 1, "out_of_memory", "Out of memory on cuda with batch size 64: try --batch-size 32.")
+        write_rank_error(run_dir, 1, "out_of_memory", "Out of memory on cuda with batch size 64: try batch size 32.")
         assert watcher.wait(timeout=30) == 1
     finally:
         if watcher.poll() is None:
             watcher.kill()
-    status = runs.read_status(run_dir)
+    status = read_status(run_dir)
     assert status["state"] == "failed" and status["kind"] == "out_of_memory"
     assert status["message"].startswith("Process 1 of 2 failed: Out of memory on cuda")

@@ -18,6 +18,7 @@ from core.explain.attributions import (
 )
 from core.runs import folder as runs
 from core.runs.fitted import load_model
+from core.runs.status import read_status
 from core.runs.worker import execute
 from core.training.estimator import FineTuner
 from tests.conftest import credit_table, regression_table, sentiment_table
@@ -36,7 +37,7 @@ def _config(backbone: str, target: str, **train) -> RunConfig:
 
 def _run(root, config: RunConfig, frame: pd.DataFrame):
     run_dir = runs.create_run(root, config, frame, source="test")
-    assert execute(run_dir) == "succeeded", runs.read_status(run_dir)
+    assert execute(run_dir) == "succeeded", read_status(run_dir)
     return run_dir
 
 

@@ -9,6 +9,7 @@ from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import DataError
 from core.explain.jobs import ExplainJobs
 from core.runs import folder as runs
+from core.runs.status import read_status
 from core.runs.worker import execute
 from tests.conftest import sentiment_table
 
@@ -21,7 +22,7 @@ def text_run(tmp_path_factory, tiny_backbone):
                        model=ModelConfig(backbone=tiny_backbone, d_hidden=32, d_numeric=16),
                        train=TrainConfig(epochs=1, batch_size=16, max_steps=2, seed=0))
     run_dir = runs.create_run(tmp_path_factory.mktemp("explain_jobs"), config, sentiment_table(), source="test")
-    assert execute(run_dir) == "succeeded", runs.read_status(run_dir)
+    assert execute(run_dir) == "succeeded", read_status(run_dir)
     return run_dir
 
 

@@ -15,9 +15,10 @@ import time
 import pytest
 import torch
 
+from core.runs import checkpoint, worker
 from core.runs import folder as runs
-from core.runs import worker
 from core.runs.jobs import JobManager
+from core.runs.status import read_status
 from core.serving.predict import score_file
 from core.training.estimator import FineTuner
 
@@ -47,7 +48,7 @@ def finished(runs_dir, credit_df, tiny_config):
     """An earlier succeeded run whose files must survive every fault."""
     run_dir = runs.create_run(runs_dir, tiny_config("credit_risk", max_steps=2), credit_df)
     assert worker.execute(run_dir) == "succeeded"
-    assert not (run_dir / runs.CHECKPOINT).exists()  # dropped once model/ holds the same weights
+    assert not (run_dir / checkpoint.CHECKPOINT).exists()  # dropped once model/ holds the same weights
     return run_dir, _fingerprint(run_dir)
 
 
@@ -57,14 +58,14 @@ def test_sigkill_mid_run_keeps_the_best_checkpoint(finished, runs_dir, credit_df
     try:
         run_id = jobs.submit(_long(tiny_config), credit_df)
         run_dir = runs_dir / run_id
-        _wait_for(lambda: (run_dir / runs.CHECKPOINT / "checkpoint.json").is_file())
-        os.kill(runs.read_status(run_dir)["pid"], signal.SIGKILL)
+        _wait_for(lambda: (run_dir / checkpoint.CHECKPOINT / "checkpoint.json").is_file())
+        os.kill(read_status(run_dir)["pid"], signal.SIGKILL)
         snapshot = jobs.wait(run_id, timeout=60)
     finally:
         jobs.shutdown()
     assert snapshot.state == "failed" and "killed" in snapshot.message
     assert "best checkpoint (epoch" in snapshot.message
-    predictions, _ = score_file(run_dir / runs.CHECKPOINT, credit_df.head(5))
+    predictions, _ = score_file(run_dir / checkpoint.CHECKPOINT, credit_df.head(5))
     assert len(predictions) == 5 and predictions["prob_bad"].between(0, 1).all()
     assert _fingerprint(earlier) == before
 
@@ -74,16 +75,16 @@ def test_killed_with_the_app_is_interrupted_at_next_start(runs_dir, credit_df, t
     process = subprocess.Popen([sys.executable, "-m", "core.runs.worker", str(run_dir)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: (run_dir / runs.CHECKPOINT / "checkpoint.json").is_file())
+        _wait_for(lambda: (run_dir / checkpoint.CHECKPOINT / "checkpoint.json").is_file())
     finally:
         process.kill()
         process.wait()
-    status = runs.read_status(run_dir)  # what the next start of the app sees
+    status = read_status(run_dir)  # what the next start of the app sees
     assert status["state"] == "interrupted"
     assert "best checkpoint (epoch" in status["message"] and "fintune predict" in status["message"]
-    epoch = runs.read_checkpoint(run_dir)["epoch"]
+    epoch = checkpoint.read_checkpoint(run_dir)["epoch"]
     assert epoch >= 1
-    tuner = FineTuner.load(run_dir / runs.CHECKPOINT / "model")
+    tuner = FineTuner.load(run_dir / checkpoint.CHECKPOINT / "model")
     assert tuner.predict_proba(credit_df.head(3)).shape == (3, 2)
 
 
@@ -111,29 +112,29 @@ def test_full_disk_keeps_the_last_good_checkpoint_and_says_so(finished, runs_dir
     # Epoch-wise improving validation is likely but not certain: allow a few epochs.
     run_dir = runs.create_run(runs_dir, tiny_config("credit_risk", epochs=4, patience=4), credit_df)
     assert worker.execute(run_dir) == "failed"
-    status = runs.read_status(run_dir)
+    status = read_status(run_dir)
     assert status["kind"] == "disk_full"
     assert "The disk is full" in status["message"] and "free space" in status["message"]
     assert "checkpoint" in status["message"] and len(calls) >= 2
     assert not (run_dir / "model").exists()  # the half-written model never became model/
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".model-") or p.name.startswith(".checkpoint-")]
-    tuner = FineTuner.load(run_dir / runs.CHECKPOINT / "model")  # epoch 1's checkpoint is whole
+    tuner = FineTuner.load(run_dir / checkpoint.CHECKPOINT / "model")  # epoch 1's checkpoint is whole
     assert tuner.predict_proba(credit_df.head(2)).shape == (2, 2)
     assert _fingerprint(earlier) == before
 
 
 def test_a_failed_checkpoint_does_not_stop_training(runs_dir, credit_df, tiny_config, monkeypatch):
-    original = runs.write_checkpoint
+    original = checkpoint.write_checkpoint
 
     def failing(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(runs, "write_checkpoint", failing)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", failing)
     run_dir = runs.create_run(runs_dir, tiny_config("credit_risk", epochs=2), credit_df)
     assert worker.execute(run_dir) == "succeeded"
     warnings = [e for e in runs.read_history(run_dir) if e["type"] == "warning"]
     assert warnings and "not written" in warnings[0]["message"]
-    monkeypatch.setattr(runs, "write_checkpoint", original)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", original)
 
 
 def test_out_of_memory_names_a_smaller_batch(runs_dir, credit_df, tiny_config, monkeypatch):
@@ -146,8 +147,8 @@ def test_out_of_memory_names_a_smaller_batch(runs_dir, credit_df, tiny_config, m
     monkeypatch.setattr(core.training.loop, "_loss_fn", lambda task, weights, config: OutOfMemory())
     run_dir = runs.create_run(runs_dir, tiny_config("credit_risk", batch_size=16), credit_df)
     assert worker.execute(run_dir) == "failed"
-    status = runs.read_status(run_dir)
-    assert status["kind"] == "out_of_memory" and "--batch-size 8" in status["message"]
+    status = read_status(run_dir)
+    assert status["kind"] == "out_of_memory" and "try batch size 8" in status["message"]
 
 
 def test_sessions_starting_runs_at_once_each_get_theirs(finished, runs_dir, credit_df, tiny_config):

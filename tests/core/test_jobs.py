@@ -14,7 +14,9 @@ import time
 import pytest
 
 from core.runs import folder as runs
+from core.runs.files import read_json
 from core.runs.jobs import JobManager
+from core.runs.status import read_status, write_status
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -75,7 +77,7 @@ def test_submit_runs_to_success(manager, runs_dir, credit_df, tiny_config):
 def test_cancel_a_running_job(manager, credit_df, tiny_config):
     run_id = manager.submit(_long(tiny_config), credit_df)
     _wait_for(lambda: manager.snapshot(run_id).step > 0, timeout=90)
-    pid = runs.read_status(manager.runs_dir / run_id)["pid"]
+    pid = read_status(manager.runs_dir / run_id)["pid"]
     asked = time.monotonic()
     assert manager.cancel(run_id)
     snap = manager.wait(run_id, timeout=30)
@@ -95,8 +97,8 @@ def test_jobs_beyond_the_limit_stay_queued(manager, credit_df, tiny_config):
     manager.cancel(first)
     assert manager.wait(first, timeout=30).state == "cancelled"
     assert manager.wait(second, timeout=120).state == "succeeded"
-    first_status = runs.read_status(manager.runs_dir / first)
-    second_status = runs.read_status(manager.runs_dir / second)
+    first_status = read_status(manager.runs_dir / first)
+    second_status = read_status(manager.runs_dir / second)
     assert second_status["started"] >= first_status["finished"]
 
 
@@ -125,7 +127,7 @@ def test_killed_worker_fails_and_leaves_other_runs_alone(manager, credit_df, tin
 
     victim = manager.submit(_long(tiny_config), credit_df)
     _wait_for(lambda: manager.snapshot(victim).step > 0, timeout=90)
-    pid = runs.read_status(manager.runs_dir / victim)["pid"]
+    pid = read_status(manager.runs_dir / victim)["pid"]
     os.kill(pid, signal.SIGKILL)
     snap = manager.wait(victim, timeout=30)
     assert snap.state in ("failed", "interrupted")
@@ -136,10 +138,10 @@ def test_killed_worker_fails_and_leaves_other_runs_alone(manager, credit_df, tin
 
 def test_a_new_manager_settles_runs_of_a_dead_app(runs_dir, credit_df, tiny_config):
     run_dir = runs.create_run(runs_dir, tiny_config("credit_risk"), credit_df)
-    runs.write_status(run_dir, "running", pid=2**22 + 12345)  # no such process
+    write_status(run_dir, "running", pid=2**22 + 12345)  # no such process
     jobs = JobManager(runs_dir)
     try:
-        assert runs.read_json(run_dir / "status.json")["state"] == "interrupted"
+        assert read_json(run_dir / "status.json")["state"] == "interrupted"
     finally:
         jobs.shutdown()
 
@@ -151,7 +153,7 @@ def test_runs_start_in_the_warm_spare_worker(manager, runs_dir, credit_df, tiny_
     run_id = manager.submit(tiny_config("credit_risk", max_steps=2), credit_df, source="credit.csv")
     assert manager.wait(run_id, timeout=120).state == "succeeded"
     run_dir = runs.run_path(runs_dir, run_id)
-    assert runs.read_status(run_dir)["pid"] == spare.pid
+    assert read_status(run_dir)["pid"] == spare.pid
     assert (run_dir / "worker.log").exists()
     assert manager._spare is not None and manager._spare.pid != spare.pid
 

@@ -8,7 +8,7 @@ from pathlib import Path
 CORE = Path(__file__).resolve().parents[2] / "core"
 # lowest first: a room may import only from rooms before it (and from itself)
 ORDER = ["errors", "config", "access", "stats", "data", "model", "training", "evaluation", "runs",
-         "explain", "serving", "review", "cli", "worker", "__init__"]
+         "explain", "serving", "review", "arguments", "cli", "worker", "__init__"]
 
 
 def _room(module: str) -> str:

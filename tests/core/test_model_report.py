@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from core import cli
-from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from core.config import LORA_FIELDS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import ConfigError, RunError
-from core.review.report import LORA_FIELDS, REPORT_FILE, write_model_report
+from core.review.report import REPORT_FILE, write_model_report
 from core.runs import folder as runs
+from core.runs.status import read_status, write_status
 from core.runs.worker import execute
 from tests.conftest import credit_table, regression_table, sentiment_table
 
@@ -39,7 +40,7 @@ def _config(backbone: str, target: str) -> RunConfig:
 
 def _finished(root: Path, config: RunConfig, frame, source: str) -> Path:
     run_dir = runs.create_run(root, config, frame, source=source)
-    assert execute(run_dir) == "succeeded", runs.read_status(run_dir)
+    assert execute(run_dir) == "succeeded", read_status(run_dir)
     return run_dir
 
 
@@ -94,7 +95,7 @@ def test_binary_report_holds_every_section_and_the_runs_numbers(binary):
     environment = _section(page, "reproducibility")
     for package in ("torch", "transformers", "pandas", "scikit-learn", "fintune"):
         assert f"<th>{package}</th><td>{metadata.version(package)}</td>" in environment
-    status = runs.read_status(run_dir)
+    status = read_status(run_dir)
     assert status["created"] in environment and status["finished"] in environment
     assert "chronological by &#x27;application_date&#x27;" in _section(page, "split")
     assert "Reliability diagram" in _section(page, "calibration")
@@ -173,7 +174,7 @@ def test_unfinished_and_failed_runs_are_refused(tmp_path, tiny_backbone):
     queued = runs.create_run(tmp_path / "runs", _config(tiny_backbone, "credit_risk"), credit_table(), source="x.csv")
     with pytest.raises(RunError, match="has not succeeded \\(state queued\\)"):
         write_model_report(queued)
-    runs.write_status(queued, "failed", message="Out of memory: try a smaller --batch-size.")
+    write_status(queued, "failed", message="Out of memory: try a smaller batch size.")
     with pytest.raises(RunError, match="state failed: Out of memory"):
         write_model_report(queued)
     with pytest.raises(RunError, match="not a FinTune run folder"):
@@ -189,7 +190,10 @@ def test_cli_writes_the_report_and_refuses_a_failed_run(binary, tmp_path, capsys
     assert "Writing the report" in err
     failed = tmp_path / "runs" / binary[0].name
     shutil.copytree(binary[0], failed)
-    runs.write_status(failed, "failed", message="boom")
+    # a copy of a finished run made to read as failed: status.json written as a failed run's is
+    # (write_status never turns a finished run into another final state)
+    status = json.loads((failed / "status.json").read_text())
+    (failed / "status.json").write_text(json.dumps({**status, "state": "failed", "message": "boom"}))
     assert cli.main(["report", str(failed)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith("error: Run ") and "state failed: boom" in err

@@ -11,6 +11,7 @@ import torch
 from core.errors import BackboneError, RunError
 from core.model.backbones import load_backbone
 from core.runs import folder as runs
+from core.runs.files import read_json
 from core.serving.safe_csv import escape_formulas, to_safe_csv
 
 
@@ -47,7 +48,7 @@ def test_foreign_run_ids_never_become_paths(tmp_path, bad):
 def test_created_runs_live_inside_the_runs_folder(tmp_path, credit_df, tiny_config):
     run_dir = runs.create_run(tmp_path / "runs", tiny_config("credit_risk"), credit_df, source="../../etc/passwd")
     assert run_dir.parent == tmp_path / "runs"
-    assert runs.read_json(run_dir / "config.json")["source"] == "passwd"  # a name, never a path
+    assert read_json(run_dir / "config.json")["source"] == "passwd"  # a name, never a path
 
 
 def test_exports_neutralise_formulas_in_cells_and_headers():

@@ -26,6 +26,7 @@ from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import ConfigError, RunError
 from core.runs import folder as runs
 from core.runs.fitted import load_model
+from core.runs.status import read_status
 from core.runs.worker import execute
 from core.serving.predict import score_file
 from core.serving.service import MAX_EXPLAIN_ROWS_PER_REQUEST, MAX_PREDICT_ROWS, create_app
@@ -48,7 +49,7 @@ def _finished_run(root, backbone: str, target: str, frame: pd.DataFrame):
                        train=TrainConfig(epochs=1, batch_size=16, lr=1e-3, head_lr=1e-2, max_steps=2, seed=0,
                                          precision="fp32"))
     run_dir = runs.create_run(root, config, frame, source="test")
-    assert execute(run_dir) == "succeeded", runs.read_status(run_dir)
+    assert execute(run_dir) == "succeeded", read_status(run_dir)
     return run_dir
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from core.runs import folder as runs
 from core.runs import tracking
+from core.runs.status import write_status
 from core.runs.worker import execute
 
 
@@ -161,7 +162,7 @@ def test_cli_flag_switches_tracking_on_for_the_run(headlines, tmp_path, monkeypa
 
     def fake_execute(run_dir, **kwargs):
         seen["switch"] = tracking.requested()
-        runs.write_status(run_dir, "failed", message="not trained in this test")
+        write_status(run_dir, "failed", message="not trained in this test")
         return "failed"
 
     monkeypatch.setattr(core.runs.worker, "execute", fake_execute)

@@ -69,7 +69,7 @@ def test_non_finite_loss_names_a_smaller_learning_rate(credit_df, tiny_config, m
     assert caught.value.kind == "non_finite_loss"
     message = str(caught.value)
     assert "at step 1 (epoch 1)" in message
-    assert "lower the learning rate (e.g. --lr 5e-05)" in message
+    assert "lower the learning rate (e.g. to 5e-05)" in message
 
 
 def test_max_steps_is_honoured(credit_df, tiny_config):

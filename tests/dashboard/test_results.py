@@ -53,6 +53,9 @@ def test_costs_move_the_threshold_and_saving_relabels_predictions(own_run_app):
     flagged = sum(line.split(",")[header.index("prediction")] == "bad" for line in predictions[1:])
     probabilities = [float(line.split(",")[header.index("prob_bad")]) for line in predictions[1:]]
     assert flagged == sum(p >= saved["threshold"] for p in probabilities)
+    metrics = json.loads((run_dir / "metrics.json").read_text())  # one decision record
+    assert metrics["decision"] == saved and metrics["at_threshold"]["threshold"] == saved["threshold"]
+    assert metrics["at_threshold"]["tp"] + metrics["at_threshold"]["fp"] == flagged
 
 
 def test_approval_rate_sets_the_share_approved(own_run_app):

@@ -30,13 +30,14 @@ def credit_run(tmp_path_factory, tiny_backbone) -> Path:
     """A succeeded run of the tiny backbone on the credit sample (1,000 rows, 21 columns)."""
     import core
     from core.runs import folder as runs
+    from core.runs.status import read_status
     from core.runs.worker import execute
 
     config = core.default_config("credit_risk", tiny_backbone).replace(
         model={"d_hidden": 32, "d_numeric": 16}, train={"epochs": 1, "batch_size": 32, "lr": 1e-3, "head_lr": 1e-2})
     run_dir = runs.create_run(tmp_path_factory.mktemp("report") / "runs", config,
                               core.read_table(SAMPLES / "credit_risk.csv"), source="credit_risk.csv")
-    assert execute(run_dir) == "succeeded", runs.read_status(run_dir)
+    assert execute(run_dir) == "succeeded", read_status(run_dir)
     return run_dir
 
 

@@ -11,6 +11,7 @@ def task_runs(tmp_path_factory, tiny_backbone, make_table):
     from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from core.runs import folder as runs
     from core.runs import worker
+    from core.runs.status import read_status
 
     def tiny_config(target, **train):
         return RunConfig(data=DataConfig(target=target),
@@ -22,7 +23,7 @@ def task_runs(tmp_path_factory, tiny_backbone, make_table):
                               ("spread_bps", "regression", 5e-4)):
         frame = make_table(table)
         run_dir = runs.create_run(folder, tiny_config(target, epochs=1, lr=lr), frame)
-        assert worker.execute(run_dir) == "succeeded", runs.read_status(run_dir)
+        assert worker.execute(run_dir) == "succeeded", read_status(run_dir)
     return folder
 
 
