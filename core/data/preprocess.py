@@ -33,6 +33,7 @@ class Features:
 
 
 def pretty_name(column: str) -> str:
+    """A column name as the backbone reads it: "credit_amount" -> "credit amount"."""
     return str(column).replace("_", " ").strip()
 
 

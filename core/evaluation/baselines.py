@@ -116,6 +116,7 @@ def reference_name(spec: TableSpec) -> str:
 
 
 def majority_name(spec: TableSpec) -> str:
+    """The name of the trivial baseline for this task."""
     return "Mean predictor" if spec.task == "regression" else "Majority class"
 
 

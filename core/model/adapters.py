@@ -84,10 +84,12 @@ def add_lora(backbone: nn.Module, *, rank: int, alpha: float, dropout: float,
 
 
 def is_adapter(name: str) -> bool:
+    """True for the name of a LoRA adapter parameter."""
     return MARKER in name
 
 
 def has_adapters(model: nn.Module) -> bool:
+    """True when ``model`` carries LoRA adapters."""
     return any(is_adapter(name) for name, _ in model.named_parameters())
 
 

@@ -267,6 +267,7 @@ def _embedding_modules(model) -> list:
 
 
 def n_layers(model) -> int:
+    """How many transformer layers the backbone has (the largest freeze depth)."""
     return len(find_layers(model))
 
 

@@ -31,6 +31,8 @@ SWEEPS = "sweeps"
 
 @dataclass(frozen=True)
 class SweepPoint:
+    """One setting of a sweep (a freeze depth or a LoRA rank) and the run that tried it."""
+
     label: str  # "freeze 4" or "LoRA r8"
     freeze_depth: int
     lora_rank: int
@@ -39,6 +41,8 @@ class SweepPoint:
 
 @dataclass(frozen=True)
 class Sweep:
+    """A freeze-depth sweep: its points, recorded in runs/sweeps/<id>.json."""
+
     sweep_id: str
     created: str
     source: str
@@ -58,6 +62,7 @@ def sweep_points(n_layers: int, *, lora_rank: int = DEFAULT_LORA_RANK) -> list[S
 
 
 def point_config(base: RunConfig, point: SweepPoint) -> RunConfig:
+    """The run config of one sweep point: the base config with its freeze depth and LoRA rank."""
     return base.replace(model={"freeze_depth": point.freeze_depth, "lora_rank": point.lora_rank})
 
 

@@ -39,6 +39,7 @@ STEP_EVENT_INTERVAL_S = 0.5  # history.jsonl gets at most two step events a seco
 
 
 def failure_kind(exc: BaseException) -> str:
+    """The failure kind recorded in status.json for an exception that ended a run."""
     if isinstance(exc, TrainingError):
         return exc.kind
     if isinstance(exc, (DataError, ConfigError)):
@@ -303,6 +304,7 @@ def _wait_warm() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m core.runs.worker RUN_DIR | --warm``: execute one run folder."""
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["--warm"]:
         run_dir = _wait_warm()

@@ -21,4 +21,5 @@ def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_safe_csv(frame: pd.DataFrame) -> bytes:
+    """``frame`` as UTF-8 CSV bytes with every formula-like cell escaped."""
     return escape_formulas(frame).to_csv(index=False).encode("utf-8")

@@ -32,6 +32,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def device_label(device: torch.device) -> str:
+    """The device as people read it: "GPU: <name>", "Apple GPU (MPS)" or "CPU (N threads)"."""
     if device.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":

@@ -57,6 +57,7 @@ def fsdp_requested() -> bool:
 
 
 def gpu_count() -> int:
+    """How many CUDA GPUs this process sees."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
@@ -225,6 +226,7 @@ def broadcast_text(cluster: Cluster, text: str | None) -> str:
 
 
 def write_rank_error(run_dir: Path, rank: int, kind: str, message: str) -> None:
+    """Record why this rank failed, for rank 0 to report (ranks/rank-N.json, atomically)."""
     folder = Path(run_dir) / RANK_ERRORS
     folder.mkdir(exist_ok=True)
     tmp = folder / f".rank-{rank}.json.tmp"
@@ -233,6 +235,7 @@ def write_rank_error(run_dir: Path, rank: int, kind: str, message: str) -> None:
 
 
 def read_rank_errors(run_dir: Path) -> list[dict]:
+    """The failures recorded by ranks of this run, in rank order; unreadable files skipped."""
     folder = Path(run_dir) / RANK_ERRORS
     errors = []
     for path in sorted(folder.glob("rank-*.json")) if folder.is_dir() else []:
@@ -253,6 +256,7 @@ def rank_failure(error: dict, world: int | None = None) -> tuple[str, str]:
 
 
 def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for the processes' rendezvous."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

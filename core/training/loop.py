@@ -101,6 +101,7 @@ def iterate_batches(
 
 
 def subset(rows: EncodedRows, index: np.ndarray) -> EncodedRows:
+    """The rows at ``index``."""
     return EncodedRows(
         input_ids=[rows.input_ids[i] for i in index],
         numeric=rows.numeric[index],
