@@ -240,7 +240,8 @@ def importance_bar(explanation, output: str, *, top: int = 20) -> go.Figure:
     order = importance_order(explanation)[:top]
     mean_abs = np.abs(explanation.values).mean(axis=0)
     columns = [explanation.feature_names[j] for j in order]
-    return core.importance_figure(columns, mean_abs[order], output)
+    return core.importance_figure(columns, mean_abs[order], output,
+                                  title=f"Importance: mean |effect| on {output}")
 
 
 def _normalised(values: np.ndarray) -> np.ndarray | None:

@@ -219,12 +219,12 @@ def psi_figure(report: pd.DataFrame, title: str, *, top: int = 25) -> go.Figure:
 
 
 def importance_figure(columns: list[str], mean_abs, output: str, *,
-                      rows: int | None = None) -> go.Figure:
+                      rows: int | None = None, title: str | None = None) -> go.Figure:
     """Mean |SHAP| per column, largest first as given; ``output`` is what the values move."""
     figure = go.Figure(go.Bar(x=list(mean_abs), y=[_text(c) for c in columns], orientation="h",
                               marker_color=PALETTE[0]))
     on = f" ({rows} test rows)" if rows is not None else ""
-    figure.update_layout(title=f"Mean |SHAP| on {_text(output)}{on}",
+    figure.update_layout(title=_text(title) if title else f"Mean |SHAP| on {_text(output)}{on}",
                          xaxis_title=f"mean |change in {_text(output)}|")
     figure.update_yaxes(autorange="reversed", title=None)
     return figure

@@ -51,7 +51,7 @@ def test_launch_command_starts_n_processes_of_the_program():
     assert command[command.index("--main_process_port") + 1] == "29999"
     assert command[-3:] == ["-m", "core.runs.worker", "/runs/x"]
     assert "--multi_gpu" not in launch_command(1, ["-m", "core.runs.worker", "x"])
-    with pytest.raises(ConfigError, match="num-processes"):
+    with pytest.raises(ConfigError, match="Number of processes is 0"):
         launch_command(0, ["x"])
 
 
