@@ -39,12 +39,21 @@ def _sklearn_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     fpr, tpr, _ = roc_curve(positive, score)
     auc = roc_auc_score(positive, score)
     bins = np.minimum((score * 10).astype(int), 9)
-    ece = sum(abs(positive[bins == b].mean() - score[bins == b].mean()) * np.mean(bins == b)
-              for b in np.unique(bins))
-    return {"roc_auc": auc, "gini": 2 * auc - 1, "ks": float(np.max(tpr - fpr)),
-            "pr_auc": average_precision_score(positive, score), "brier": brier_score_loss(positive, score),
-            "ece": ece, "log_loss": log_loss(y, proba, labels=[0, 1]), "accuracy": accuracy_score(y, proba.argmax(1)),
-            "f1": f1_score(y, proba.argmax(1), pos_label=0)}
+    ece = sum(
+        abs(positive[bins == b].mean() - score[bins == b].mean()) * np.mean(bins == b)
+        for b in np.unique(bins)
+    )
+    return {
+        "roc_auc": auc,
+        "gini": 2 * auc - 1,
+        "ks": float(np.max(tpr - fpr)),
+        "pr_auc": average_precision_score(positive, score),
+        "brier": brier_score_loss(positive, score),
+        "ece": ece,
+        "log_loss": log_loss(y, proba, labels=[0, 1]),
+        "accuracy": accuracy_score(y, proba.argmax(1)),
+        "f1": f1_score(y, proba.argmax(1), pos_label=0),
+    }
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -67,27 +76,44 @@ def bootstrap_table(repeats: int) -> None:
     from core.stats.intervals import bootstrap_intervals
 
     spec = TableSpec("y", "binary", {}, ("bad", "good"), positive_class="bad")
-    print(f"{'rows':>6} {'ours: 1,000-resample bootstrap, 9 metrics':>44} {'sklearn functions':>18} {'speed-up':>9}")
+    print(
+        f"{'rows':>6} {'ours: 1,000-resample bootstrap, 9 metrics':>44} {'sklearn functions':>18} {'speed-up':>9}"
+    )
     for n in (150, 1500, 4500):
         y, proba = _data(n)
         ours = _median_seconds(lambda y=y, proba=proba: evaluate(spec, y, proba), repeats)
-        reference = _median_seconds(lambda y=y, proba=proba: bootstrap_intervals(
-            lambda i: _sklearn_metrics(y[i], proba[i]), len(y), strata=y), repeats)
+        reference = _median_seconds(
+            lambda y=y, proba=proba: bootstrap_intervals(
+                lambda i: _sklearn_metrics(y[i], proba[i]), len(y), strata=y
+            ),
+            repeats,
+        )
         print(f"{n:>6} {ours:>42.2f} s {reference:>16.2f} s {reference / ours:>8.1f}x", flush=True)
 
 
 def delong_table(repeats: int) -> None:
     from core.stats.metrics import binary_ranking_metrics
 
-    print(f"\n{'rows':>6} {'DeLong test':>14} {'paired bootstrap of the AUC (1,000)':>38} {'speed-up':>9}")
+    print(
+        f"\n{'rows':>6} {'DeLong test':>14} {'paired bootstrap of the AUC (1,000)':>38} {'speed-up':>9}"
+    )
     for n in (150, 1500, 4500):
         y, proba = _data(n)
         other = np.clip(proba[:, 0] + np.random.default_rng(1).normal(0, 0.1, n), 0, 1)
         scores = [proba[:, 0], other]
         ours = _median_seconds(lambda y=y, scores=scores: delong_test(y == 0, scores), repeats)
-        reference = _median_seconds(lambda y=y, scores=scores: paired_differences(
-            lambda i, k: {"auc": binary_ranking_metrics(y[i] == 0, scores[k][i])["roc_auc"]}, len(y), 2), repeats)
-        print(f"{n:>6} {ours * 1000:>11.1f} ms {reference:>36.2f} s {reference / ours:>8.0f}x", flush=True)
+        reference = _median_seconds(
+            lambda y=y, scores=scores: paired_differences(
+                lambda i, k: {"auc": binary_ranking_metrics(y[i] == 0, scores[k][i])["roc_auc"]},
+                len(y),
+                2,
+            ),
+            repeats,
+        )
+        print(
+            f"{n:>6} {ours * 1000:>11.1f} ms {reference:>36.2f} s {reference / ours:>8.0f}x",
+            flush=True,
+        )
 
 
 def report_of_run(run: Path, repeats: int) -> None:
@@ -117,15 +143,21 @@ def report_of_run(run: Path, repeats: int) -> None:
             shutil.rmtree(scratch, ignore_errors=True)
 
     total = _median_seconds(once, repeats)
-    print(f"\nreport of run {run.name} ({len(frame)} rows): {total:.1f} s in all (median of {repeats})")
+    print(
+        f"\nreport of run {run.name} ({len(frame)} rows): {total:.1f} s in all (median of {repeats})"
+    )
     for name, values in phases.items():
         print(f"  {name:<46} {statistics.median(values):>6.1f} s")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--run", type=Path, default=None, help="a finished run folder to time the report on")
+    parser.add_argument(
+        "--run", type=Path, default=None, help="a finished run folder to time the report on"
+    )
     args = parser.parse_args()
     bootstrap_table(args.repeats)
     delong_table(args.repeats)

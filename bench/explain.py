@@ -33,7 +33,9 @@ def train_run(name: str, runs_dir: Path) -> Path:
     """A short MiniLM run: enough for sensible explanations, not a quality benchmark."""
     if name == "credit":
         frame = read_table(SAMPLES / "credit_risk.csv")
-        config = default_config("credit_risk").replace(model={"freeze_depth": 4}, train={"epochs": 2})
+        config = default_config("credit_risk").replace(
+            model={"freeze_depth": 4}, train={"epochs": 2}
+        )
     else:
         frame = read_table(SAMPLES / "fin_sentiment.csv").sample(SENTIMENT_ROWS, random_state=0)
         config = default_config("label").replace(model={"freeze_depth": 3}, train={"epochs": 1})
@@ -57,9 +59,16 @@ def bench_rows(run_dir: Path, n_rows: int, repeats: int, precision: str) -> dict
         explanation = explain_rows(run_dir, rows, precision=precision)
         stats = explanation.stats
         seconds.append(stats.seconds)
-    return {"what": f"global SHAP, {n_rows} credit rows", "precision": stats.precision,
-            "seconds": statistics.median(seconds), "all": seconds, "unit": "s total", "target": 30.0,
-            "backbone": stats.backbone_passes, "model_rows": stats.model_rows}
+    return {
+        "what": f"global SHAP, {n_rows} credit rows",
+        "precision": stats.precision,
+        "seconds": statistics.median(seconds),
+        "all": seconds,
+        "unit": "s total",
+        "target": 30.0,
+        "backbone": stats.backbone_passes,
+        "model_rows": stats.model_rows,
+    }
 
 
 def bench_tokens(run_dir: Path, n_sentences: int, repeats: int, precision: str) -> dict:
@@ -71,15 +80,28 @@ def bench_tokens(run_dir: Path, n_sentences: int, repeats: int, precision: str) 
             per_sentence.append(explanation.stats.seconds)
             passes.append(explanation.stats.backbone_passes)
             model_rows.append(explanation.stats.model_rows)
-    return {"what": f"token SHAP, {n_sentences} sentences", "precision": explanation.stats.precision,
-            "seconds": statistics.median(per_sentence), "all": [max(per_sentence)], "unit": "s/sentence",
-            "target": 5.0, "backbone": round(statistics.mean(passes)), "model_rows": round(statistics.mean(model_rows))}
+    return {
+        "what": f"token SHAP, {n_sentences} sentences",
+        "precision": explanation.stats.precision,
+        "seconds": statistics.median(per_sentence),
+        "all": [max(per_sentence)],
+        "unit": "s/sentence",
+        "target": 5.0,
+        "backbone": round(statistics.mean(passes)),
+        "model_rows": round(statistics.mean(model_rows)),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--credit-run", type=Path, default=None, help="reuse a finished credit_risk run")
-    parser.add_argument("--sentiment-run", type=Path, default=None, help="reuse a finished fin_sentiment run")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--credit-run", type=Path, default=None, help="reuse a finished credit_risk run"
+    )
+    parser.add_argument(
+        "--sentiment-run", type=Path, default=None, help="reuse a finished fin_sentiment run"
+    )
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where new runs go")
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--sentences", type=int, default=10)
@@ -101,13 +123,19 @@ def main() -> None:
         results.append(bench_rows(credit, args.rows, args.repeats, precision))
         results.append(bench_tokens(sentiment, args.sentences, args.repeats, precision))
 
-    print(f"\nload average (1/5/15 min) before: {load_before}, after: {load()}; "
-          f"{os.cpu_count()} CPUs; first call in the process (model load + shap's numba compile): {first_call:.1f} s")
-    print(f"{'measurement':<32} {'precision':<9} {'median':>8} {'unit':<11} {'target':>7} {'worst':>7} "
-          f"{'backbone passes':>16} {'model rows':>11}")
+    print(
+        f"\nload average (1/5/15 min) before: {load_before}, after: {load()}; "
+        f"{os.cpu_count()} CPUs; first call in the process (model load + shap's numba compile): {first_call:.1f} s"
+    )
+    print(
+        f"{'measurement':<32} {'precision':<9} {'median':>8} {'unit':<11} {'target':>7} {'worst':>7} "
+        f"{'backbone passes':>16} {'model rows':>11}"
+    )
     for r in results:
-        print(f"{r['what']:<32} {r['precision']:<9} {r['seconds']:>8.2f} {r['unit']:<11} {r['target']:>7.0f} "
-              f"{max(r['all']):>7.2f} {r['backbone']:>16} {r['model_rows']:>11}")
+        print(
+            f"{r['what']:<32} {r['precision']:<9} {r['seconds']:>8.2f} {r['unit']:<11} {r['target']:>7.0f} "
+            f"{max(r['all']):>7.2f} {r['backbone']:>16} {r['model_rows']:>11}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,17 @@ import torch
 from torch import nn
 
 # Dense bf16 peaks (TFLOP/s) from NVIDIA's data sheets, by a substring of the device name.
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0,
-                    "L40S": 362.0, "L4": 121.0, "A10": 125.0, "RTX 4090": 165.0}
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100 SXM": 989.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10": 125.0,
+    "RTX 4090": 165.0,
+}
 
 
 def peak_tflops(device: torch.device, override: float | None) -> float | None:
@@ -40,15 +49,23 @@ def build_model(device: torch.device) -> tuple[nn.Module, int, int]:
     from core.model.fusion import FusionModel
 
     config = _bert_config()
-    model = FusionModel(backbone=BertModel(config, add_pooling_layer=False), d_numeric_in=8, n_outputs=2)
+    model = FusionModel(
+        backbone=BertModel(config, add_pooling_layer=False), d_numeric_in=8, n_outputs=2
+    )
     return model.to(device), config.num_hidden_layers, config.hidden_size
 
 
 def _bert_config():
     from transformers import BertConfig
 
-    return BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-                      vocab_size=30522, max_position_embeddings=512)
+    return BertConfig(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        vocab_size=30522,
+        max_position_embeddings=512,
+    )
 
 
 def ours_step(device: torch.device, batch: dict, compile_model: bool):
@@ -60,7 +77,9 @@ def ours_step(device: torch.device, batch: dict, compile_model: bool):
 
     def step() -> None:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-            loss = loss_fn(step_model(batch["ids"], batch["mask"], batch["numeric"]).float(), batch["labels"])
+            loss = loss_fn(
+                step_model(batch["ids"], batch["mask"], batch["numeric"]).float(), batch["labels"]
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -76,7 +95,9 @@ def reference_step(device: torch.device, batch: dict):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step() -> None:
-        loss = model(input_ids=batch["ids"], attention_mask=batch["mask"], labels=batch["labels"]).loss
+        loss = model(
+            input_ids=batch["ids"], attention_mask=batch["mask"], labels=batch["labels"]
+        ).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -102,14 +123,20 @@ def time_steps(step, device: torch.device, n_steps: int, warmup: int) -> list[fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3, help="alternate ours and the reference this many times")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternate ours and the reference this many times"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile our model first")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="override the device's bf16 peak")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="override the device's bf16 peak"
+    )
     args = parser.parse_args()
 
     from core.training.devices import device_label, resolve_device
@@ -128,12 +155,18 @@ def main() -> None:
     tokens = args.batch_size * args.seq_len
     peak = peak_tflops(device, args.peak_tflops)
     print(f"device: {device_label(device)}")
-    print(f"batch {args.batch_size} x seq {args.seq_len}, {args.steps} timed steps per round, {args.rounds} rounds "
-          "(ours and the reference alternate; medians over all timed steps)")
+    print(
+        f"batch {args.batch_size} x seq {args.seq_len}, {args.steps} timed steps per round, {args.rounds} rounds "
+        "(ours and the reference alternate; medians over all timed steps)"
+    )
 
     # One model of each kind, alternated round by round so both see the same machine state.
-    steps = {"FinTune (bf16 autocast, fused AdamW" + (", compiled)" if args.compile else ")"): ours_step(
-        device, batch, args.compile), "reference (HF BertForSequenceClassification, fp32)": reference_step(device, batch)}
+    steps = {
+        "FinTune (bf16 autocast, fused AdamW" + (", compiled)" if args.compile else ")"): ours_step(
+            device, batch, args.compile
+        ),
+        "reference (HF BertForSequenceClassification, fp32)": reference_step(device, batch),
+    }
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.rounds):
         for name, (step, _) in steps.items():
@@ -145,15 +178,19 @@ def main() -> None:
         flops = 6 * n_params * tokens + 12 * n_layers * d_model * args.seq_len * tokens
         achieved = flops / seconds / 1e12
         mfu = f"   MFU {achieved / peak:.1%} of {peak:.0f}" if peak else ""
-        print(f"{name}: {n_params / 1e6:.1f}M parameters, median step {seconds * 1e3:.1f} ms, "
-              f"samples/s {args.batch_size / seconds:,.0f}, tokens/s {tokens / seconds:,.0f}, "
-              f"model TFLOP/s {achieved:.1f}{mfu}")
+        print(
+            f"{name}: {n_params / 1e6:.1f}M parameters, median step {seconds * 1e3:.1f} ms, "
+            f"samples/s {args.batch_size / seconds:,.0f}, tokens/s {tokens / seconds:,.0f}, "
+            f"model TFLOP/s {achieved:.1f}{mfu}"
+        )
     ours, reference = medians.values()
     print(f"speed-up ours / reference: {reference / ours:.2f}x")
     if not peak:
         print("MFU: unknown peak for this device (pass --peak-tflops)")
     if device.type == "cuda":
-        print(f"peak GPU memory (both models) {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+        print(
+            f"peak GPU memory (both models) {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+        )
 
 
 if __name__ == "__main__":

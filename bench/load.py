@@ -31,8 +31,11 @@ def _throughput(run_dir: Path, start: float, end: float, batch_size: int) -> flo
     from core.runs import folder as runs
     from core.training.events import StepEvent
 
-    steps = [(e.time, e.step) for e in runs.read_events(run_dir)
-             if isinstance(e, StepEvent) and e.time is not None and start <= e.time <= end]
+    steps = [
+        (e.time, e.step)
+        for e in runs.read_events(run_dir)
+        if isinstance(e, StepEvent) and e.time is not None and start <= e.time <= end
+    ]
     if len(steps) < 2:
         return float("nan")
     (t0, s0), (t1, s1) = steps[0], steps[-1]
@@ -57,7 +60,9 @@ def _live_view() -> None:
 def _session_until(app, runs_dir, ready, go, until, results) -> None:
     """One viewer: open the Train page, then rerun it once a second until the parent's end time."""
     os.environ["FINTUNE_RUNS_DIR"] = runs_dir
-    os.environ["FINTUNE_WARM_WORKER"] = "0"  # a viewer process must not start a spare training worker
+    os.environ["FINTUNE_WARM_WORKER"] = (
+        "0"  # a viewer process must not start a spare training worker
+    )
     from streamlit.testing.v1 import AppTest
 
     from dashboard.components import LIVE_REFRESH_S as refresh
@@ -82,13 +87,22 @@ def _session_until(app, runs_dir, ready, go, until, results) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if a session raised or a render took 2 s or more (CI)")
-    parser.add_argument("--view", choices=["fragment", "page"], default="fragment",
-                        help="what each viewer reruns every second: the live fragment or the whole page")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if a session raised or a render took 2 s or more (CI)",
+    )
+    parser.add_argument(
+        "--view",
+        choices=["fragment", "page"],
+        default="fragment",
+        help="what each viewer reruns every second: the live fragment or the whole page",
+    )
     args = parser.parse_args()
 
     runs_dir = Path(tempfile.mkdtemp(prefix="fintune-load-")) / "runs"
@@ -99,18 +113,25 @@ def main() -> None:
     jobs = state.manager()
     batch_size = 16
     config = core.default_config("credit_risk").replace(
-        train={"epochs": 100, "patience": 100, "batch_size": batch_size})
-    run_id = jobs.submit(config, core.read_table(ROOT / "sample_data" / "credit_risk.csv"), source="credit_risk.csv")
+        train={"epochs": 100, "patience": 100, "batch_size": batch_size}
+    )
+    run_id = jobs.submit(
+        config, core.read_table(ROOT / "sample_data" / "credit_risk.csv"), source="credit_risk.csv"
+    )
     run_dir = runs_dir / run_id
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while (snapshot := jobs.snapshot(run_id)).step < 10:  # past start-up, tokenising, first steps
         if snapshot.finished:
-            raise SystemExit(f"load benchmark: the training job ended as {snapshot.state} before step 10: "
-                             f"{snapshot.message}")
+            raise SystemExit(
+                f"load benchmark: the training job ended as {snapshot.state} before step 10: "
+                f"{snapshot.message}"
+            )
         if time.monotonic() > deadline:
             jobs.cancel(run_id)
-            raise SystemExit(f"load benchmark: training did not reach step 10 in {STARTUP_TIMEOUT_S} s "
-                             f"(state {snapshot.state}, step {snapshot.step})")
+            raise SystemExit(
+                f"load benchmark: training did not reach step 10 in {STARTUP_TIMEOUT_S} s "
+                f"(state {snapshot.state}, step {snapshot.step})"
+            )
         time.sleep(0.5)
 
     phases = {}
@@ -126,8 +147,14 @@ def main() -> None:
     viewers = []
     for _ in range(args.sessions):
         until = context.Value("d", start_at)
-        viewers.append((context.Process(target=_session_until, args=(app, str(runs_dir), ready, go, until, results)),
-                        until))
+        viewers.append(
+            (
+                context.Process(
+                    target=_session_until, args=(app, str(runs_dir), ready, go, until, results)
+                ),
+                until,
+            )
+        )
     for process, _ in viewers:
         process.start()
     for _ in viewers:
@@ -157,14 +184,20 @@ def main() -> None:
     alone = statistics.mean([rates["alone (before)"], rates["alone (after)"]])
     watched = rates[f"{args.sessions} sessions watching"]
     ordered = sorted(renders)
-    print(f"training throughput (samples/s, MiniLM, batch {batch_size}, freeze 0, {os.cpu_count()} CPUs):")
+    print(
+        f"training throughput (samples/s, MiniLM, batch {batch_size}, freeze 0, {os.cpu_count()} CPUs):"
+    )
     for name, rate in rates.items():
         print(f"  {name:<24} {rate:7.1f}")
-    print(f"  drop with viewers        {100 * (1 - watched / alone):6.1f} %  (against the mean of both alone phases)")
-    print(f"page renders of {args.sessions} sessions: {len(ordered)} renders, median "
-          f"{statistics.median(ordered):.2f} s, 95th percentile {ordered[int(0.95 * (len(ordered) - 1))]:.2f} s, "
-          f"max {ordered[-1]:.2f} s; under 2 s: {sum(r < 2 for r in ordered) / len(ordered):.0%}; "
-          f"exceptions: {errors}")
+    print(
+        f"  drop with viewers        {100 * (1 - watched / alone):6.1f} %  (against the mean of both alone phases)"
+    )
+    print(
+        f"page renders of {args.sessions} sessions: {len(ordered)} renders, median "
+        f"{statistics.median(ordered):.2f} s, 95th percentile {ordered[int(0.95 * (len(ordered) - 1))]:.2f} s, "
+        f"max {ordered[-1]:.2f} s; under 2 s: {sum(r < 2 for r in ordered) / len(ordered):.0%}; "
+        f"exceptions: {errors}"
+    )
     if args.check and (errors or not ordered or ordered[-1] >= 2.0):
         raise SystemExit("load check failed: a session raised, or a render took 2 s or more")
 

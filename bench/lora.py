@@ -30,8 +30,9 @@ def run(lora_rank: int, rows: int | None, epochs: int | None) -> dict:
     frame = read_table(SAMPLE)
     if rows:
         frame = frame.sample(n=min(rows, len(frame)), random_state=0).reset_index(drop=True)
-    config = default_config("label").replace(model={"lora_rank": lora_rank},
-                                             train={"epochs": epochs} if epochs else {})
+    config = default_config("label").replace(
+        model={"lora_rank": lora_rank}, train={"epochs": epochs} if epochs else {}
+    )
     marks: dict[str, float] = {}
 
     def on_progress(event: dict) -> None:
@@ -44,10 +45,17 @@ def run(lora_rank: int, rows: int | None, epochs: int | None) -> dict:
     metrics = tuner.evaluate(test)
     trainable, total = count_parameters(tuner.model_)
     n_train = len(tuner.splits_["train"])
-    return {"setting": f"LoRA r{lora_rank}" if lora_rank else "full fine-tune", "accuracy": metrics["accuracy"],
-            "f1": metrics["f1"], "trainable": trainable, "total": total, "train_s": seconds,
-            "samples_per_s": n_train * len(tuner.history_) / seconds, "epochs": len(tuner.history_),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "setting": f"LoRA r{lora_rank}" if lora_rank else "full fine-tune",
+        "accuracy": metrics["accuracy"],
+        "f1": metrics["f1"],
+        "trainable": trainable,
+        "total": total,
+        "train_s": seconds,
+        "samples_per_s": n_train * len(tuner.history_) / seconds,
+        "epochs": len(tuner.history_),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def isolated(*args) -> dict:
@@ -56,23 +64,35 @@ def isolated(*args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=None, help="a random subset of the sample (default: all)")
-    parser.add_argument("--epochs", type=int, default=None, help="default: the engine's (4, early stopping)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rows", type=int, default=None, help="a random subset of the sample (default: all)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="default: the engine's (4, early stopping)"
+    )
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     results = [isolated(0, args.rows, args.epochs), isolated(args.rank, args.rows, args.epochs)]
     full = results[0]
-    print(f"{'setting':<16} {'accuracy':>9} {'macro F1':>9} {'trainable':>12} {'share':>7} {'epochs':>6} "
-          f"{'train s':>8} {'samples/s':>10} {'peak MB':>8}")
+    print(
+        f"{'setting':<16} {'accuracy':>9} {'macro F1':>9} {'trainable':>12} {'share':>7} {'epochs':>6} "
+        f"{'train s':>8} {'samples/s':>10} {'peak MB':>8}"
+    )
     for r in results:
-        print(f"{r['setting']:<16} {r['accuracy']:>9.4f} {r['f1']:>9.4f} {r['trainable']:>12,} "
-              f"{r['trainable'] / full['trainable']:>7.1%} {r['epochs']:>6} {r['train_s']:>8.1f} "
-              f"{r['samples_per_s']:>10.1f} {r['peak_mb']:>8.0f}")
+        print(
+            f"{r['setting']:<16} {r['accuracy']:>9.4f} {r['f1']:>9.4f} {r['trainable']:>12,} "
+            f"{r['trainable'] / full['trainable']:>7.1%} {r['epochs']:>6} {r['train_s']:>8.1f} "
+            f"{r['samples_per_s']:>10.1f} {r['peak_mb']:>8.0f}"
+        )
     gap = (results[1]["accuracy"] - full["accuracy"]) * 100
-    print(f"LoRA accuracy minus full fine-tune accuracy: {gap:+.2f} points, with "
-          f"{results[1]['trainable'] / full['trainable']:.1%} of its trainable parameters")
+    print(
+        f"LoRA accuracy minus full fine-tune accuracy: {gap:+.2f} points, with "
+        f"{results[1]['trainable'] / full['trainable']:.1%} of its trainable parameters"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

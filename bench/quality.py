@@ -47,7 +47,11 @@ def run_one(name: str, args: argparse.Namespace, variant: str = "default") -> di
     if args.max_rows and len(frame) > args.max_rows:
         # A stratified sample keeps the class balance (and, for time splits, the row order).
         fraction = args.max_rows / len(frame)
-        frame = frame.groupby(target, group_keys=False).sample(frac=fraction, random_state=0).sort_index()
+        frame = (
+            frame.groupby(target, group_keys=False)
+            .sample(frac=fraction, random_state=0)
+            .sort_index()
+        )
     config = default_config(target, split=split)
     model_overrides = dict(VARIANTS[variant].get("model", {}))
     if args.freeze is not None:
@@ -88,19 +92,27 @@ def _pair(ours, baseline) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--freeze", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--variants", default="default", help=f"comma-separated, of {', '.join(VARIANTS)}")
-    parser.add_argument("--max-rows", type=int, default=None, help="stratified sample of larger datasets")
+    parser.add_argument(
+        "--variants", default="default", help=f"comma-separated, of {', '.join(VARIANTS)}"
+    )
+    parser.add_argument(
+        "--max-rows", type=int, default=None, help="stratified sample of larger datasets"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     rows = []
     header = f"{'dataset':<10} {'variant':<16} {'rows':>6} {'task':<10} {'split':<15} {'metric':<8} {'FinTune':>8} {'baseline':>8}  {'PR AUC ours/base':>16}  {'(which)':<30} {'epochs':>6} {'train s':>8}"
     print(header, flush=True)
-    jobs = [(d.strip(), v.strip()) for d in args.datasets.split(",") for v in args.variants.split(",")]
+    jobs = [
+        (d.strip(), v.strip()) for d in args.datasets.split(",") for v in args.variants.split(",")
+    ]
     for name, variant in jobs:
         row = run_one(name, args, variant)
         rows.append(row)

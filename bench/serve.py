@@ -55,8 +55,9 @@ def find_or_train(runs_dir: Path) -> Path:
     from core.runs import folder as runs
 
     if runs_dir.is_dir():
-        mine = [s for s in runs.list_runs(runs_dir)
-                if s.source == SOURCE and s.state == "succeeded"]
+        mine = [
+            s for s in runs.list_runs(runs_dir) if s.source == SOURCE and s.state == "succeeded"
+        ]
         if mine:
             newest = max(mine, key=lambda s: s.created)
             print(f"reusing run {newest.path}", flush=True)
@@ -104,7 +105,7 @@ def correct(answer: dict, expected: pd.DataFrame) -> tuple[bool, float]:
     predictions = answer.get("predictions", [])
     if [p["row"] for p in predictions] != list(range(len(expected))):
         return False, float("inf")
-    classes = [c[len("prob_"):] for c in expected.columns if c.startswith("prob_")]
+    classes = [c[len("prob_") :] for c in expected.columns if c.startswith("prob_")]
     got = np.array([[p["probabilities"][c] for c in classes] for p in predictions])
     want = expected[[f"prob_{c}" for c in classes]].to_numpy(dtype=float)
     gap = float(np.abs(got - want).max()) if len(got) else 0.0
@@ -160,8 +161,9 @@ def stop(server: subprocess.Popen) -> None:
 
 
 def post(url: str, body: bytes, timeout: float = 600) -> dict:
-    request = urllib.request.Request(f"{url}/predict", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/predict", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=timeout) as answer:
         return json.load(answer)
 
@@ -188,8 +190,9 @@ def poll_health(url: str, stop_at, latencies) -> None:
         time.sleep(0.01)
 
 
-def throughput(url: str, frame: pd.DataFrame, expected: pd.DataFrame,
-               repeats: int) -> tuple[float, list, bool]:
+def throughput(
+    url: str, frame: pd.DataFrame, expected: pd.DataFrame, repeats: int
+) -> tuple[float, list, bool]:
     body, seconds, ok = body_of(frame), [], True
     for _ in range(repeats):
         started = time.perf_counter()
@@ -199,15 +202,20 @@ def throughput(url: str, frame: pd.DataFrame, expected: pd.DataFrame,
     return len(frame) / statistics.median(seconds), seconds, ok
 
 
-def under_load(url: str, frame: pd.DataFrame, expected: pd.DataFrame, n_clients: int,
-               big_rows: int) -> dict:
+def under_load(
+    url: str, frame: pd.DataFrame, expected: pd.DataFrame, n_clients: int, big_rows: int
+) -> dict:
     """``n_clients`` clients at once (one of ``big_rows`` rows, the others of 1-20), and /health
     polled meanwhile."""
     sizes = [big_rows] + [1 + (7 * k) % 20 for k in range(1, n_clients)]
     starts = np.cumsum([0, *sizes[:-1]]) % max(1, len(frame) - max(sizes))
-    parts = [(frame.iloc[s : s + n].reset_index(drop=True),
-              expected.iloc[s : s + n].reset_index(drop=True))
-             for s, n in zip(starts, sizes, strict=True)]
+    parts = [
+        (
+            frame.iloc[s : s + n].reset_index(drop=True),
+            expected.iloc[s : s + n].reset_index(drop=True),
+        )
+        for s, n in zip(starts, sizes, strict=True)
+    ]
     bodies = [body_of(rows) for rows, _ in parts]
     together = threading.Barrier(n_clients)
 
@@ -246,19 +254,26 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", type=Path, default=None, help="reuse this finished run")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"),
-                        help="where the benchmark run is kept")
+    parser.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="where the benchmark run is kept"
+    )
     parser.add_argument("--rows", type=int, default=1000, help="rows of the big request")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="the server's torch threads (default: its own choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="the server's torch threads (default: its own choice)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target fails")
-    parser.add_argument("--url", default=None,
-                        help="measure a server already running there (with --run)")
+    parser.add_argument(
+        "--url", default=None, help="measure a server already running there (with --run)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -298,27 +313,42 @@ def main() -> int:
     gap = max(g for _, g, _ in load["results"])
     small = [t for (_, _, t), n in zip(load["results"], load["sizes"], strict=True) if n <= 20]
 
-    print(f"\nrun {run_dir.name} ({health.get('backbone')}, {health.get('task')}); server "
-          "settings: "
-          f"device {inference.get('device')}, threads {inference.get('threads')}, precision "
-          f"{inference.get('precision')}, batch size {inference.get('batch_size')}, max_length "
-          f"{inference.get('max_length')}, request timeout {inference.get('request_timeout_s')} s")
-    print(f"{os.cpu_count()} CPUs; load average (1/5/15 min) before: {load_before}, "
-          f"after: {load_after}")
-    print(f"\nthroughput, one {args.rows:,}-row request: {rate:.0f} rows/s (median of "
-          f"{', '.join(f'{s:.2f}' for s in seconds)} s)")
-    print(f"{args.clients} clients at once (one of {args.rows:,} rows, {len(small)} of 1-20 rows): "
-          f"all done in {load['wall']:.2f} s; small requests answered in "
-          f"{percentile(small, 50):.2f} s median, {max(small):.2f} s max")
-    print(f"/health while they ran: {len(lat)} polls, p50 {p50 * 1000:.1f} ms, "
-          f"p99 {p99 * 1000:.1f} ms, max {worst * 1000:.1f} ms")
-    print(f"correct answers: {sum(oks)}/{len(oks)} clients (largest probability gap to the offline "
-          f"score_file: {gap:.2g})")
+    print(
+        f"\nrun {run_dir.name} ({health.get('backbone')}, {health.get('task')}); server "
+        "settings: "
+        f"device {inference.get('device')}, threads {inference.get('threads')}, precision "
+        f"{inference.get('precision')}, batch size {inference.get('batch_size')}, max_length "
+        f"{inference.get('max_length')}, request timeout {inference.get('request_timeout_s')} s"
+    )
+    print(
+        f"{os.cpu_count()} CPUs; load average (1/5/15 min) before: {load_before}, "
+        f"after: {load_after}"
+    )
+    print(
+        f"\nthroughput, one {args.rows:,}-row request: {rate:.0f} rows/s (median of "
+        f"{', '.join(f'{s:.2f}' for s in seconds)} s)"
+    )
+    print(
+        f"{args.clients} clients at once (one of {args.rows:,} rows, {len(small)} of 1-20 rows): "
+        f"all done in {load['wall']:.2f} s; small requests answered in "
+        f"{percentile(small, 50):.2f} s median, {max(small):.2f} s max"
+    )
+    print(
+        f"/health while they ran: {len(lat)} polls, p50 {p50 * 1000:.1f} ms, "
+        f"p99 {p99 * 1000:.1f} ms, max {worst * 1000:.1f} ms"
+    )
+    print(
+        f"correct answers: {sum(oks)}/{len(oks)} clients (largest probability gap to the offline "
+        f"score_file: {gap:.2g})"
+    )
 
     ms = TARGET_HEALTH_S * 1000
     checks = [
-        (f"throughput >= {TARGET_ROWS_PER_S:.0f} rows/s", rate >= TARGET_ROWS_PER_S and rate_ok,
-         f"{rate:.0f}"),
+        (
+            f"throughput >= {TARGET_ROWS_PER_S:.0f} rows/s",
+            rate >= TARGET_ROWS_PER_S and rate_ok,
+            f"{rate:.0f}",
+        ),
         (f"/health p50 < {ms:.0f} ms", p50 < TARGET_HEALTH_S, f"{p50 * 1000:.1f} ms"),
         (f"/health p99 < {ms:.0f} ms", p99 < TARGET_HEALTH_S, f"{p99 * 1000:.1f} ms"),
         (f"/health max < {ms:.0f} ms", worst < TARGET_HEALTH_S, f"{worst * 1000:.1f} ms"),

@@ -29,8 +29,9 @@ def _parse_roles(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         column, sep, role = pair.rpartition("=")
         if not sep or not column:
-            raise ConfigError(f"--role {pair!r} is not COLUMN=ROLE: write e.g. "
-                              "--role merchant=text.")
+            raise ConfigError(
+                f"--role {pair!r} is not COLUMN=ROLE: write e.g. --role merchant=text."
+            )
         roles[column] = role
     return roles
 
@@ -44,16 +45,35 @@ def build_config(args: argparse.Namespace):
     """The run's config from the ``train`` command's options (defaults for those not given)."""
     from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
-    model = _given(backbone=args.backbone, freeze_depth=args.freeze, max_length=args.max_length,
-                   dropout=args.dropout, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
-                   lora_dropout=args.lora_dropout, lora_targets=args.lora_targets)
-    train = _given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   device=args.device, precision=args.precision, max_steps=args.max_steps,
-                   compile=args.compile, class_weights=args.class_weights, loss=args.loss,
-                   num_processes=args.num_processes)
-    data = DataConfig(target=args.target, roles=_parse_roles(args.role), task=args.task,
-                      **_given(split=args.split, embargo=args.embargo,
-                               positive_class=args.positive_class))
+    model = _given(
+        backbone=args.backbone,
+        freeze_depth=args.freeze,
+        max_length=args.max_length,
+        dropout=args.dropout,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        lora_targets=args.lora_targets,
+    )
+    train = _given(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        max_steps=args.max_steps,
+        compile=args.compile,
+        class_weights=args.class_weights,
+        loss=args.loss,
+        num_processes=args.num_processes,
+    )
+    data = DataConfig(
+        target=args.target,
+        roles=_parse_roles(args.role),
+        task=args.task,
+        **_given(split=args.split, embargo=args.embargo, positive_class=args.positive_class),
+    )
     return RunConfig(data=data, model=ModelConfig(**model), train=TrainConfig(**train))
 
 
@@ -75,13 +95,16 @@ def _progress_bar():
             bar.set_description(f"epoch {event.epoch}", refresh=False)
             bar.update(event.step - bar.n)
             processes = f" x{event.processes}" if event.processes else ""
-            bar.set_postfix(loss=f"{event.loss:.4f}",
-                            rate=f"{event.samples_per_s:.0f}/s{processes}")
+            bar.set_postfix(
+                loss=f"{event.loss:.4f}", rate=f"{event.samples_per_s:.0f}/s{processes}"
+            )
         elif isinstance(event, EpochEvent):
             metric = headline_metric("regression" if "rmse" in event.val else None)
             value = event.val.get(metric)
-            bar.write(f"epoch {event.epoch}: train loss {event.train_loss:.4f}, val {metric} "
-                      f"{value if value is None else round(value, 4)}")
+            bar.write(
+                f"epoch {event.epoch}: train loss {event.train_loss:.4f}, val {metric} "
+                f"{value if value is None else round(value, 4)}"
+            )
 
     return bar, on_progress
 
@@ -166,8 +189,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     base = default_config(args.target).replace(
         model=_given(backbone=args.backbone, max_length=args.max_length),
-        train=_given(epochs=args.epochs, batch_size=args.batch_size, max_steps=args.max_steps,
-                     seed=args.seed, device=args.device))
+        train=_given(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            max_steps=args.max_steps,
+            seed=args.seed,
+            device=args.device,
+        ),
+    )
     frame = read_table(args.data)
     describe_table(frame, base.data)
     n_layers = describe_backbone(base.model.backbone).n_layers
@@ -175,8 +204,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     jobs = JobManager(args.runs_dir)
     try:
         sweep = start_sweep(jobs, base, frame, n_layers, source=args.data, lora_rank=args.lora_rank)
-        print(f"sweep {sweep.sweep_id}: {len(sweep.points)} runs queued in {args.runs_dir}",
-              file=sys.stderr)
+        print(
+            f"sweep {sweep.sweep_id}: {len(sweep.points)} runs queued in {args.runs_dir}",
+            file=sys.stderr,
+        )
         with tqdm(total=len(sweep.points), unit="run", file=sys.stderr, desc="sweep") as bar:
             while True:
                 table = sweep_results(args.runs_dir, sweep)
@@ -207,12 +238,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def summary_lines(metrics: dict) -> list[str]:
     """What a finished run tells the terminal: test metrics with 95% intervals, baselines,
     warnings."""
-    lines = [f"split: {metrics.get('split', '?')}; "
-             f"test rows: {metrics.get('rows', {}).get('test', '?')}"]
+    lines = [
+        f"split: {metrics.get('split', '?')}; test rows: {metrics.get('rows', {}).get('test', '?')}"
+    ]
     intervals = metrics.get("test_intervals", {})
-    lines += [f"test {name}: {format_interval(value, intervals.get(name), missing='n/a')}"
-              for name, value in metrics.get("test", {}).items()
-              if isinstance(value, (int, float))]
+    lines += [
+        f"test {name}: {format_interval(value, intervals.get(name), missing='n/a')}"
+        for name, value in metrics.get("test", {}).items()
+        if isinstance(value, (int, float))
+    ]
     headline = headline_metric(metrics.get("task"))
     for name, entry in metrics.get("baselines", {}).items():
         if isinstance(entry, dict) and entry.get("test"):
@@ -221,9 +255,11 @@ def summary_lines(metrics: dict) -> list[str]:
             lines.append(f"baseline {name}: test {headline} {shown}")
     if "at_threshold" in metrics:
         at = {k: ("n/a" if v is None else f"{v:.3f}") for k, v in metrics["at_threshold"].items()}
-        lines.append(f"threshold {at['threshold']} ({metrics['decision']['method']}, positive "
-                     f"{metrics['positive_class']!r}): precision {at['precision']}, recall "
-                     f"{at['recall']}, approval rate {at['approval_rate']}")
+        lines.append(
+            f"threshold {at['threshold']} ({metrics['decision']['method']}, positive "
+            f"{metrics['positive_class']!r}): precision {at['precision']}, recall "
+            f"{at['recall']}, approval rate {at['approval_rate']}"
+        )
     lines += [f"warning: {w['message']}" for w in metrics.get("warnings", [])]
     return lines
 
@@ -242,8 +278,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"wrote {len(predictions)} predictions to {args.output}", file=sys.stderr)
     drift = drift_report(args.run_dir, frame, predictions)
     for row in drift[drift["level"] != "stable"].itertuples():
-        print(f"warning: {row.input!r} has shifted since training (PSI {row.psi:.3f}, "
-              f"{row.level})", file=sys.stderr)
+        print(
+            f"warning: {row.input!r} has shifted since training (PSI {row.psi:.3f}, {row.level})",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -256,25 +294,37 @@ def cmd_threshold(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     metrics = runs.read_metrics(run_dir)
     if metrics.get("task") != "binary":
-        raise RunError(f"Run {run_dir.name} is not a finished binary run: thresholds are for "
-                       "yes/no targets.")
+        raise RunError(
+            f"Run {run_dir.name} is not a finished binary run: thresholds are for yes/no targets."
+        )
     target = runs.load_config(run_dir).data.target
     spec = spec_from_metrics(metrics, target)
 
     def scores(table):
         return table_scores(table, target, spec.positive_class)
 
-    decision = choose_threshold(*scores(runs.read_val_predictions(run_dir)), spec.positive_class,
-                                cost_fp=args.cost_fp, cost_fn=args.cost_fn,
-                                approval_rate=args.approval_rate, threshold=args.threshold)
+    decision = choose_threshold(
+        *scores(runs.read_val_predictions(run_dir)),
+        spec.positive_class,
+        cost_fp=args.cost_fp,
+        cost_fn=args.cost_fn,
+        approval_rate=args.approval_rate,
+        threshold=args.threshold,
+    )
     runs.write_decision(run_dir, decision)
     test = outcome_at(*scores(runs.read_predictions(run_dir)), decision)
-    share = {k: "n/a" if v != v else f"{v:.3f}"  # v != v: NaN
-             for k, v in test.items() if isinstance(v, float)}
-    print(f"threshold {decision.threshold:.4f} ({decision.method}, chosen on validation rows); "
-          f"on test rows: TP {test['tp']}, FP {test['fp']}, FN {test['fn']}, TN {test['tn']}, "
-          f"precision {share['precision']}, recall {share['recall']}, approval rate "
-          f"{share['approval_rate']}, cost per row {share['cost_per_row']}", file=sys.stderr)
+    share = {
+        k: "n/a" if v != v else f"{v:.3f}"  # v != v: NaN
+        for k, v in test.items()
+        if isinstance(v, float)
+    }
+    print(
+        f"threshold {decision.threshold:.4f} ({decision.method}, chosen on validation rows); "
+        f"on test rows: TP {test['tp']}, FP {test['fp']}, FN {test['fn']}, TN {test['tn']}, "
+        f"precision {share['precision']}, recall {share['recall']}, approval rate "
+        f"{share['approval_rate']}, cost per row {share['cost_per_row']}",
+        file=sys.stderr,
+    )
     print(run_dir / "decision.json")
     return 0
 
@@ -292,8 +342,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(result.metrics.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if result.note:
         print(result.note, file=sys.stderr)
-    show(f"\ndifferences against {result.models[0]} (paired bootstrap, 95% interval):",
-         result.differences, float_format=lambda v: f"{v:.4f}")
+    show(
+        f"\ndifferences against {result.models[0]} (paired bootstrap, 95% interval):",
+        result.differences,
+        float_format=lambda v: f"{v:.4f}",
+    )
     show("\nDeLong test of ROC AUC differences:", result.delong, float_format=lambda v: f"{v:.4f}")
     show("\nsettings that differ:", result.config)
     return 0
@@ -309,15 +362,25 @@ def cmd_market_features(args: argparse.Namespace) -> int:
     guessed = market_columns(frame) or {}
     date, close = args.date or guessed.get("date"), args.close or guessed.get("close")
     if not date or not close:
-        raise ConfigError("No date and closing-price columns found: name them with --date and "
-                          "--close.")
-    derived = derive_market_features(frame, date=date, close=close,
-                                     volume=args.volume or guessed.get("volume"),
-                                     group=args.group, horizon=args.horizon, target=args.target)
+        raise ConfigError(
+            "No date and closing-price columns found: name them with --date and --close."
+        )
+    derived = derive_market_features(
+        frame,
+        date=date,
+        close=close,
+        volume=args.volume or guessed.get("volume"),
+        group=args.group,
+        horizon=args.horizon,
+        target=args.target,
+    )
     Path(args.output).write_bytes(to_safe_csv(derived))
     target = f"next_{args.horizon}d_{args.target}"
-    print(f"wrote {len(derived)} rows to {args.output}; train with --target {target} (the split "
-          f"defaults to chronological by {date!r}; add --embargo {args.horizon})", file=sys.stderr)
+    print(
+        f"wrote {len(derived)} rows to {args.output}; train with --target {target} (the split "
+        f"defaults to chronological by {date!r}; add --embargo {args.horizon})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -332,15 +395,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.rows < 1:
         raise ConfigError(f"--rows {args.rows}: explain at least 1 row.")
     rows = read_table(args.data).head(args.rows)
-    with tqdm(total=len(rows), unit="row", file=sys.stderr, dynamic_ncols=True,
-              desc="explaining") as bar:
+    with tqdm(
+        total=len(rows), unit="row", file=sys.stderr, dynamic_ncols=True, desc="explaining"
+    ) as bar:
         explanation = explain_rows(
-            args.run_dir, rows, background=args.background, class_index=args.label,
-            on_progress=lambda fraction: bar.update(round(fraction * len(rows)) - bar.n))
+            args.run_dir,
+            rows,
+            background=args.background,
+            class_index=args.label,
+            on_progress=lambda fraction: bar.update(round(fraction * len(rows)) - bar.n),
+        )
     Path(args.output).write_bytes(to_safe_csv(explanation_frame(explanation)))
     stats = explanation.stats
-    print(f"wrote SHAP values of {len(rows)} rows ({explanation.output_names}) to {args.output} "
-          f"in {stats.seconds:.1f} s, {stats.backbone_passes} backbone passes", file=sys.stderr)
+    print(
+        f"wrote SHAP values of {len(rows)} rows ({explanation.output_names}) to {args.output} "
+        f"in {stats.seconds:.1f} s, {stats.backbone_passes} backbone passes",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -353,8 +424,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export_run(args.run_dir, args.output, onnx=args.onnx)
     onnx = json.loads((out / EXPORT_FILE).read_text()).get("onnx")
     if onnx:
-        print(f"model.onnx written by the {onnx['exporter']} exporter (opset {onnx['opset']})",
-              file=sys.stderr)
+        print(
+            f"model.onnx written by the {onnx['exporter']} exporter (opset {onnx['opset']})",
+            file=sys.stderr,
+        )
     print(out)
     return 0
 
@@ -363,8 +436,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write a finished run's model-risk report as one HTML file."""
     from .review.report import write_model_report
 
-    path = write_model_report(args.run_dir, args.output, shap_rows=args.shap_rows,
-                              on_progress=lambda message: print(message, file=sys.stderr))
+    path = write_model_report(
+        args.run_dir,
+        args.output,
+        shap_rows=args.shap_rows,
+        on_progress=lambda message: print(message, file=sys.stderr),
+    )
     print(path)
     return 0
 
@@ -401,13 +478,25 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         if configured_password(root) is None:
             raise ConfigError(
                 f"--host {args.host} makes the app reachable from other machines: set a password "
-                "first (password = \"...\" in .streamlit/secrets.toml, or FINTUNE_PASSWORD), or "
+                'first (password = "..." in .streamlit/secrets.toml, or FINTUNE_PASSWORD), or '
                 "keep 127.0.0.1."
             )
         env["FINTUNE_REQUIRE_PASSWORD"] = "1"
-    command = [sys.executable, "-m", "streamlit", "run", str(root / "dashboard" / "app.py"),
-               "--server.address", args.host, "--server.port", str(args.port),
-               "--server.enableXsrfProtection", "true", "--browser.gatherUsageStats", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(root / "dashboard" / "app.py"),
+        "--server.address",
+        args.host,
+        "--server.port",
+        str(args.port),
+        "--server.enableXsrfProtection",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     print(f"FinTune dashboard: http://{args.host}:{args.port}", file=sys.stderr)
     # From the project root, so that .streamlit/config.toml (upload limit, theme) applies.
     return subprocess.call(command, env=env, cwd=root)
@@ -420,26 +509,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         from .serving.service import TOKEN_ENV, create_app
     except ImportError as exc:
-        raise ConfigError(f"fintune serve needs {exc.name or exc}: pip install fastapi uvicorn "
-                          "python-multipart.") from exc
+        raise ConfigError(
+            f"fintune serve needs {exc.name or exc}: pip install fastapi uvicorn python-multipart."
+        ) from exc
 
     token = os.environ.get(TOKEN_ENV) or None
     if not is_loopback(args.host) and token is None:
-        raise ConfigError(f"--host {args.host} makes the service reachable from other machines: "
-                          f"set {TOKEN_ENV} first (clients then send 'Authorization: Bearer "
-                          "<token>'), or keep 127.0.0.1.")
-    app = create_app(args.run_dir, token=token, request_timeout=args.request_timeout,
-                     threads=args.threads)  # loads the run now: a run without a model fails here
-    print(f"FinTune scoring service: http://{args.host}:{args.port} (API docs at /docs)",
-          file=sys.stderr)
+        raise ConfigError(
+            f"--host {args.host} makes the service reachable from other machines: "
+            f"set {TOKEN_ENV} first (clients then send 'Authorization: Bearer "
+            "<token>'), or keep 127.0.0.1."
+        )
+    app = create_app(
+        args.run_dir, token=token, request_timeout=args.request_timeout, threads=args.threads
+    )  # loads the run now: a run without a model fails here
+    print(
+        f"FinTune scoring service: http://{args.host}:{args.port} (API docs at /docs)",
+        file=sys.stderr,
+    )
     uvicorn.run(app, host=args.host, port=args.port, server_header=False, log_level="info")
     return 0
 
 
-HANDLERS = {"train": cmd_train, "sweep": cmd_sweep, "predict": cmd_predict, "explain": cmd_explain,
-            "runs": cmd_runs, "dashboard": cmd_dashboard, "threshold": cmd_threshold,
-            "compare": cmd_compare, "market-features": cmd_market_features, "export": cmd_export,
-            "serve": cmd_serve, "report": cmd_report}
+HANDLERS = {
+    "train": cmd_train,
+    "sweep": cmd_sweep,
+    "predict": cmd_predict,
+    "explain": cmd_explain,
+    "runs": cmd_runs,
+    "dashboard": cmd_dashboard,
+    "threshold": cmd_threshold,
+    "compare": cmd_compare,
+    "market-features": cmd_market_features,
+    "export": cmd_export,
+    "serve": cmd_serve,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

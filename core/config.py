@@ -19,7 +19,12 @@ Task = Literal["binary", "multiclass", "regression"]
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 DEFAULT_EXPLAIN_ROWS = 200  # rows explained when nobody says otherwise (page and CLI)
 DEFAULT_LORA_RANK = 8  # the rank offered when LoRA is switched on (Model page, sweep's LoRA point)
-LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")  # ModelConfig's LoRA settings
+LORA_FIELDS = (
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_targets",
+)  # ModelConfig's LoRA settings
 
 
 @dataclass(frozen=True)
@@ -29,11 +34,15 @@ class DataConfig:
     target: str
     roles: dict[str, str] = field(default_factory=dict)  # overrides of the inferred roles
     task: str | None = None  # None: inferred from the target
-    split: str = "auto"  # "auto" (by time when a date column exists), "random" (stratified), "time:<column>"
+    split: str = (
+        "auto"  # "auto" (by time when a date column exists), "random" (stratified), "time:<column>"
+    )
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     embargo: int = 0  # time splits: distinct dates left out between train|val and val|test
-    positive_class: str | None = None  # binary: the event class scored by KS, lift, thresholds; None: the rarer
+    positive_class: str | None = (
+        None  # binary: the event class scored by KS, lift, thresholds; None: the rarer
+    )
 
     def __post_init__(self):
         if not self.target:
@@ -44,15 +53,22 @@ class DataConfig:
                     f"Role {role!r} for column {column!r} is unknown: use one of {', '.join(ROLES)}."
                 )
         if self.task not in (None, "binary", "multiclass", "regression"):
-            raise ConfigError(f"Task {self.task!r} is unknown: use binary, multiclass or regression.")
-        if not (self.split in ("auto", "random") or (self.split.startswith("time:") and len(self.split) > 5)):
+            raise ConfigError(
+                f"Task {self.task!r} is unknown: use binary, multiclass or regression."
+            )
+        if not (
+            self.split in ("auto", "random")
+            or (self.split.startswith("time:") and len(self.split) > 5)
+        ):
             raise ConfigError(
                 f"Split {self.split!r} is unknown: use 'auto', 'random' or 'time:<date column>'."
             )
         if self.embargo < 0:
             raise ConfigError(f"embargo is {self.embargo}: use 0 or more dates.")
         if self.embargo and self.split == "random":
-            raise ConfigError("An embargo needs a time split: use split 'time:<date column>' or 'auto'.")
+            raise ConfigError(
+                "An embargo needs a time split: use split 'time:<date column>' or 'auto'."
+            )
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 < value < 0.5:
@@ -70,26 +86,40 @@ class ModelConfig:
     backbone: str = DEFAULT_BACKBONE
     freeze_depth: int = 0  # embeddings + bottom N encoder layers frozen
     max_length: int | None = None  # None: the 95th percentile of training lengths, capped at 256
-    numeric_in_text: str = "auto"  # "auto": binned numbers go to the text only when it would be empty
+    numeric_in_text: str = (
+        "auto"  # "auto": binned numbers go to the text only when it would be empty
+    )
     d_numeric: int = 64
     d_hidden: int = 256
     dropout: float = 0.1
     lora_rank: int = 0  # > 0: LoRA adapters of this rank instead of training the backbone's weights
     lora_alpha: float | None = None  # adapter scale alpha / rank; None: 2 x rank
     lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] | None = None  # linear layers that get adapters; None: all in each block
+    lora_targets: tuple[str, ...] | None = (
+        None  # linear layers that get adapters; None: all in each block
+    )
 
     def __post_init__(self):
         if isinstance(self.lora_targets, str):
-            object.__setattr__(self, "lora_targets", tuple(t.strip() for t in self.lora_targets.split(",") if t.strip()))
+            object.__setattr__(
+                self,
+                "lora_targets",
+                tuple(t.strip() for t in self.lora_targets.split(",") if t.strip()),
+            )
         elif self.lora_targets is not None:
-            object.__setattr__(self, "lora_targets", tuple(self.lora_targets))  # a list after a JSON round trip
+            object.__setattr__(
+                self, "lora_targets", tuple(self.lora_targets)
+            )  # a list after a JSON round trip
         if self.lora_targets == ():
             object.__setattr__(self, "lora_targets", None)
         if not 0 <= self.lora_rank <= 1024:
-            raise ConfigError(f"lora_rank is {self.lora_rank}: use 0 (no LoRA) or a rank such as 8 or 16.")
+            raise ConfigError(
+                f"lora_rank is {self.lora_rank}: use 0 (no LoRA) or a rank such as 8 or 16."
+            )
         if self.lora_alpha is not None and not self.lora_alpha > 0:
-            raise ConfigError(f"lora_alpha is {self.lora_alpha}: use a positive scale such as 16 (or leave it unset).")
+            raise ConfigError(
+                f"lora_alpha is {self.lora_alpha}: use a positive scale such as 16 (or leave it unset)."
+            )
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout is {self.lora_dropout}: choose in [0, 1).")
         if self.freeze_depth < 0:
@@ -125,11 +155,15 @@ class TrainConfig:
     focal_gamma: float = 2.0  # focal loss: how much easy rows are down-weighted (0 = cross-entropy)
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto (bf16 on GPUs and bf16-capable CPUs, else fp16 / fp32) | fp32 | bf16 | fp16
+    precision: str = (
+        "auto"  # auto (bf16 on GPUs and bf16-capable CPUs, else fp16 / fp32) | fp32 | bf16 | fp16
+    )
     max_steps: int | None = None  # stop after this many optimiser steps (quick trials, tests)
     cache_frozen_prefix: bool = True  # compute frozen layers once, replay them in later epochs
     compile: bool = False  # torch.compile the model (used when no frozen prefix is cached)
-    num_processes: int = 1  # data-parallel processes (GPUs); batch_size is the global batch across them
+    num_processes: int = (
+        1  # data-parallel processes (GPUs); batch_size is the global batch across them
+    )
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -137,13 +171,19 @@ class TrainConfig:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size is {self.batch_size}: use 1 or more.")
         if not 0 < self.lr < 1 or not 0 < self.head_lr < 1:
-            raise ConfigError(f"learning rates {self.lr}, {self.head_lr}: use values in (0, 1), e.g. 5e-5.")
+            raise ConfigError(
+                f"learning rates {self.lr}, {self.head_lr}: use values in (0, 1), e.g. 5e-5."
+            )
         if self.class_weights not in ("auto", "balanced", "none"):
-            raise ConfigError(f"class_weights is {self.class_weights!r}: use auto, balanced or none.")
+            raise ConfigError(
+                f"class_weights is {self.class_weights!r}: use auto, balanced or none."
+            )
         if self.loss not in ("cross_entropy", "focal"):
             raise ConfigError(f"loss is {self.loss!r}: use cross_entropy or focal.")
         if not 0.0 <= self.focal_gamma <= 10.0:
-            raise ConfigError(f"focal_gamma is {self.focal_gamma}: choose between 0 and 10 (2 is usual).")
+            raise ConfigError(
+                f"focal_gamma is {self.focal_gamma}: choose between 0 and 10 (2 is usual)."
+            )
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"precision is {self.precision!r}: use auto, fp32, bf16 or fp16.")
         if not 0 <= self.warmup_ratio < 1:
@@ -153,8 +193,10 @@ class TrainConfig:
         if self.num_processes < 1:
             raise ConfigError(f"num_processes is {self.num_processes}: use 1 or more.")
         if self.batch_size < self.num_processes:
-            raise ConfigError(f"batch_size {self.batch_size} is smaller than num_processes {self.num_processes}: the "
-                              f"batch is shared out among the processes; use a batch size of {self.num_processes} or more.")
+            raise ConfigError(
+                f"batch_size {self.batch_size} is smaller than num_processes {self.num_processes}: the "
+                f"batch is shared out among the processes; use a batch size of {self.num_processes} or more."
+            )
 
 
 @dataclass(frozen=True)
@@ -173,34 +215,47 @@ class RunConfig:
         """The config saved as ``raw`` (a parsed config.json); a wrong shape, a setting of the wrong
         type or out of range raises ConfigError naming the setting."""
         if not isinstance(raw, dict):
-            raise ConfigError(f"the run config is {_kind(raw)}, not an object of settings: "
-                              "recreate the run.")
+            raise ConfigError(
+                f"the run config is {_kind(raw)}, not an object of settings: recreate the run."
+            )
         if "data" not in raw:
             raise ConfigError("the run config has no data section (the target): recreate the run.")
         sections = {}
         for name, section in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
             values = raw.get(name, {})
             if not isinstance(values, dict):
-                raise ConfigError(f"{name} is {_kind(values)}, not an object of settings: "
-                                  "recreate the run.")
+                raise ConfigError(
+                    f"{name} is {_kind(values)}, not an object of settings: recreate the run."
+                )
             _check_types(name, section, values)
             sections[name] = values
         try:
-            return cls(data=DataConfig(**sections["data"]), model=ModelConfig(**sections["model"]),
-                       train=TrainConfig(**sections["train"]))
+            return cls(
+                data=DataConfig(**sections["data"]),
+                model=ModelConfig(**sections["model"]),
+                train=TrainConfig(**sections["train"]),
+            )
         except (KeyError, TypeError, AttributeError) as exc:  # a shape _check_types does not know
             raise ConfigError(f"The run config is malformed ({exc}): recreate the run.") from exc
 
     def replace(self, **sections: Any) -> RunConfig:
         """A copy with keyword changes per section, e.g. ``replace(train={"epochs": 2})``."""
         changed = {
-            name: dataclasses.replace(getattr(self, name), **values) for name, values in sections.items()
+            name: dataclasses.replace(getattr(self, name), **values)
+            for name, values in sections.items()
         }
         return dataclasses.replace(self, **changed)
 
 
-_KIND_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false",
-               dict: "an object", tuple: "a list", type(None): "null"}
+_KIND_NAMES = {
+    int: "a whole number",
+    float: "a number",
+    str: "text",
+    bool: "true or false",
+    dict: "an object",
+    tuple: "a list",
+    type(None): "null",
+}
 
 
 def _kind(value: Any) -> str:
@@ -236,8 +291,9 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, str)
     if origin is dict:
         key, item = typing.get_args(hint)
-        return isinstance(value, dict) and all(_matches(k, key) and _matches(v, item)
-                                               for k, v in value.items())
+        return isinstance(value, dict) and all(
+            _matches(k, key) and _matches(v, item) for k, v in value.items()
+        )
     if origin is tuple:
         item = typing.get_args(hint)[0]
         return isinstance(value, (list, tuple)) and all(_matches(v, item) for v in value)
@@ -254,8 +310,9 @@ def _wanted(hint: Any) -> str:
 def _check_types(name: str, section: type, values: dict[str, Any]) -> None:
     hints = typing.get_type_hints(section)
     for item in dataclasses.fields(section):
-        required = (item.default is dataclasses.MISSING
-                    and item.default_factory is dataclasses.MISSING)
+        required = (
+            item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+        )
         if required and item.name not in values:
             raise ConfigError(f"{name}.{item.name} is missing: recreate the run.")
     for key, value in values.items():
@@ -267,4 +324,6 @@ def _check_types(name: str, section: type, values: dict[str, Any]) -> None:
 
 def default_config(target: str, backbone: str = DEFAULT_BACKBONE, **data_options: Any) -> RunConfig:
     """The defaults every entry point starts from."""
-    return RunConfig(data=DataConfig(target=target, **data_options), model=ModelConfig(backbone=backbone))
+    return RunConfig(
+        data=DataConfig(target=target, **data_options), model=ModelConfig(backbone=backbone)
+    )

@@ -57,9 +57,11 @@ def gate() -> None:
     expected = expected_password()
     st.title("FinTune")
     if expected is None:
-        st.error("This app is reachable from other machines but no password is set: add `password = \"...\"` "
-                 "to .streamlit/secrets.toml (or set FINTUNE_PASSWORD) and restart, or bind to 127.0.0.1.",
-                 icon=":material/lock:")
+        st.error(
+            'This app is reachable from other machines but no password is set: add `password = "..."` '
+            "to .streamlit/secrets.toml (or set FINTUNE_PASSWORD) and restart, or bind to 127.0.0.1.",
+            icon=":material/lock:",
+        )
         st.stop()
     with st.form("auth.form"):
         st.text_input("Password", type="password", key="auth.password")

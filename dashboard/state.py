@@ -47,8 +47,17 @@ EXPLAIN_ROW = "explain.row"  # the row shown in the waterfall
 MODEL_FIELDS = ("freeze_depth", "max_length", "dropout")
 LORA_FIELDS = core.LORA_FIELDS  # used when LORA_ON is ticked
 LORA_ON = "model.lora"
-TRAIN_FIELDS = ("epochs", "max_steps", "batch_size", "lr", "head_lr", "weight_decay", "warmup_ratio",
-                "patience", "seed")
+TRAIN_FIELDS = (
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "lr",
+    "head_lr",
+    "weight_decay",
+    "warmup_ratio",
+    "patience",
+    "seed",
+)
 TRAIN_CHOICES = ("class_weights", "loss")  # select boxes on the Model page
 
 # Widgets whose value must survive a visit to another page take persist_state=PERSIST.
@@ -172,15 +181,21 @@ def data_config() -> core.DataConfig:
     task = st.session_state.get(TASK, "auto")
     kind = split()
     positive = st.session_state.get(POSITIVE_CLASS, "auto")
-    return core.DataConfig(target=st.session_state[TARGET], roles=dict(st.session_state.get(ROLES, {})),
-                           task=None if task == "auto" else task, split=kind,
-                           embargo=0 if kind == "random" else int(st.session_state.get(EMBARGO, 0) or 0),
-                           positive_class=None if positive in (None, "auto") else positive)
+    return core.DataConfig(
+        target=st.session_state[TARGET],
+        roles=dict(st.session_state.get(ROLES, {})),
+        task=None if task == "auto" else task,
+        split=kind,
+        embargo=0 if kind == "random" else int(st.session_state.get(EMBARGO, 0) or 0),
+        positive_class=None if positive in (None, "auto") else positive,
+    )
 
 
 def defaults(target: str = "target") -> core.RunConfig:
     """Defaults for the widgets, from the engine's one home of defaults."""
-    return core.default_config(target, backbone=st.session_state.get(BACKBONE, core.DEFAULT_BACKBONE))
+    return core.default_config(
+        target, backbone=st.session_state.get(BACKBONE, core.DEFAULT_BACKBONE)
+    )
 
 
 def init_widget(key: str, value) -> None:
@@ -192,11 +207,17 @@ def init_widget(key: str, value) -> None:
 def run_config() -> core.RunConfig:
     """The full RunConfig from the Data and Model pages' choices (raises core.ConfigError)."""
     data = data_config()
-    base = core.default_config(data.target, backbone=st.session_state.get(BACKBONE, core.DEFAULT_BACKBONE))
+    base = core.default_config(
+        data.target, backbone=st.session_state.get(BACKBONE, core.DEFAULT_BACKBONE)
+    )
     base = dataclasses.replace(base, data=data)
 
     def chosen(section: str, names: tuple[str, ...]) -> dict:
-        return {n: st.session_state[f"{section}.{n}"] for n in names if f"{section}.{n}" in st.session_state}
+        return {
+            n: st.session_state[f"{section}.{n}"]
+            for n in names
+            if f"{section}.{n}" in st.session_state
+        }
 
     model = chosen("model", MODEL_FIELDS)
     if st.session_state.get(LORA_ON):
@@ -219,6 +240,8 @@ def validated() -> tuple[str, pd.DataFrame, core.RunConfig, core.TableSpec]:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _described(digest: str, data_config: str, _frame: pd.DataFrame, _config: core.DataConfig) -> core.TableSpec:
+def _described(
+    digest: str, data_config: str, _frame: pd.DataFrame, _config: core.DataConfig
+) -> core.TableSpec:
     # Role inference reads every column (~70 ms on the credit table); pages rerun often.
     return core.describe_table(_frame, _config)

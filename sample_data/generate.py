@@ -108,45 +108,78 @@ CATEGORIES = {
 # are random digits / reference codes, as on real card statements.
 NORMAL_DESCRIPTORS = {
     "grocery": [
-        "SAFEWAY #{n4} {loc}", "TRADER JOE S #{n3} {loc}", "KROGER #{n3} {loc}",
-        "WHOLEFDS {ab} {n5} {loc}", "ALDI {n5} {loc}", "COSTCO WHSE #{n4} {loc}",
+        "SAFEWAY #{n4} {loc}",
+        "TRADER JOE S #{n3} {loc}",
+        "KROGER #{n3} {loc}",
+        "WHOLEFDS {ab} {n5} {loc}",
+        "ALDI {n5} {loc}",
+        "COSTCO WHSE #{n4} {loc}",
         "SQ *FARMERS MARKET {loc}",
     ],
     "restaurants": [
-        "SQ *BLUE BOTTLE COFFEE {loc}", "STARBUCKS STORE {n5} {loc}", "CHIPOTLE {n4} {loc}",
-        "TST* THE LOCAL TAVERN {loc}", "MCDONALD'S F{n5} {loc}", "SQ *TAQUERIA EL SOL {loc}",
-        "DOORDASH*{dish} SAN FRANCISCO CA", "UBER *EATS HELP.UBER.COM CA",
+        "SQ *BLUE BOTTLE COFFEE {loc}",
+        "STARBUCKS STORE {n5} {loc}",
+        "CHIPOTLE {n4} {loc}",
+        "TST* THE LOCAL TAVERN {loc}",
+        "MCDONALD'S F{n5} {loc}",
+        "SQ *TAQUERIA EL SOL {loc}",
+        "DOORDASH*{dish} SAN FRANCISCO CA",
+        "UBER *EATS HELP.UBER.COM CA",
     ],
     "fuel": [
-        "SHELL OIL {n8} {loc}", "CHEVRON {n6} {loc}", "EXXONMOBIL {n8} {loc}",
-        "BP#{n7} {loc}", "76 - {n4} {loc}", "COSTCO GAS #{n4} {loc}",
+        "SHELL OIL {n8} {loc}",
+        "CHEVRON {n6} {loc}",
+        "EXXONMOBIL {n8} {loc}",
+        "BP#{n7} {loc}",
+        "76 - {n4} {loc}",
+        "COSTCO GAS #{n4} {loc}",
     ],
     "online retail": [
-        "AMZN MKTP US*{ref} SEATTLE WA", "AMAZON.COM*{ref} AMZN.COM/BILL WA",
-        "EBAY O*{n2}-{n5}-{n5} SAN JOSE CA", "ETSY.COM - {shop} BROOKLYN NY",
-        "TARGET.COM * {n6} MINNEAPOLIS MN", "PAYPAL *{shop} 402-935-7733 CA",
+        "AMZN MKTP US*{ref} SEATTLE WA",
+        "AMAZON.COM*{ref} AMZN.COM/BILL WA",
+        "EBAY O*{n2}-{n5}-{n5} SAN JOSE CA",
+        "ETSY.COM - {shop} BROOKLYN NY",
+        "TARGET.COM * {n6} MINNEAPOLIS MN",
+        "PAYPAL *{shop} 402-935-7733 CA",
         "WALMART.COM {ref} BENTONVILLE AR",
     ],
     "travel": [
-        "UNITED {n10} HOUSTON TX", "DELTA AIR {n10} ATLANTA GA", "MARRIOTT {loc}",
-        "UBER *TRIP HELP.UBER.COM CA", "LYFT *RIDE {ref} SAN FRANCISCO CA",
-        "AIRBNB * {ref} SAN FRANCISCO CA", "HERTZ RENT-A-CAR {loc}", "HILTON HOTELS {loc}",
+        "UNITED {n10} HOUSTON TX",
+        "DELTA AIR {n10} ATLANTA GA",
+        "MARRIOTT {loc}",
+        "UBER *TRIP HELP.UBER.COM CA",
+        "LYFT *RIDE {ref} SAN FRANCISCO CA",
+        "AIRBNB * {ref} SAN FRANCISCO CA",
+        "HERTZ RENT-A-CAR {loc}",
+        "HILTON HOTELS {loc}",
     ],
     "electronics": [
-        "BEST BUY {n8} {loc}", "APPLE.COM/BILL 866-712-7753 CA", "APPLE STORE R{n3} {loc}",
-        "NEWEGG INC 800-390-1119 CA", "MICRO CENTER #{n3} {loc}",
+        "BEST BUY {n8} {loc}",
+        "APPLE.COM/BILL 866-712-7753 CA",
+        "APPLE STORE R{n3} {loc}",
+        "NEWEGG INC 800-390-1119 CA",
+        "MICRO CENTER #{n3} {loc}",
     ],
     "entertainment": [
-        "NETFLIX.COM LOS GATOS CA", "SPOTIFY USA NEW YORK NY", "AMC {n4} {loc}",
-        "STEAMGAMES.COM 4259522 WA", "TICKETMASTER 800-653-8000 CA", "REGAL CINEMAS {n4} {loc}",
+        "NETFLIX.COM LOS GATOS CA",
+        "SPOTIFY USA NEW YORK NY",
+        "AMC {n4} {loc}",
+        "STEAMGAMES.COM 4259522 WA",
+        "TICKETMASTER 800-653-8000 CA",
+        "REGAL CINEMAS {n4} {loc}",
     ],
     "health": [
-        "CVS/PHARMACY #{n5} {loc}", "WALGREENS #{n5} {loc}", "RITE AID STORE - {n4} {loc}",
+        "CVS/PHARMACY #{n5} {loc}",
+        "WALGREENS #{n5} {loc}",
+        "RITE AID STORE - {n4} {loc}",
         "SQ *DENTAL ASSOCIATES {loc}",
     ],
     "money services": [
-        "VENMO *{name} VISA DIRECT NY", "PAYPAL *TRANSFER 402-935-7733 CA",
-        "WESTERN UNION {n6} {loc}", "COINBASE.COM SAN FRANCISCO CA", "CASH APP*{name} CA",
+        "VENMO *{name} VISA DIRECT NY",
+        "PAYPAL *TRANSFER 402-935-7733 CA",
+        "WESTERN UNION {n6} {loc}",
+        "COINBASE.COM SAN FRANCISCO CA",
+        "CASH APP*{name} CA",
     ],
 }
 
@@ -154,40 +187,95 @@ NORMAL_DESCRIPTORS = {
 # more likely on fraud rows (through the logistic model below) but also occur
 # on legitimate rows, so they are a strong but not deterministic signal.
 RISKY_DESCRIPTORS = {
-    "online retail": ["GIFT CARD MALL/GCM {ref} MA", "WWW.{shop}-DEALS.COM {loc}",
-                      "VANILLA GIFT {n8} 833-322-6760 MA"],
+    "online retail": [
+        "GIFT CARD MALL/GCM {ref} MA",
+        "WWW.{shop}-DEALS.COM {loc}",
+        "VANILLA GIFT {n8} 833-322-6760 MA",
+    ],
     "electronics": ["ELECTRO OUTLET {ref} {loc}", "WWW.{shop}-DEALS.COM {loc}"],
     "travel": ["INTL TRAVEL AGENCY {ref} {loc}", "CHEAP FLIGHTS*{ref} {loc}"],
     "entertainment": ["GAMING CREDITS*{ref} {loc}", "ONLINE CASINO {ref} {loc}"],
-    "money services": ["INTL WIRE XFER {ref}", "CRYPTO EXCHANGE {ref} {loc}",
-                       "BTC ATM {n5} {loc}", "GIFT CARD MALL/GCM {ref} MA",
-                       "MONEYGRAM INTL {n6} {loc}"],
+    "money services": [
+        "INTL WIRE XFER {ref}",
+        "CRYPTO EXCHANGE {ref} {loc}",
+        "BTC ATM {n5} {loc}",
+        "GIFT CARD MALL/GCM {ref} MA",
+        "MONEYGRAM INTL {n6} {loc}",
+    ],
 }
 # P(risky descriptor | category); categories not listed never get one.
-RISKY_SHARE = {"online retail": 0.04, "electronics": 0.05, "travel": 0.03,
-               "entertainment": 0.03, "money services": 0.30}
+RISKY_SHARE = {
+    "online retail": 0.04,
+    "electronics": 0.05,
+    "travel": 0.03,
+    "entertainment": 0.03,
+    "money services": 0.30,
+}
 
 US_LOCATIONS = [
-    ("SEATTLE", "WA"), ("HOUSTON", "TX"), ("OAKLAND", "CA"), ("CHICAGO", "IL"),
-    ("AUSTIN", "TX"), ("DENVER", "CO"), ("BOSTON", "MA"), ("ATLANTA", "GA"),
-    ("PHOENIX", "AZ"), ("PORTLAND", "OR"), ("MIAMI", "FL"), ("COLUMBUS", "OH"),
-    ("BROOKLYN", "NY"), ("SAN DIEGO", "CA"), ("CHARLOTTE", "NC"), ("MINNEAPOLIS", "MN"),
+    ("SEATTLE", "WA"),
+    ("HOUSTON", "TX"),
+    ("OAKLAND", "CA"),
+    ("CHICAGO", "IL"),
+    ("AUSTIN", "TX"),
+    ("DENVER", "CO"),
+    ("BOSTON", "MA"),
+    ("ATLANTA", "GA"),
+    ("PHOENIX", "AZ"),
+    ("PORTLAND", "OR"),
+    ("MIAMI", "FL"),
+    ("COLUMBUS", "OH"),
+    ("BROOKLYN", "NY"),
+    ("SAN DIEGO", "CA"),
+    ("CHARLOTTE", "NC"),
+    ("MINNEAPOLIS", "MN"),
 ]
 # foreign country: (share among foreign rows, city shown in the descriptor)
 FOREIGN = {
-    "CA": (0.20, "TORONTO"), "MX": (0.15, "CANCUN"), "GB": (0.15, "LONDON"),
-    "DE": (0.08, "BERLIN"), "FR": (0.08, "PARIS"), "JP": (0.06, "TOKYO"),
-    "NG": (0.07, "LAGOS"), "RO": (0.06, "BUCHAREST"), "CN": (0.07, "SHENZHEN"),
+    "CA": (0.20, "TORONTO"),
+    "MX": (0.15, "CANCUN"),
+    "GB": (0.15, "LONDON"),
+    "DE": (0.08, "BERLIN"),
+    "FR": (0.08, "PARIS"),
+    "JP": (0.06, "TOKYO"),
+    "NG": (0.07, "LAGOS"),
+    "RO": (0.06, "BUCHAREST"),
+    "CN": (0.07, "SHENZHEN"),
     "BR": (0.08, "SAO PAULO"),
 }
 # P(merchant abroad | category): travel and online are abroad far more often.
-FOREIGN_SHARE = {"travel": 0.25, "online retail": 0.08, "electronics": 0.05,
-                 "money services": 0.10}
+FOREIGN_SHARE = {"travel": 0.25, "online retail": 0.08, "electronics": 0.05, "money services": 0.10}
 FOREIGN_DEFAULT = 0.015
 
 # Hour-of-day weights for transactions: few at night, peaks at lunch and evening.
-HOUR_WEIGHTS = np.array([1.0, 0.6, 0.4, 0.3, 0.3, 0.5, 1.2, 2.5, 3.5, 4.0, 4.5, 5.0,
-                         6.0, 5.5, 4.8, 4.6, 5.0, 5.8, 6.2, 5.8, 4.5, 3.5, 2.5, 1.6])
+HOUR_WEIGHTS = np.array(
+    [
+        1.0,
+        0.6,
+        0.4,
+        0.3,
+        0.3,
+        0.5,
+        1.2,
+        2.5,
+        3.5,
+        4.0,
+        4.5,
+        5.0,
+        6.0,
+        5.5,
+        4.8,
+        4.6,
+        5.0,
+        5.8,
+        6.2,
+        5.8,
+        4.5,
+        3.5,
+        2.5,
+        1.6,
+    ]
+)
 
 # Logistic fraud model: logit = FRAUD_INTERCEPT + sum(coef * feature) + noise.
 FRAUD_INTERCEPT = -5.7
@@ -209,13 +297,22 @@ def fill_template(rng: np.random.Generator, template: str, loc: str) -> str:
     alnum = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
     values = {
         "loc": loc,
-        "n2": digits(2), "n3": digits(3), "n4": digits(4), "n5": digits(5),
-        "n6": digits(6), "n7": digits(7), "n8": digits(8), "n10": digits(10),
+        "n2": digits(2),
+        "n3": digits(3),
+        "n4": digits(4),
+        "n5": digits(5),
+        "n6": digits(6),
+        "n7": digits(7),
+        "n8": digits(8),
+        "n10": digits(10),
         "ref": "".join(rng.choice(list(alnum), size=5)),
         "ab": str(rng.choice(["SFO", "ATX", "BOS", "CHI", "DEN"])),
         "dish": str(rng.choice(["THAI BASIL", "PIZZA PALACE", "SUSHI ZEN", "BURGER BARN"])),
-        "shop": str(rng.choice(["BESTPRICE", "TECHZONE", "MEGASTORE", "HANDMADEGOODS",
-                                "VINTAGEFINDS", "GADGETHUB"])),
+        "shop": str(
+            rng.choice(
+                ["BESTPRICE", "TECHZONE", "MEGASTORE", "HANDMADEGOODS", "VINTAGEFINDS", "GADGETHUB"]
+            )
+        ),
         "name": str(rng.choice(["J SMITH", "M GARCIA", "A NGUYEN", "K PATEL", "R JONES"])),
     }
     return template.format(**values)
@@ -239,23 +336,34 @@ def sample_card_features(rng: np.random.Generator, n: int) -> pd.DataFrame:
     hour = rng.choice(24, size=n, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
     # Distance from the cardholder's home: a few km for local card-present use,
     # hundreds to thousands of km abroad (and for remote purchases shipped far away).
-    distance = np.where(card_present, rng.lognormal(np.log(6), 1.0, n),
-                        rng.lognormal(np.log(40), 1.4, n))
+    distance = np.where(
+        card_present, rng.lognormal(np.log(6), 1.0, n), rng.lognormal(np.log(40), 1.4, n)
+    )
     distance = np.where(foreign, rng.uniform(800, 9000, n), distance)
     age = np.clip(np.round(rng.normal(44, 15, n)), 18, 90).astype(int)
 
     risky = rng.random(n) < np.array([RISKY_SHARE.get(c, 0.0) for c in category])
-    return pd.DataFrame({
-        "category": category, "amount": amount, "card_present": card_present,
-        "country": country, "foreign": foreign, "hour": hour,
-        "distance": np.round(distance, 1), "age": age, "risky": risky,
-    })
+    return pd.DataFrame(
+        {
+            "category": category,
+            "amount": amount,
+            "card_present": card_present,
+            "country": country,
+            "foreign": foreign,
+            "hour": hour,
+            "distance": np.round(distance, 1),
+            "age": age,
+            "risky": risky,
+        }
+    )
 
 
 def make_descriptors(rng: np.random.Generator, feats: pd.DataFrame) -> list[str]:
     """Build a card-statement descriptor per row, consistent with category and country."""
     out = []
-    for cat, risky, country in zip(feats["category"], feats["risky"], feats["country"], strict=True):
+    for cat, risky, country in zip(
+        feats["category"], feats["risky"], feats["country"], strict=True
+    ):
         if country == "US":
             city, region = US_LOCATIONS[rng.integers(len(US_LOCATIONS))]
         else:
@@ -287,8 +395,12 @@ def make_timestamps(rng: np.random.Generator, hours: np.ndarray) -> pd.Series:
     """Random day in 2024-01-01..2024-06-30 plus the sampled hour and random minute/second."""
     days = rng.integers(0, 182, len(hours))
     seconds = rng.integers(0, 3600, len(hours))
-    ts = (pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D")
-          + pd.to_timedelta(hours, unit="h") + pd.to_timedelta(seconds, unit="s"))
+    ts = (
+        pd.Timestamp("2024-01-01")
+        + pd.to_timedelta(days, unit="D")
+        + pd.to_timedelta(hours, unit="h")
+        + pd.to_timedelta(seconds, unit="s")
+    )
     return pd.Series(ts)
 
 
@@ -307,19 +419,21 @@ def build_card_fraud(n: int = 6000) -> pd.DataFrame:
     feats["is_fraud"] = np.where(is_fraud, "fraud", "legit")
 
     feats = feats.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    return pd.DataFrame({
-        "transaction_id": [f"T{i:06d}" for i in range(1, n + 1)],
-        "timestamp": feats["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S"),
-        "amount": feats["amount"],
-        "merchant_category": feats["category"],
-        "merchant_description": feats["descriptor"],
-        "card_present": np.where(feats["card_present"], "yes", "no"),
-        "country": feats["country"],
-        "hour": feats["hour"],
-        "customer_age": inject_missing(rng, feats["age"]).astype("Int64"),
-        "distance_from_home_km": inject_missing(rng, feats["distance"]),
-        "is_fraud": feats["is_fraud"],
-    })
+    return pd.DataFrame(
+        {
+            "transaction_id": [f"T{i:06d}" for i in range(1, n + 1)],
+            "timestamp": feats["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S"),
+            "amount": feats["amount"],
+            "merchant_category": feats["category"],
+            "merchant_description": feats["descriptor"],
+            "card_present": np.where(feats["card_present"], "yes", "no"),
+            "country": feats["country"],
+            "hour": feats["hour"],
+            "customer_age": inject_missing(rng, feats["age"]).astype("Int64"),
+            "distance_from_home_km": inject_missing(rng, feats["distance"]),
+            "is_fraud": feats["is_fraud"],
+        }
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -342,11 +456,22 @@ SENTIMENT_EFFECT = 0.6  # next-day shift, in units of next day's volatility
 SENTIMENT_PROBS = {-1: 0.30, 0: 0.40, 1: 0.30}
 HEADLINE_NOISE = 0.15  # share of days whose headline wording does not reveal the sentiment
 
-PRODUCTS = ["AI accelerator", "automotive chip", "data-center GPU", "memory controller",
-            "5G modem", "power semiconductor"]
+PRODUCTS = [
+    "AI accelerator",
+    "automotive chip",
+    "data-center GPU",
+    "memory controller",
+    "5G modem",
+    "power semiconductor",
+]
 BANKS = ["Morgan Stanley", "Goldman Sachs", "Barclays", "UBS", "Jefferies", "Citi"]
-PARTNERS = ["a major cloud provider", "a European automaker", "a leading smartphone maker",
-            "the Department of Defense", "a Japanese electronics group"]
+PARTNERS = [
+    "a major cloud provider",
+    "a European automaker",
+    "a leading smartphone maker",
+    "the Department of Defense",
+    "a Japanese electronics group",
+]
 HEADLINES = {
     1: [
         "{co} beats quarterly earnings estimates on strong {product} demand",
@@ -387,8 +512,9 @@ def simulate_regimes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.where(turbulent, VOL["turbulent"], VOL["calm"])
 
 
-def simulate_log_returns(rng: np.random.Generator, sigma: np.ndarray,
-                         sentiment: np.ndarray) -> np.ndarray:
+def simulate_log_returns(
+    rng: np.random.Generator, sigma: np.ndarray, sentiment: np.ndarray
+) -> np.ndarray:
     """r_t = drift + momentum * r_{t-1} + sigma_t * (effect * s_{t-1} + eps_t).
 
     s_{t-1} is the headline published after day t-1's close, so it can only move
@@ -398,8 +524,9 @@ def simulate_log_returns(rng: np.random.Generator, sigma: np.ndarray,
     eps = rng.standard_normal(n)
     r = np.zeros(n)
     for t in range(1, n):
-        r[t] = (DRIFT + MOMENTUM * r[t - 1]
-                + sigma[t] * (SENTIMENT_EFFECT * sentiment[t - 1] + eps[t]))
+        r[t] = (
+            DRIFT + MOMENTUM * r[t - 1] + sigma[t] * (SENTIMENT_EFFECT * sentiment[t - 1] + eps[t])
+        )
     return r
 
 
@@ -409,13 +536,21 @@ def make_headlines(rng: np.random.Generator, sentiment: np.ndarray) -> list[str]
     for s in sentiment:
         tone = 0 if rng.random() < HEADLINE_NOISE else int(s)
         template = str(rng.choice(HEADLINES[tone]))
-        out.append(template.format(co=COMPANY, ticker=TICKER, bank=rng.choice(BANKS),
-                                   product=rng.choice(PRODUCTS), partner=rng.choice(PARTNERS)))
+        out.append(
+            template.format(
+                co=COMPANY,
+                ticker=TICKER,
+                bank=rng.choice(BANKS),
+                product=rng.choice(PRODUCTS),
+                partner=rng.choice(PARTNERS),
+            )
+        )
     return out
 
 
-def make_ohlcv(rng: np.random.Generator, close: np.ndarray, sigma: np.ndarray,
-               log_ret: np.ndarray) -> dict[str, np.ndarray]:
+def make_ohlcv(
+    rng: np.random.Generator, close: np.ndarray, sigma: np.ndarray, log_ret: np.ndarray
+) -> dict[str, np.ndarray]:
     """Open/high/low/volume that are consistent with each day's close and volatility."""
     n = len(close)
     prev_close = np.concatenate([[close[0]], close[:-1]])
@@ -424,8 +559,11 @@ def make_ohlcv(rng: np.random.Generator, close: np.ndarray, sigma: np.ndarray,
     high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.5 * sigma)))
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.5 * sigma)))
     # Volume rises with the size of the move and in turbulent regimes.
-    volume = 1.2e6 * (sigma / VOL["calm"]) ** 0.7 * np.exp(
-        0.25 * np.abs(log_ret) / sigma + rng.normal(0, 0.25, n))
+    volume = (
+        1.2e6
+        * (sigma / VOL["calm"]) ** 0.7
+        * np.exp(0.25 * np.abs(log_ret) / sigma + rng.normal(0, 0.25, n))
+    )
     return {"open": open_, "high": high, "low": low, "volume": np.round(volume).astype(int)}
 
 
@@ -455,8 +593,18 @@ def build_market_daily() -> pd.DataFrame:
     df["next_day_direction"] = np.where(df["close"].shift(-1) > df["close"], "up", "down")
 
     df = df.iloc[BURN_IN:-1].reset_index(drop=True)  # drop warm-up and the row without a next day
-    cols = ["date", "open", "high", "low", "close", "volume", "return_1d",
-            "volatility_20d", "headline", "next_day_direction"]
+    cols = [
+        "date",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "return_1d",
+        "volatility_20d",
+        "headline",
+        "next_day_direction",
+    ]
     return df[cols]
 
 
@@ -468,8 +616,12 @@ def build_market_daily() -> pd.DataFrame:
 def main() -> None:
     """Write all four files and print a one-line summary for each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED,
-                        help="folder with german_credit.csv and fin_sentiment.csv")
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=DEFAULT_SHARED,
+        help="folder with german_credit.csv and fin_sentiment.csv",
+    )
     shared = parser.parse_args().shared
 
     path = copy_credit(shared)
@@ -477,8 +629,10 @@ def main() -> None:
     path = derive_sentiment(shared)
     summarize(path, pd.read_csv(path, keep_default_na=False), "label")
 
-    for name, builder, target in [("card_fraud.csv", build_card_fraud, "is_fraud"),
-                                  ("market_daily.csv", build_market_daily, "next_day_direction")]:
+    for name, builder, target in [
+        ("card_fraud.csv", build_card_fraud, "is_fraud"),
+        ("market_daily.csv", build_market_daily, "next_day_direction"),
+    ]:
         df = builder()
         write_table(df, OUT_DIR / name)
         summarize(OUT_DIR / name, df, target)

@@ -27,8 +27,23 @@ TINY_LAYOUTS = ("bert", "roberta", "distilbert", "deberta-v2", "electra")
 TINY_LAYERS = 3
 
 _PURPOSES = ["new car", "used car", "furniture", "education", "business", "repairs"]
-_WORDS = ["quarterly", "revenue", "guidance", "margin", "loan", "card", "merchant", "refund",
-          "branch", "savings", "overdraft", "mortgage", "payroll", "invoice", "dividend"]
+_WORDS = [
+    "quarterly",
+    "revenue",
+    "guidance",
+    "margin",
+    "loan",
+    "card",
+    "merchant",
+    "refund",
+    "branch",
+    "savings",
+    "overdraft",
+    "mortgage",
+    "payroll",
+    "invoice",
+    "dividend",
+]
 
 
 def credit_table(n: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -50,7 +65,9 @@ def credit_table(n: int = 200, seed: int = 0) -> pd.DataFrame:
             "purpose": rng.choice(_PURPOSES, size=n),
             "housing": housing,
             "notes": notes,
-            "application_date": pd.date_range("2023-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+            "application_date": pd.date_range("2023-01-01", periods=n, freq="D").strftime(
+                "%Y-%m-%d"
+            ),
             "branch_country": "DE",
             "credit_risk": np.where(risk > 0.5, "bad", "good"),
         }
@@ -75,7 +92,9 @@ def regression_table(n: int = 160, seed: int = 2) -> pd.DataFrame:
     x1, x2 = rng.normal(size=n), rng.uniform(0, 10, size=n)
     sector = rng.choice(["banks", "energy", "retail"], size=n)
     y = 3.0 * x1 + 0.2 * x2 + np.where(sector == "energy", 1.5, 0.0) + rng.normal(0, 0.1, size=n)
-    return pd.DataFrame({"momentum": x1, "leverage": x2, "sector": sector, "spread_bps": y.round(4)})
+    return pd.DataFrame(
+        {"momentum": x1, "leverage": x2, "sector": sector, "spread_bps": y.round(4)}
+    )
 
 
 def easy_table(n: int = 240, seed: int = 3) -> pd.DataFrame:
@@ -128,18 +147,35 @@ def _tiny_config(layout: str):
     )
 
     # vocab_size matches the MiniLM tokenizer reused below, so every token id has an embedding.
-    common = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=TINY_LAYERS, num_attention_heads=2,
-                  intermediate_size=64, max_position_embeddings=128)
+    common = dict(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=TINY_LAYERS,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     if layout == "bert":
         return BertConfig(**common)
     if layout == "roberta":
         return RobertaConfig(**common, pad_token_id=0)
     if layout == "distilbert":
-        return DistilBertConfig(vocab_size=30522, dim=32, n_layers=TINY_LAYERS, n_heads=2, hidden_dim=64,
-                                max_position_embeddings=128)
+        return DistilBertConfig(
+            vocab_size=30522,
+            dim=32,
+            n_layers=TINY_LAYERS,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=128,
+        )
     if layout == "deberta-v2":
-        return DebertaV2Config(**common, relative_attention=True, position_buckets=16,
-                               pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm")
+        return DebertaV2Config(
+            **common,
+            relative_attention=True,
+            position_buckets=16,
+            pos_att_type=["p2c", "c2p"],
+            norm_rel_ebd="layer_norm",
+        )
     if layout == "electra":
         return ElectraConfig(**common, embedding_size=16)
     raise ValueError(layout)
@@ -180,7 +216,9 @@ def tiny_config(tiny_backbone):
         train = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "head_lr": 1e-2, "seed": 0, **train}
         return RunConfig(
             data=DataConfig(target=target, **(data or {})),
-            model=ModelConfig(**{"backbone": tiny_backbone, "d_hidden": 32, "d_numeric": 16, **(model or {})}),
+            model=ModelConfig(
+                **{"backbone": tiny_backbone, "d_hidden": 32, "d_numeric": 16, **(model or {})}
+            ),
             train=TrainConfig(**train),
         )
 
@@ -189,7 +227,10 @@ def tiny_config(tiny_backbone):
 
 def pytest_generate_tests(metafunc):
     """A test that takes ``layout`` runs once per tiny backbone layout."""
-    explicit = any("layout" in str(m.args[0]).split(",") for m in metafunc.definition.iter_markers("parametrize"))
+    explicit = any(
+        "layout" in str(m.args[0]).split(",")
+        for m in metafunc.definition.iter_markers("parametrize")
+    )
     if "layout" in metafunc.fixturenames and not explicit:
         metafunc.parametrize("layout", TINY_LAYOUTS)
 
@@ -207,8 +248,12 @@ def project_root() -> Path:
 @pytest.fixture(scope="session")
 def make_table():
     """Fresh tiny tables for wider-scoped fixtures: ``make_table("credit")``."""
-    builders = {"credit": credit_table, "sentiment": sentiment_table, "regression": regression_table,
-                "easy": easy_table}
+    builders = {
+        "credit": credit_table,
+        "sentiment": sentiment_table,
+        "regression": regression_table,
+        "easy": easy_table,
+    }
     return lambda name: builders[name]()
 
 
@@ -224,8 +269,13 @@ def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
 
 def run_fintune(*args) -> subprocess.CompletedProcess:
     """``fintune ARGS`` in a fresh interpreter, from the project root."""
-    return subprocess.run([sys.executable, "-m", "core.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=240,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -58,7 +58,9 @@ def find_leakage(
         found += _future_dates(frame, spec, time_column)
     if splits is not None:
         found += _duplicates(frame, spec, splits)
-    logger.info("Leakage check: %d warnings (%s)", len(found), ", ".join(w.kind for w in found) or "none")
+    logger.info(
+        "Leakage check: %d warnings (%s)", len(found), ", ".join(w.kind for w in found) or "none"
+    )
     return found
 
 
@@ -163,6 +165,7 @@ def _power(score: np.ndarray, targets: np.ndarray, task: str) -> float:
 
     ``score`` is one value per row, or one per row and target column (the out-of-fold rates).
     """
+
     def column(k):
         return score if score.ndim == 1 else score[:, k]
 
@@ -212,16 +215,18 @@ def _identifiers(frame: pd.DataFrame, spec: TableSpec) -> list[LeakageWarning]:
             evidence = "a whole number that rises with every row"
         else:
             continue
-        found.append(LeakageWarning(
-            kind="identifier",
-            column=column,
-            message=(
-                f"Column {column!r} looks like an identifier ({evidence}): a model can memorise it, "
-                "but it says nothing about new rows. Give it role id (keep it only if it is a real "
-                "quantity, such as a year)."
-            ),
-            value=float(unique_share),
-        ))
+        found.append(
+            LeakageWarning(
+                kind="identifier",
+                column=column,
+                message=(
+                    f"Column {column!r} looks like an identifier ({evidence}): a model can memorise it, "
+                    "but it says nothing about new rows. Give it role id (keep it only if it is a real "
+                    "quantity, such as a year)."
+                ),
+                value=float(unique_share),
+            )
+        )
     return found
 
 
@@ -242,7 +247,9 @@ def _future_dates(frame: pd.DataFrame, spec: TableSpec, time_column: str) -> lis
         )
     base = parse_datetime(frame[time_column])
     if base.notna().mean() < 0.5:
-        raise DataError(f"Column {time_column!r} does not hold dates: name the prediction-time date column.")
+        raise DataError(
+            f"Column {time_column!r} does not hold dates: name the prediction-time date column."
+        )
     found = []
     for column in spec.columns("datetime"):
         if column == time_column or column not in frame.columns:
@@ -253,23 +260,27 @@ def _future_dates(frame: pd.DataFrame, spec: TableSpec, time_column: str) -> lis
             continue
         later = float((other[both] > base[both]).mean())
         if later > FUTURE_SHARE:
-            found.append(LeakageWarning(
-                kind="future_date",
-                column=column,
-                message=(
-                    f"Column {column!r} is later than {time_column!r} in {later:.0%} of rows: it is "
-                    "recorded after the prediction time, so it is not known when predicting. Drop it "
-                    "(role ignore), or use a date known at prediction time."
-                ),
-                value=later,
-            ))
+            found.append(
+                LeakageWarning(
+                    kind="future_date",
+                    column=column,
+                    message=(
+                        f"Column {column!r} is later than {time_column!r} in {later:.0%} of rows: it is "
+                        "recorded after the prediction time, so it is not known when predicting. Drop it "
+                        "(role ignore), or use a date known at prediction time."
+                    ),
+                    value=later,
+                )
+            )
     return found
 
 
 # --------------------------------------------------------------------------- duplicates
 
 
-def _duplicates(frame: pd.DataFrame, spec: TableSpec, splits: dict[str, np.ndarray]) -> list[LeakageWarning]:
+def _duplicates(
+    frame: pd.DataFrame, spec: TableSpec, splits: dict[str, np.ndarray]
+) -> list[LeakageWarning]:
     columns = [c for c in spec.feature_columns if c in frame.columns]
     held_out = [name for name in splits if name != "train"]
     if not columns or "train" not in splits or not held_out:
@@ -282,13 +293,15 @@ def _duplicates(frame: pd.DataFrame, spec: TableSpec, splits: dict[str, np.ndarr
     if count == 0:
         return []
     share = count / len(rows)
-    return [LeakageWarning(
-        kind="duplicates",
-        column=None,
-        message=(
-            f"{count} of {len(rows)} {' and '.join(held_out)} rows ({share:.1%}) repeat a training row "
-            "in every input column: their scores reward memory, not generalisation. Remove duplicate "
-            "rows before splitting, or split by time or by group."
-        ),
-        value=share,
-    )]
+    return [
+        LeakageWarning(
+            kind="duplicates",
+            column=None,
+            message=(
+                f"{count} of {len(rows)} {' and '.join(held_out)} rows ({share:.1%}) repeat a training row "
+                "in every input column: their scores reward memory, not generalisation. Remove duplicate "
+                "rows before splitting, or split by time or by group."
+            ),
+            value=share,
+        )
+    ]

@@ -25,8 +25,18 @@ MAX_BAD_DATES = 0.1  # above this share of unparseable dates the column is not a
 # Candidate names, best first, compared after lower-casing and folding "_"/"-" to spaces.
 # Adjusted close comes before close: raw closes jump at splits and dividends, faking returns.
 _DATE_NAMES = ("date", "datetime", "timestamp", "time", "day", "trade date")
-_CLOSE_NAMES = ("adj close", "adjusted close", "adj close price", "adjclose", "close", "close price",
-                "closing price", "price", "last", "last price")
+_CLOSE_NAMES = (
+    "adj close",
+    "adjusted close",
+    "adj close price",
+    "adjclose",
+    "close",
+    "close price",
+    "closing price",
+    "price",
+    "last",
+    "last price",
+)
 _VOLUME_NAMES = ("volume", "vol", "shares traded")
 _GROUP_NAMES = ("ticker", "symbol", "instrument", "security", "isin", "asset")
 
@@ -47,7 +57,12 @@ def market_columns(frame: pd.DataFrame) -> dict[str, str | None] | None:
     date, close = first(_DATE_NAMES), first(_CLOSE_NAMES)
     if date is None or close is None:
         return None
-    return {"date": date, "close": close, "volume": first(_VOLUME_NAMES), "group": first(_GROUP_NAMES)}
+    return {
+        "date": date,
+        "close": close,
+        "volume": first(_VOLUME_NAMES),
+        "group": first(_GROUP_NAMES),
+    }
 
 
 def derive_market_features(
@@ -86,20 +101,24 @@ def derive_market_features(
     for k in lags:
         features[f"return_{k}d"] = prices / by_group.shift(k) - 1
     log_return = np.log(prices / by_group.shift(1))
-    features[f"volatility_{vol_window}d"] = log_return.groupby(keys.to_numpy(), sort=False).transform(
-        lambda s: s.rolling(vol_window, min_periods=vol_window).std()
-    )
+    features[f"volatility_{vol_window}d"] = log_return.groupby(
+        keys.to_numpy(), sort=False
+    ).transform(lambda s: s.rolling(vol_window, min_periods=vol_window).std())
     if volume is not None:
         volumes = pd.Series(_volumes(table[volume], volume, file_rows))
         grouped = volumes.groupby(keys.to_numpy(), sort=False)
-        baseline = grouped.transform(lambda s: s.shift(1).rolling(vol_window, min_periods=vol_window).mean())
+        baseline = grouped.transform(
+            lambda s: s.shift(1).rolling(vol_window, min_periods=vol_window).mean()
+        )
         features[f"volume_ratio_{vol_window}d"] = volumes / baseline.where(baseline > 0)
         features["log_volume"] = np.log1p(volumes)
 
     future = by_group.shift(-horizon) / prices - 1
     if target == "direction":
         target_name = f"next_{horizon}d_direction"
-        target_values = pd.Series(np.where(future > 0, "up", "down"), dtype=object).where(future.notna())
+        target_values = pd.Series(np.where(future > 0, "up", "down"), dtype=object).where(
+            future.notna()
+        )
     else:
         target_name = f"next_{horizon}d_return"
         target_values = future
@@ -122,8 +141,13 @@ def derive_market_features(
             f"dated prices ({warm_up} to warm up the features, {horizon} for the target). "
             "Use a longer history or smaller lags and vol_window."
         )
-    logger.info("Derived %d market features and %r on %d of %d rows", len(features), target_name,
-                len(out), len(frame))
+    logger.info(
+        "Derived %d market features and %r on %d of %d rows",
+        len(features),
+        target_name,
+        len(out),
+        len(frame),
+    )
     return out
 
 
@@ -136,7 +160,9 @@ def _check_options(*, horizon, target, lags, vol_window) -> tuple[int, ...]:
         raise ConfigError(f"vol_window is {vol_window!r}: use a whole number of rows, 2 or more.")
     lags = tuple(lags)
     if not lags or any(not isinstance(k, int | np.integer) or k < 1 for k in lags):
-        raise ConfigError(f"lags are {lags!r}: give one or more whole numbers of rows, each 1 or more.")
+        raise ConfigError(
+            f"lags are {lags!r}: give one or more whole numbers of rows, each 1 or more."
+        )
     return tuple(sorted(set(int(k) for k in lags)))
 
 
@@ -166,8 +192,11 @@ def _sorted_by_time(table: pd.DataFrame, *, date: str, group: str | None) -> pd.
             same &= (table["__group__"] == first["__group__"]).to_numpy()
         rows = ", ".join(str(r + 2) for r in table.loc[same, "__row__"])
         where = f" for {group} {first[group]!r}" if group is not None else ""
-        fix = f"keep one row per day and {group}" if group is not None else (
-            "keep one row per day, or name the ticker column as group")
+        fix = (
+            f"keep one row per day and {group}"
+            if group is not None
+            else ("keep one row per day, or name the ticker column as group")
+        )
         raise DataError(
             f"Date {first[date]!r} appears more than once in column {date!r}{where} (rows {rows}): {fix}."
         )

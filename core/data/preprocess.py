@@ -169,7 +169,11 @@ class Preprocessor:
             stamps = parse_datetime(frame[column])
             month = stamps.dt.month.fillna(6).to_numpy(dtype=float)
             weekday = stamps.dt.weekday.fillna(3).to_numpy(dtype=float)
-            columns += [np.sin(2 * np.pi * month / 12), np.cos(2 * np.pi * month / 12), (weekday - 3) / 2]
+            columns += [
+                np.sin(2 * np.pi * month / 12),
+                np.cos(2 * np.pi * month / 12),
+                (weekday - 3) / 2,
+            ]
         if not columns:
             return np.zeros((len(frame), 0), dtype=np.float32)
         return np.stack(columns, axis=1).astype(np.float32)  # (N, d_numeric_in)
@@ -180,7 +184,9 @@ class Preprocessor:
         y = frame[self.spec.target]
         if self.spec.task == "regression":
             values = pd.to_numeric(y, errors="coerce").to_numpy(dtype=float)
-            return ((values - self.target_stats_["mean"]) / self.target_stats_["std"]).astype(np.float32)
+            return ((values - self.target_stats_["mean"]) / self.target_stats_["std"]).astype(
+                np.float32
+            )
         index = {label: i for i, label in enumerate(self.spec.classes)}
         labels = target_labels(y)
         unknown = sorted(set(labels.dropna()) - set(index))
@@ -201,8 +207,10 @@ def column_warnings(unused) -> list[str]:
     A file or request with 100,000 stray columns gets 21 lines; long names are cut short.
     """
     unused = list(unused)
-    warnings = [f"Column {_short_name(c)} was not seen in training and is ignored."
-                for c in unused[:MAX_COLUMN_WARNINGS]]
+    warnings = [
+        f"Column {_short_name(c)} was not seen in training and is ignored."
+        for c in unused[:MAX_COLUMN_WARNINGS]
+    ]
     if len(unused) > MAX_COLUMN_WARNINGS:
         more = len(unused) - MAX_COLUMN_WARNINGS
         warnings.append(f"... and {more:,} more columns the model does not use.")

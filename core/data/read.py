@@ -39,16 +39,22 @@ _SNIFF_RECORDS = 50
 _TOO_MANY_FIELDS = re.compile(r"Expected \d+ fields in line \d+, saw \d+")
 
 
-def read_table(source: str | Path | bytes | BinaryIO, *, filename: str | None = None) -> pd.DataFrame:
+def read_table(
+    source: str | Path | bytes | BinaryIO, *, filename: str | None = None
+) -> pd.DataFrame:
     """Read a CSV (any common delimiter; UTF-8, UTF-8 with BOM, UTF-16 or latin-1) or Parquet file.
 
     Tables over MAX_CELLS cells, or Parquet files over MAX_DECODED_BYTES once decoded, are refused
     before they are built.
     """
-    name = filename or (str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "upload"))
+    name = filename or (
+        str(source) if isinstance(source, (str, Path)) else getattr(source, "name", "upload")
+    )
     raw = _read_bytes(source, name)
     if not raw.strip():
-        raise DataError(f"{Path(name).name} is empty: choose a file with a header row and data rows.")
+        raise DataError(
+            f"{Path(name).name} is empty: choose a file with a header row and data rows."
+        )
     if raw[:4] == b"PAR1" or name.lower().endswith((".parquet", ".pq")):
         return _read_parquet(raw, name)
     text = _decode(raw, name)
@@ -155,9 +161,14 @@ def _check_parquet_size(parquet, raw: bytes, short: str) -> None:
 def _is_text_type(kind) -> bool:
     import pyarrow as pa
 
-    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
-            or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
-            or str(kind) in ("string_view", "binary_view"))
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_fixed_size_binary(kind)
+        or str(kind) in ("string_view", "binary_view")
+    )
 
 
 def _refuse_bytes(size: int, limit: int, short: str) -> None:
@@ -296,14 +307,18 @@ def _read_csv_text(text: str, name: str) -> pd.DataFrame:
         header = next(record for record in reader if record)  # pandas skips blank lines too
         first_row = next((record for record in reader if record), [])
     except (StopIteration, csv.Error) as exc:
-        raise DataError(f"{short} has no readable header row: the first line must name the columns.") from exc
+        raise DataError(
+            f"{short} has no readable header row: the first line must name the columns."
+        ) from exc
     _check_columns(header, short)
     # Physical lines bound the rows (a quoted cell may span lines): cheap, and before any parsing.
     _check_cells(max(text.count("\n") or text.count("\r"), 1), len(header), short, estimate=True)
     try:
         frame = _parse_csv(text, delimiter, header, first_row, short)
     except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{short} is empty: choose a file with a header row and data rows.") from exc
+        raise DataError(
+            f"{short} is empty: choose a file with a header row and data rows."
+        ) from exc
     except pd.errors.ParserError as exc:
         row = re.search(r"line (\d+)", str(exc))
         where = f" at line {row.group(1)}" if row else ""
@@ -398,7 +413,12 @@ def _convert_decimal_commas(frame: pd.DataFrame) -> None:
             continue
         values = frame[column].dropna().astype(str)
         if len(values) and values.str.match(_DECIMAL_COMMA).mean() > 0.9:
-            cleaned = frame[column].astype(str).str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+            cleaned = (
+                frame[column]
+                .astype(str)
+                .str.replace(".", "", regex=False)
+                .str.replace(",", ".", regex=False)
+            )
             frame[column] = pd.to_numeric(cleaned, errors="coerce")
 
 
@@ -412,5 +432,3 @@ def _check_columns(columns: list[str], name: str) -> None:
                 f"{position}): rename one of them so every column name is unique."
             )
         seen[column] = position
-
-

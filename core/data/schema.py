@@ -124,14 +124,18 @@ class TableSpec:
     @property
     def positive_index(self) -> int | None:
         """Index of the positive class in ``classes`` (binary only)."""
-        return self.classes.index(self.positive_class) if self.positive_class in self.classes else None
+        return (
+            self.classes.index(self.positive_class) if self.positive_class in self.classes else None
+        )
 
     def columns(self, role: str) -> list[str]:
         return [c for c, r in self.roles.items() if r == role]
 
     @property
     def feature_columns(self) -> list[str]:
-        return [c for c, r in self.roles.items() if r in ("numeric", "categorical", "text", "datetime")]
+        return [
+            c for c, r in self.roles.items() if r in ("numeric", "categorical", "text", "datetime")
+        ]
 
     def to_dict(self) -> dict:
         return {
@@ -151,31 +155,42 @@ class TableSpec:
             roles=dict(raw["roles"]),
             classes=tuple(raw["classes"]),
             warnings=tuple(raw.get("warnings", ())),
-            positive_class=raw.get("positive_class") or _default_positive(raw["task"], tuple(raw["classes"])),
+            positive_class=raw.get("positive_class")
+            or _default_positive(raw["task"], tuple(raw["classes"])),
         )
 
 
 def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
     """Validate the table against the config and settle roles, task and classes."""
-    _check_columns(list(map(str, frame.columns)), "The table")  # frames can arrive without read_table
+    _check_columns(
+        list(map(str, frame.columns)), "The table"
+    )  # frames can arrive without read_table
     target = config.target
     if target not in frame.columns:
         close = difflib.get_close_matches(target, list(map(str, frame.columns)), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else f" Columns are: {_preview(frame.columns)}."
+        hint = (
+            f" Did you mean {close[0]!r}?" if close else f" Columns are: {_preview(frame.columns)}."
+        )
         raise DataError(f"Target column {target!r} is not in the table.{hint}")
     unknown = [c for c in config.roles if c not in frame.columns]
     if unknown:
-        raise DataError(f"Role given for column {unknown[0]!r}, which is not in the table: fix the name.")
+        raise DataError(
+            f"Role given for column {unknown[0]!r}, which is not in the table: fix the name."
+        )
     notes: list[str] = []
     y = frame[target]
     missing = int(y.isna().sum())
     if missing == len(y):
-        raise DataError(f"Target column {target!r} has no values: choose a column that holds the labels.")
+        raise DataError(
+            f"Target column {target!r} has no values: choose a column that holds the labels."
+        )
     if missing:
         notes.append(f"{missing} rows with no value in target {target!r} are left out.")
         y = y.dropna()
     if len(y) < MIN_ROWS:
-        raise DataError(f"Only {len(y)} labelled rows: FinTune needs at least {MIN_ROWS} to train and test.")
+        raise DataError(
+            f"Only {len(y)} labelled rows: FinTune needs at least {MIN_ROWS} to train and test."
+        )
     task = config.task or infer_task(y)
     classes: tuple[str, ...] = ()
     positive_class = None
@@ -204,7 +219,9 @@ def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
                 "coarser target, or set the task to regression if it is a number."
             )
         if task == "binary" and len(counts) > 2:
-            raise DataError(f"Task is binary but {target!r} has {len(counts)} classes: set task multiclass.")
+            raise DataError(
+                f"Task is binary but {target!r} has {len(counts)} classes: set task multiclass."
+            )
         classes = tuple(sorted(counts.index, key=_natural_key))
         if task == "binary":
             positive_class = _positive_class(config.positive_class, counts, classes, target)
@@ -213,21 +230,35 @@ def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
     time_column = config.time_column
     if time_column is not None:
         if time_column not in frame.columns:
-            raise DataError(f"Split column {time_column!r} is not in the table: name a date column.")
+            raise DataError(
+                f"Split column {time_column!r} is not in the table: name a date column."
+            )
         if time_column == target:
-            raise DataError("The chronological split column cannot be the target: name a date column.")
+            raise DataError(
+                "The chronological split column cannot be the target: name a date column."
+            )
     if not any(role in ("numeric", "categorical", "text", "datetime") for role in roles.values()):
         raise DataError(
             f"No usable feature: every column besides {target!r} is an identifier, constant or ignored. "
             "Add feature columns or change a column's role."
         )
     if config.positive_class is not None and task != "binary":
-        raise DataError(f"A positive class is for binary targets, and {target!r} is {task}: leave it unset.")
-    return TableSpec(target=target, task=task, roles=roles, classes=classes, warnings=tuple(notes),
-                     positive_class=positive_class)
+        raise DataError(
+            f"A positive class is for binary targets, and {target!r} is {task}: leave it unset."
+        )
+    return TableSpec(
+        target=target,
+        task=task,
+        roles=roles,
+        classes=classes,
+        warnings=tuple(notes),
+        positive_class=positive_class,
+    )
 
 
-def _positive_class(given: str | None, counts: pd.Series, classes: tuple[str, ...], target: str) -> str:
+def _positive_class(
+    given: str | None, counts: pd.Series, classes: tuple[str, ...], target: str
+) -> str:
     """The event class: the one given, else the rarer class (defaults and frauds are the minority)."""
     if given is not None:
         if str(given) not in classes:
@@ -261,5 +292,3 @@ def _natural_key(label: str):
 def _preview(columns, n: int = 8) -> str:
     names = [repr(str(c)) for c in list(columns)[:n]]
     return ", ".join(names) + (", ..." if len(columns) > n else "")
-
-

@@ -37,7 +37,9 @@ def describe_split(spec: TableSpec, config: DataConfig) -> str:
     return f"chronological by {split[5:]!r}{embargo}"
 
 
-def split_rows(frame: pd.DataFrame, spec: TableSpec, config: DataConfig, seed: int) -> dict[str, np.ndarray]:
+def split_rows(
+    frame: pd.DataFrame, spec: TableSpec, config: DataConfig, seed: int
+) -> dict[str, np.ndarray]:
     """Row positions for train / val / test (labelled rows only)."""
     labelled = np.flatnonzero(frame[spec.target].notna().to_numpy())
     split = resolve_split(spec, config)
@@ -70,7 +72,9 @@ def _random_split(frame, spec, rows, config, seed) -> dict[str, np.ndarray]:
 def _chronological_split(frame, rows, column, config) -> dict[str, np.ndarray]:
     times = parse_datetime(frame[column].iloc[rows])
     if times.isna().mean() > 0.5:
-        raise DataError(f"Column {column!r} does not hold dates: choose a date column for the time split.")
+        raise DataError(
+            f"Column {column!r} does not hold dates: choose a date column for the time split."
+        )
     keep = times.notna().to_numpy()
     rows, times = rows[keep], times[keep]
     order = np.argsort(times.to_numpy(), kind="stable")

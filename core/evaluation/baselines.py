@@ -21,7 +21,9 @@ def _text_matrix(parts: dict[str, pd.DataFrame], columns: list[str]):
     def joined(frame):
         return frame[columns].fillna("").astype(str).agg(" ".join, axis=1)
 
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=20_000, sublinear_tf=True)
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), min_df=2, max_features=20_000, sublinear_tf=True
+    )
     vectorizer.fit(joined(parts["train"]))
     return {name: vectorizer.transform(joined(frame)) for name, frame in parts.items()}
 
@@ -60,7 +62,9 @@ def tfidf_logistic(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> Outputs:
     if spec.task == "regression":
         model = Ridge(alpha=1.0).fit(x["train"], y["train"])
         return {name: model.predict(x[name]) for name in ("val", "test")}
-    model = LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced").fit(x["train"], y["train"])
+    model = LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced").fit(
+        x["train"], y["train"]
+    )
     return {name: _full_proba(model, x[name], len(spec.classes)) for name in ("val", "test")}
 
 
@@ -72,10 +76,14 @@ def lightgbm_table(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> Outputs:
     numeric = spec.columns("numeric")
     categorical = spec.columns("categorical")
     texts = spec.columns("text")
-    train_categories = {c: pd.Categorical(parts["train"][c].astype(str)).categories for c in categorical}
+    train_categories = {
+        c: pd.Categorical(parts["train"][c].astype(str)).categories for c in categorical
+    }
 
     def codes(frame: pd.DataFrame, column: str) -> np.ndarray:
-        values = pd.Categorical(frame[column].astype(str), categories=train_categories[column]).codes
+        values = pd.Categorical(
+            frame[column].astype(str), categories=train_categories[column]
+        ).codes
         return np.where(values < 0, np.nan, values).astype(float)  # unseen category -> missing
 
     def dense(frame: pd.DataFrame) -> np.ndarray:
@@ -89,8 +97,17 @@ def lightgbm_table(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> Outputs:
     x = {name: block.astype(np.float32) for name, block in blocks.items()}
     y = {name: _targets(spec, frame) for name, frame in parts.items()}
     cat_index = list(range(len(numeric), len(numeric) + len(categorical)))
-    params = dict(n_estimators=300, learning_rate=0.05, num_leaves=15, min_child_samples=10,
-                  subsample=0.8, subsample_freq=1, colsample_bytree=0.8, verbose=-1, random_state=0)
+    params = dict(
+        n_estimators=300,
+        learning_rate=0.05,
+        num_leaves=15,
+        min_child_samples=10,
+        subsample=0.8,
+        subsample_freq=1,
+        colsample_bytree=0.8,
+        verbose=-1,
+        random_state=0,
+    )
     if spec.task == "regression":
         model = lgb.LGBMRegressor(**params)
         model.fit(x["train"], y["train"], categorical_feature=cat_index or "auto")
@@ -111,7 +128,9 @@ def majority(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> Outputs:
 
 def reference_name(spec: TableSpec) -> str:
     """The strong reference for this table's kind of features."""
-    only_text = not spec.columns("numeric") and not spec.columns("datetime") and bool(spec.columns("text"))
+    only_text = (
+        not spec.columns("numeric") and not spec.columns("datetime") and bool(spec.columns("text"))
+    )
     return "TF-IDF + logistic regression" if only_text else "LightGBM"
 
 
@@ -126,8 +145,12 @@ def fit_baselines(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> dict[str, 
     return {reference_name(spec): fit(spec, parts), majority_name(spec): majority(spec, parts)}
 
 
-def run_baseline(spec: TableSpec, parts: dict[str, pd.DataFrame]) -> tuple[str, dict[str, dict[str, float]]]:
+def run_baseline(
+    spec: TableSpec, parts: dict[str, pd.DataFrame]
+) -> tuple[str, dict[str, dict[str, float]]]:
     """The strong reference's plain metrics: (name, {"val": metrics, "test": metrics})."""
     fit = tfidf_logistic if reference_name(spec).startswith("TF-IDF") else lightgbm_table
     outputs = fit(spec, parts)
-    return reference_name(spec), {n: _score(spec, _targets(spec, parts[n]), outputs[n]) for n in ("val", "test")}
+    return reference_name(spec), {
+        n: _score(spec, _targets(spec, parts[n]), outputs[n]) for n in ("val", "test")
+    }

@@ -19,14 +19,18 @@ from ..stats.metrics import (
 )
 
 
-def metrics_of(spec: TableSpec, y: np.ndarray, outputs: np.ndarray, *, directional: bool | None = None) -> dict[str, float]:
+def metrics_of(
+    spec: TableSpec, y: np.ndarray, outputs: np.ndarray, *, directional: bool | None = None
+) -> dict[str, float]:
     """Point metrics: ``y`` encoded labels (or values), ``outputs`` probabilities (N, C) (or values)."""
     if spec.task == "regression":
         return regression_metrics(y, outputs, directional=directional)
     return classification_metrics(y, outputs, spec.positive_index)
 
 
-def evaluate(spec: TableSpec, y: np.ndarray, outputs: np.ndarray, *, n_boot: int = N_BOOTSTRAP, seed: int = 0) -> dict:
+def evaluate(
+    spec: TableSpec, y: np.ndarray, outputs: np.ndarray, *, n_boot: int = N_BOOTSTRAP, seed: int = 0
+) -> dict:
     """``{"metrics": {name: value}, "intervals": {name: [low, high] | None}}`` on these rows.
 
     Classification resamples within each class (the class mix stays that of the test split).
@@ -35,14 +39,23 @@ def evaluate(spec: TableSpec, y: np.ndarray, outputs: np.ndarray, *, n_boot: int
     metrics = metrics_of(spec, y, outputs)
     directional = "directional_accuracy" in metrics  # decided on all rows, not per resample
     strata = None if spec.task == "regression" else y
-    intervals = bootstrap_intervals(
-        lambda index: metrics_of(spec, y[index], outputs[index], directional=directional),
-        len(y), n_boot=n_boot, seed=seed, strata=strata,
-    ) if len(y) >= 10 and n_boot else {}
+    intervals = (
+        bootstrap_intervals(
+            lambda index: metrics_of(spec, y[index], outputs[index], directional=directional),
+            len(y),
+            n_boot=n_boot,
+            seed=seed,
+            strata=strata,
+        )
+        if len(y) >= 10 and n_boot
+        else {}
+    )
     return {"metrics": metrics, "intervals": intervals}
 
 
-def positive_scores(spec: TableSpec, y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def positive_scores(
+    spec: TableSpec, y: np.ndarray, proba: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(is_positive, score) of the positive class: binary runs only."""
     k = spec.positive_index
     return np.asarray(y) == k, np.asarray(proba)[:, k]

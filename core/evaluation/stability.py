@@ -32,7 +32,7 @@ CHANCE_95 = 1.9  # PSI/chance level is ~ chi-square(9)/9 with no shift; its 95th
 
 
 def psi_level(value: float, chance_level: float = 0.0) -> str:
-    """"stable" below PSI_WARN, "watch" below PSI_ALERT, else "shift"; a PSI that chance alone
+    """ "stable" below PSI_WARN, "watch" below PSI_ALERT, else "shift"; a PSI that chance alone
     reaches one time in twenty at these sample sizes (``chance_level``) is "stable" too."""
     if value < PSI_WARN or value < CHANCE_95 * chance_level:
         return "stable"
@@ -67,7 +67,9 @@ class Reference:
 
     def __post_init__(self):
         if self.kind not in ("numeric", "categorical"):
-            raise DataError(f"Reference kind {self.kind!r} is unknown: use 'numeric' or 'categorical'.")
+            raise DataError(
+                f"Reference kind {self.kind!r} is unknown: use 'numeric' or 'categorical'."
+            )
         if self.kind == "numeric" and len(self.edges) < 2:
             raise DataError("A numeric reference needs at least the edges -inf and inf: refit it.")
         if len(self.proportions) != self._n_bins():
@@ -85,20 +87,33 @@ class Reference:
         """Bins from a reference sample: quantile bins for numbers, top categories otherwise."""
         series = _series(values)
         if kind is None:
-            numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+            numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(
+                series
+            )
             kind = "numeric" if numeric else "categorical"
         if kind == "numeric":
             numbers = to_number(series)
             finite = numbers[np.isfinite(numbers)]
-            inner = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])) if len(finite) else []
-            shape = cls(kind=kind, edges=(-math.inf, *map(float, inner), math.inf),
-                        proportions=(0.0,) * (len(inner) + 2))
+            inner = (
+                np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
+                if len(finite)
+                else []
+            )
+            shape = cls(
+                kind=kind,
+                edges=(-math.inf, *map(float, inner), math.inf),
+                proportions=(0.0,) * (len(inner) + 2),
+            )
         elif kind == "categorical":
             counts = target_labels(series).value_counts()
             # Ties broken by name so the same sample always gives the same categories.
-            counts = counts.sort_index(kind="mergesort").sort_values(ascending=False, kind="mergesort")
+            counts = counts.sort_index(kind="mergesort").sort_values(
+                ascending=False, kind="mergesort"
+            )
             categories = tuple(map(str, counts.index[:MAX_CATEGORIES]))
-            shape = cls(kind=kind, categories=categories, proportions=(0.0,) * (len(categories) + 2))
+            shape = cls(
+                kind=kind, categories=categories, proportions=(0.0,) * (len(categories) + 2)
+            )
         else:
             raise DataError(f"Reference kind {kind!r} is unknown: use 'numeric' or 'categorical'.")
         return dataclasses.replace(shape, proportions=tuple(map(float, shape.shares(series))))
@@ -136,7 +151,9 @@ class Reference:
     def from_dict(cls, raw: dict) -> Reference:
         return cls(
             kind=raw["kind"],
-            edges=tuple(float(edge) for edge in raw.get("edges", ())),  # float("inf") reads the strings
+            edges=tuple(
+                float(edge) for edge in raw.get("edges", ())
+            ),  # float("inf") reads the strings
             categories=tuple(map(str, raw.get("categories", ()))),
             proportions=tuple(float(p) for p in raw["proportions"]),
         )
@@ -167,7 +184,9 @@ def stability_reference(
         if role in ("numeric", "categorical"):
             references[column] = Reference.fit(frame[column], kind=role)
         elif role == "text":
-            references[column + LENGTH_SUFFIX] = Reference.fit(_text_length(frame[column]), kind="numeric")
+            references[column + LENGTH_SUFFIX] = Reference.fit(
+                _text_length(frame[column]), kind="numeric"
+            )
     return references
 
 
@@ -175,7 +194,9 @@ def _text_length(series: pd.Series) -> pd.Series:
     return series.astype("string").str.len().astype(float)
 
 
-def stability_report(references: dict[str, Reference], frame: pd.DataFrame, *, n_reference: int = 0) -> pd.DataFrame:
+def stability_report(
+    references: dict[str, Reference], frame: pd.DataFrame, *, n_reference: int = 0
+) -> pd.DataFrame:
     """PSI of each input of ``frame`` against its reference: columns input, psi, level; worst first.
 
     Inputs whose column ``frame`` lacks are skipped, so a file with fewer columns still gets a report.
@@ -200,7 +221,9 @@ def stability_report(references: dict[str, Reference], frame: pd.DataFrame, *, n
 MODEL_SCORE = "model score"
 
 
-def with_score(report: pd.DataFrame, reference: Reference, scores, *, n_reference: int = 0) -> pd.DataFrame:
+def with_score(
+    report: pd.DataFrame, reference: Reference, scores, *, n_reference: int = 0
+) -> pd.DataFrame:
     """``report`` with the model score's PSI as its first row (the input people check first)."""
     value = psi(reference, scores)
     chance = psi_chance_level(n_reference, len(scores)) if n_reference else 0.0

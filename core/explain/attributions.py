@@ -66,8 +66,15 @@ class CachedModel:
     the backbone; those are deduplicated and run in length-sorted batches.
     """
 
-    def __init__(self, tuner, *, output_index: int, precision: str = "auto", batch_size: int = 32,
-                 cache_size: int = DEFAULT_CACHE_SIZE):
+    def __init__(
+        self,
+        tuner,
+        *,
+        output_index: int,
+        precision: str = "auto",
+        batch_size: int = 32,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ):
         import torch
 
         from ..training.devices import resolve_device
@@ -139,15 +146,23 @@ class CachedModel:
 
         tuner = self.tuner
         ids = tuner.tokenizer_(texts, truncation=True, max_length=tuner.max_length_)["input_ids"]
-        rows = EncodedRows(input_ids=ids, numeric=np.zeros((len(ids), 0), dtype=np.float32), targets=None)
-        autocast = (contextlib.nullcontext() if self.dtype is None
-                    else torch.autocast(device_type=self.device.type, dtype=self.dtype))
+        rows = EncodedRows(
+            input_ids=ids, numeric=np.zeros((len(ids), 0), dtype=np.float32), targets=None
+        )
+        autocast = (
+            contextlib.nullcontext()
+            if self.dtype is None
+            else torch.autocast(device_type=self.device.type, dtype=self.dtype)
+        )
         vectors: dict[str, np.ndarray] = {}
         # shuffle=False sorts by length: batches carry little padding.
-        for index, batch in iterate_batches(rows, self.batch_size, pad_id=tuner.pad_id_, shuffle=False):
+        for index, batch in iterate_batches(
+            rows, self.batch_size, pad_id=tuner.pad_id_, shuffle=False
+        ):
             with torch.no_grad(), autocast:
-                pooled = tuner.model_.embed_text(batch["input_ids"].to(self.device),
-                                                 batch["attention_mask"].to(self.device))  # (B, d)
+                pooled = tuner.model_.embed_text(
+                    batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+                )  # (B, d)
             pooled = pooled.float().cpu().numpy()
             for row, i in enumerate(index):
                 vectors[texts[i]] = pooled[row]
@@ -184,7 +199,9 @@ def _training_rows(run_dir: Path | None, tuner) -> pd.DataFrame:
             "training rows (or explain a run folder, whose training rows are known)."
         )
     if not (run_dir / "data.parquet").is_file():
-        raise RunError(f"Run {run_dir} has no data.parquet: its training rows are needed as background.")
+        raise RunError(
+            f"Run {run_dir} has no data.parquet: its training rows are needed as background."
+        )
     frame = runs.load_data(run_dir)
     config = runs.load_config(run_dir)
     return frame.iloc[run_split(run_dir, frame, tuner.spec_, config)["train"]]  # as stored
@@ -192,7 +209,9 @@ def _training_rows(run_dir: Path | None, tuner) -> pd.DataFrame:
 
 def _check_rows(tuner, rows, what: str = "rows") -> None:
     if not isinstance(rows, pd.DataFrame):
-        raise DataError(f"{what} must be a pandas DataFrame with the run's columns, not {type(rows).__name__}.")
+        raise DataError(
+            f"{what} must be a pandas DataFrame with the run's columns, not {type(rows).__name__}."
+        )
     if rows.empty:
         raise DataError(f"{what} is empty: pass at least one row to explain.")
     tuner.preprocessor_.check_columns(rows)  # raises on missing columns
@@ -214,11 +233,15 @@ def _output(spec, class_index) -> tuple[int, str]:
         return len(classes) - 1, classes[-1]
     if isinstance(class_index, str):
         if class_index not in classes:
-            raise ConfigError(f"Class {class_index!r} is not one of this run's classes {classes}: pick one of them.")
+            raise ConfigError(
+                f"Class {class_index!r} is not one of this run's classes {classes}: pick one of them."
+            )
         return classes.index(class_index), class_index
     if isinstance(class_index, numbers.Integral) and 0 <= class_index < len(classes):
         return int(class_index), classes[int(class_index)]
-    raise ConfigError(f"Class index {class_index!r} is out of range: use 0-{len(classes) - 1} or a label of {classes}.")
+    raise ConfigError(
+        f"Class index {class_index!r} is out of range: use 0-{len(classes) - 1} or a label of {classes}."
+    )
 
 
 def summary_row(train: pd.DataFrame, spec) -> pd.DataFrame:
@@ -255,7 +278,9 @@ def _background(tuner, run_dir: Path | None, background, seed: int) -> pd.DataFr
         return summary_row(_training_rows(run_dir, tuner), spec)
     if isinstance(background, numbers.Integral) and not isinstance(background, bool):
         if not 1 <= background <= MAX_BACKGROUND_ROWS:
-            raise ConfigError(f"background={background} rows: use 1-{MAX_BACKGROUND_ROWS} (cost grows with each row).")
+            raise ConfigError(
+                f"background={background} rows: use 1-{MAX_BACKGROUND_ROWS} (cost grows with each row)."
+            )
         train = _training_rows(run_dir, tuner)
         return train.sample(min(int(background), len(train)), random_state=seed)
     _check_rows(tuner, background, "background")
@@ -282,7 +307,12 @@ class _CodedTable:
 
     def decode(self, codes: np.ndarray) -> pd.DataFrame:
         codes = codes.astype(np.int64)  # (N, M)
-        return pd.DataFrame({c: u.take(codes[:, j]) for j, (c, u) in enumerate(zip(self.columns, self.uniques, strict=True))})
+        return pd.DataFrame(
+            {
+                c: u.take(codes[:, j])
+                for j, (c, u) in enumerate(zip(self.columns, self.uniques, strict=True))
+            }
+        )
 
 
 # --------------------------------------------------------------------------- public API
@@ -326,7 +356,7 @@ def explain_rows(
     columns = tuner.spec_.feature_columns
     reference = _background(tuner, run_dir, background, seed)
     table = _CodedTable(pd.concat([rows[columns], reference[columns]], ignore_index=True))
-    x, reference_codes = table.codes[: len(rows)], table.codes[len(rows):]  # (N, M), (B, M)
+    x, reference_codes = table.codes[: len(rows)], table.codes[len(rows) :]  # (N, M), (B, M)
 
     model = CachedModel(tuner, output_index=output_index, precision=precision)
     explainer = shap.PermutationExplainer(
@@ -344,7 +374,9 @@ def explain_rows(
             # shap runs max_evals // (2k + 1) permutations over the k columns that differ from the
             # background; asking for exactly that keeps every row at n_permutations.
             n_varying = int((reference_codes != x[i]).any(axis=0).sum())
-            result = explainer(x[i : i + 1], max_evals=n_permutations * (2 * n_varying + 1), silent=True)
+            result = explainer(
+                x[i : i + 1], max_evals=n_permutations * (2 * n_varying + 1), silent=True
+            )
             values[i] = result.values[0]
             base_values[i] = np.asarray(result.base_values).reshape(-1)[0]
             if on_progress is not None:
@@ -392,7 +424,9 @@ def explain_tokens(
         )
     text = row[text_column].iloc[0]
     if not isinstance(text, str) or not text.strip():
-        raise DataError(f"Row {row.index[0]!r} has no text in {text_column!r}: pick a row with text.")
+        raise DataError(
+            f"Row {row.index[0]!r} has no text in {text_column!r}: pick a row with text."
+        )
     output_index, output_name = _output(tuner.spec_, class_index)
     context = row[tuner.spec_.feature_columns].reset_index(drop=True)
     model = CachedModel(tuner, output_index=output_index, precision=precision)
@@ -418,10 +452,15 @@ def warm_up_explanations() -> None:
     """
     import shap
 
-    explainer = shap.PermutationExplainer(lambda x: x.sum(axis=1), shap.maskers.Independent(np.zeros((1, 2))), seed=0)
+    explainer = shap.PermutationExplainer(
+        lambda x: x.sum(axis=1), shap.maskers.Independent(np.zeros((1, 2))), seed=0
+    )
     explainer(np.ones((1, 2)), max_evals=5, silent=True)
-    text_explainer = shap.Explainer(lambda texts: np.array([len(t) for t in texts], dtype=float),
-                                    shap.maskers.Text(), algorithm="partition")
+    text_explainer = shap.Explainer(
+        lambda texts: np.array([len(t) for t in texts], dtype=float),
+        shap.maskers.Text(),
+        algorithm="partition",
+    )
     text_explainer(["warm up the token kernels"], max_evals=20, silent=True)
 
 
@@ -433,8 +472,14 @@ def explanation_frame(explanation) -> pd.DataFrame:
     """
     names = explanation.feature_names
     # Token explanations carry one list of tokens per row instead of one name per column.
-    if names is None or not all(isinstance(name, str) for name in names) or np.ndim(explanation.values) != 2:
-        raise DataError("explanation_frame needs a per-column explanation from explain_rows (rows x columns).")
+    if (
+        names is None
+        or not all(isinstance(name, str) for name in names)
+        or np.ndim(explanation.values) != 2
+    ):
+        raise DataError(
+            "explanation_frame needs a per-column explanation from explain_rows (rows x columns)."
+        )
     values = np.asarray(explanation.values, dtype=np.float64)
     base_values = np.asarray(explanation.base_values, dtype=np.float64).reshape(-1)
     frame = pd.DataFrame(values, columns=list(names))

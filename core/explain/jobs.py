@@ -49,9 +49,16 @@ class ExplainJob:
     per process, and an explanation moves its model to the device and back.
     """
 
-    def __init__(self, run_dir: str | Path, rows: pd.DataFrame, *, class_index: int | str | None = None,
-                 compute_lock: threading.Lock | None = None, ready: threading.Event | None = None,
-                 **options):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        rows: pd.DataFrame,
+        *,
+        class_index: int | str | None = None,
+        compute_lock: threading.Lock | None = None,
+        ready: threading.Event | None = None,
+        **options,
+    ):
         self.run_dir = Path(run_dir)
         self.n_rows = len(rows)
         self._rows = rows
@@ -62,7 +69,9 @@ class ExplainJob:
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._snapshot = ExplainSnapshot("queued")
-        self._thread = threading.Thread(target=self._work, name=f"fintune-explain-{self.run_dir.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._work, name=f"fintune-explain-{self.run_dir.name}", daemon=True
+        )
         self._thread.start()
 
     def snapshot(self) -> ExplainSnapshot:
@@ -90,14 +99,23 @@ class ExplainJob:
                 if self._cancel.is_set():
                     raise ExplanationCancelled()
                 self._set(state="running")
-                explanation = explain_rows(self.run_dir, self._rows, class_index=self._class_index,
-                                           on_progress=lambda fraction: self._set(fraction=fraction),
-                                           should_stop=self._cancel.is_set, **self._options)
+                explanation = explain_rows(
+                    self.run_dir,
+                    self._rows,
+                    class_index=self._class_index,
+                    on_progress=lambda fraction: self._set(fraction=fraction),
+                    should_stop=self._cancel.is_set,
+                    **self._options,
+                )
         except ExplanationCancelled:
             self._set(state="cancelled")
         except Exception as exc:  # noqa: BLE001 - handed to the caller through the snapshot
-            logger.log(logging.INFO if _is_user_error(exc) else logging.ERROR,
-                       "explaining %s failed", self.run_dir, exc_info=not _is_user_error(exc))
+            logger.log(
+                logging.INFO if _is_user_error(exc) else logging.ERROR,
+                "explaining %s failed",
+                self.run_dir,
+                exc_info=not _is_user_error(exc),
+            )
             self._set(state="failed", error=exc)
         else:
             self._set(state="succeeded", fraction=1.0, explanation=explanation)
@@ -128,7 +146,9 @@ class ExplainJobs:
         self._compute_lock = threading.Lock()
         self._ready = threading.Event()
         if warm_up:
-            threading.Thread(target=self._warm_up, name="fintune-explain-warm-up", daemon=True).start()
+            threading.Thread(
+                target=self._warm_up, name="fintune-explain-warm-up", daemon=True
+            ).start()
         else:
             self._ready.set()
 
@@ -152,16 +172,29 @@ class ExplainJobs:
                 self._jobs.move_to_end(key)
             return job
 
-    def start(self, key: Hashable, run_dir: str | Path, rows: pd.DataFrame, *,
-              class_index: int | str | None = None, **options) -> ExplainJob:
+    def start(
+        self,
+        key: Hashable,
+        run_dir: str | Path,
+        rows: pd.DataFrame,
+        *,
+        class_index: int | str | None = None,
+        **options,
+    ) -> ExplainJob:
         """The job for ``key``: the running or finished one, or a new one (``options`` go to explain_rows)."""
         with self._lock:
             job = self._jobs.get(key)
             if job is not None and job.snapshot().state not in ("failed", "cancelled"):
                 self._jobs.move_to_end(key)
                 return job
-            job = ExplainJob(run_dir, rows, class_index=class_index, compute_lock=self._compute_lock,
-                             ready=self._ready, **options)
+            job = ExplainJob(
+                run_dir,
+                rows,
+                class_index=class_index,
+                compute_lock=self._compute_lock,
+                ready=self._ready,
+                **options,
+            )
             self._jobs[key] = job
             self._jobs.move_to_end(key)
             finished = [k for k, j in self._jobs.items() if j.snapshot().finished and k != key]
@@ -169,8 +202,15 @@ class ExplainJobs:
                 del self._jobs[old]
             return job
 
-    def tokens(self, key: Hashable, run_dir: str | Path, row: pd.DataFrame, text_column: str, *,
-               class_index: int | str | None = None):
+    def tokens(
+        self,
+        key: Hashable,
+        run_dir: str | Path,
+        row: pd.DataFrame,
+        text_column: str,
+        *,
+        class_index: int | str | None = None,
+    ):
         """Token SHAP of one row's text column (:func:`explain_tokens`), computed once per key.
 
         Runs in the caller's thread, after any job computing now. Raises what explain_tokens raises.

@@ -33,10 +33,14 @@ def _layers_path(backbone: nn.Module) -> str:
     for name, module in backbone.named_modules():
         if module is layers:
             return name
-    raise ConfigError("The encoder layers of this backbone are not reachable by name: LoRA cannot target them.")
+    raise ConfigError(
+        "The encoder layers of this backbone are not reachable by name: LoRA cannot target them."
+    )
 
 
-def target_names(backbone: nn.Module, targets: tuple[str, ...] | None, from_layer: int = 0) -> list[str]:
+def target_names(
+    backbone: nn.Module, targets: tuple[str, ...] | None, from_layer: int = 0
+) -> list[str]:
     """Full names of the linear layers that get adapters: in blocks ``from_layer`` and above, those whose
     own name (``query``) or path inside the block (``attention.output.dense``) is in ``targets``
     (all linear layers of the block when ``targets`` is None)."""
@@ -47,18 +51,25 @@ def target_names(backbone: nn.Module, targets: tuple[str, ...] | None, from_laye
             if not isinstance(module, nn.Linear):
                 continue
             seen.add(name.split(".")[-1])
-            if index >= from_layer and (targets is None or name in targets or name.split(".")[-1] in targets):
+            if index >= from_layer and (
+                targets is None or name in targets or name.split(".")[-1] in targets
+            ):
                 names.append(f"{path}.{index}.{name}")
     if not names:
         if from_layer >= len(find_layers(backbone)):
-            raise ConfigError(f"LoRA with freeze depth {from_layer} leaves no layer for adapters: lower the freeze depth.")
-        raise ConfigError(f"LoRA targets {', '.join(targets or ())} match no linear layer of this backbone: "
-                          f"choose among {', '.join(sorted(seen))}.")
+            raise ConfigError(
+                f"LoRA with freeze depth {from_layer} leaves no layer for adapters: lower the freeze depth."
+            )
+        raise ConfigError(
+            f"LoRA targets {', '.join(targets or ())} match no linear layer of this backbone: "
+            f"choose among {', '.join(sorted(seen))}."
+        )
     return names
 
 
-def adapter_parameter_count(backbone: nn.Module, *, rank: int, targets: tuple[str, ...] | None,
-                            from_layer: int = 0) -> int:
+def adapter_parameter_count(
+    backbone: nn.Module, *, rank: int, targets: tuple[str, ...] | None, from_layer: int = 0
+) -> int:
     """Parameters LoRA would add (rank x (in + out) per targeted linear layer), without changing the model."""
     total = 0
     for name in target_names(backbone, targets, from_layer):
@@ -67,19 +78,34 @@ def adapter_parameter_count(backbone: nn.Module, *, rank: int, targets: tuple[st
     return total
 
 
-def add_lora(backbone: nn.Module, *, rank: int, alpha: float, dropout: float,
-             targets: tuple[str, ...] | None, from_layer: int = 0) -> int:
+def add_lora(
+    backbone: nn.Module,
+    *,
+    rank: int,
+    alpha: float,
+    dropout: float,
+    targets: tuple[str, ...] | None,
+    from_layer: int = 0,
+) -> int:
     """Inject adapters in place and freeze every pretrained weight; return the adapter parameter count."""
     from peft import LoraConfig, inject_adapter_in_model
 
     names = target_names(backbone, targets, from_layer)
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, bias="none")
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, bias="none"
+    )
     inject_adapter_in_model(config, backbone)
     count = 0
     for name, parameter in backbone.named_parameters():
         parameter.requires_grad = MARKER in name
         count += parameter.numel() if parameter.requires_grad else 0
-    logger.info("LoRA r=%d alpha=%g on %d linear layers: %d adapter parameters", rank, alpha, len(names), count)
+    logger.info(
+        "LoRA r=%d alpha=%g on %d linear layers: %d adapter parameters",
+        rank,
+        alpha,
+        len(names),
+        count,
+    )
     return count
 
 
@@ -99,12 +125,18 @@ def merged_copy(model: nn.Module) -> nn.Module:
     from peft.tuners.lora import LoraLayer
 
     plain = copy.deepcopy(model)
-    replacements = [(name, module) for name, module in plain.named_modules() if isinstance(module, LoraLayer)]
+    replacements = [
+        (name, module) for name, module in plain.named_modules() if isinstance(module, LoraLayer)
+    ]
     for name, module in replacements:
         with torch.no_grad():
             module.merge()
         parent_name, _, child = name.rpartition(".")
-        setattr(plain.get_submodule(parent_name) if parent_name else plain, child, module.get_base_layer())
+        setattr(
+            plain.get_submodule(parent_name) if parent_name else plain,
+            child,
+            module.get_base_layer(),
+        )
     return plain
 
 

@@ -37,11 +37,27 @@ class BackboneInfo:
 # Finance-relevant encoders; sizes and depths from their model cards.
 CURATED: dict[str, tuple[str, int, int]] = {
     DEFAULT_BACKBONE: ("Sentence MiniLM, bundled and offline; fast on CPU", 22_713_216, 6),
-    "ProsusAI/finbert": ("BERT-base further trained on financial news (Financial PhraseBank)", 109_482_240, 12),
-    "yiyanghkust/finbert-tone": ("BERT-base pretrained on analyst reports, earnings calls, 10-Ks", 109_750_272, 12),
-    "distilroberta-base": ("Distilled RoBERTa, 6 layers; a fast general-purpose encoder", 82_118_400, 6),
+    "ProsusAI/finbert": (
+        "BERT-base further trained on financial news (Financial PhraseBank)",
+        109_482_240,
+        12,
+    ),
+    "yiyanghkust/finbert-tone": (
+        "BERT-base pretrained on analyst reports, earnings calls, 10-Ks",
+        109_750_272,
+        12,
+    ),
+    "distilroberta-base": (
+        "Distilled RoBERTa, 6 layers; a fast general-purpose encoder",
+        82_118_400,
+        6,
+    ),
     "bert-base-uncased": ("The original BERT-base encoder", 109_482_240, 12),
-    "microsoft/deberta-v3-small": ("DeBERTa-v3 small: strong accuracy for its size", 141_304_320, 6),
+    "microsoft/deberta-v3-small": (
+        "DeBERTa-v3 small: strong accuracy for its size",
+        141_304_320,
+        6,
+    ),
 }
 
 
@@ -133,9 +149,19 @@ def describe_backbone(name: str) -> BackboneInfo:
     config = _load_config(location, name)
     n_layers = _config_layers(config)
     n_parameters = _estimate_parameters(config)
-    source = "local folder" if Path(location).exists() else ("hub cache" if _hub_cached(name) else "hub (download)")
-    return BackboneInfo(name, getattr(config, "model_type", "encoder"), n_parameters, n_layers,
-                        source != "hub (download)", source)
+    source = (
+        "local folder"
+        if Path(location).exists()
+        else ("hub cache" if _hub_cached(name) else "hub (download)")
+    )
+    return BackboneInfo(
+        name,
+        getattr(config, "model_type", "encoder"),
+        n_parameters,
+        n_layers,
+        source != "hub (download)",
+        source,
+    )
 
 
 def _load_config(location: str, name: str):
@@ -150,11 +176,25 @@ def _load_config(location: str, name: str):
 
 # Model types whose position ids start after the padding index (RoBERTa's scheme): of
 # max_position_embeddings, pad_token_id + 1 are never used for tokens.
-_PADDING_OFFSET_TYPES = frozenset({
-    "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text",
-    "roberta-prelayernorm", "longformer", "ibert", "mpnet", "luke", "markuplm", "layoutlmv3",
-    "lilt", "xmod", "esm",
-})
+_PADDING_OFFSET_TYPES = frozenset(
+    {
+        "roberta",
+        "xlm-roberta",
+        "xlm-roberta-xl",
+        "camembert",
+        "data2vec-text",
+        "roberta-prelayernorm",
+        "longformer",
+        "ibert",
+        "mpnet",
+        "luke",
+        "markuplm",
+        "layoutlmv3",
+        "lilt",
+        "xmod",
+        "esm",
+    }
+)
 
 
 def position_limit(name: str) -> int | None:
@@ -182,15 +222,19 @@ def check_max_length(name: str, max_length: int | None) -> None:
         return
     limit = position_limit(name)
     if limit is not None and max_length > limit:
-        raise ConfigError(f"max length {max_length} is longer than the backbone's {limit} "
-                          f"positions ({name}): use {limit} or less.")
+        raise ConfigError(
+            f"max length {max_length} is longer than the backbone's {limit} "
+            f"positions ({name}): use {limit} or less."
+        )
 
 
 def _config_layers(config) -> int:
     for attribute in ("num_hidden_layers", "n_layers", "num_layers"):
         if hasattr(config, attribute):
             return int(getattr(config, attribute))
-    raise BackboneError(f"Cannot tell how many layers {config.model_type} has: choose an encoder backbone.")
+    raise BackboneError(
+        f"Cannot tell how many layers {config.model_type} has: choose an encoder backbone."
+    )
 
 
 def _estimate_parameters(config) -> int:
@@ -223,7 +267,9 @@ def load_backbone(name: str):
     except Exception as exc:
         raise _load_error(name, exc) from exc
     if not model.config.is_encoder_decoder and getattr(model.config, "is_decoder", False):
-        raise BackboneError(f"{name!r} is a decoder model: choose an encoder (BERT, RoBERTa, DeBERTa, ...).")
+        raise BackboneError(
+            f"{name!r} is a decoder model: choose an encoder (BERT, RoBERTa, DeBERTa, ...)."
+        )
     find_layers(model)  # fail early on layouts we cannot freeze
     return model, tokenizer
 
@@ -275,7 +321,9 @@ def freeze(model, depth: int) -> None:
     """Freeze the embeddings and the bottom ``depth`` layers; everything above trains."""
     layers = find_layers(model)
     if not 0 <= depth <= len(layers):
-        raise ConfigError(f"Freeze depth {depth} is out of range: this backbone has {len(layers)} layers (0-{len(layers)}).")
+        raise ConfigError(
+            f"Freeze depth {depth} is out of range: this backbone has {len(layers)} layers (0-{len(layers)})."
+        )
     for parameter in model.parameters():
         parameter.requires_grad = True
     pooler = getattr(model, "pooler", None)

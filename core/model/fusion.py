@@ -21,7 +21,11 @@ class FusionModel(nn.Module):
     ):
         super().__init__()
         self.backbone = backbone
-        d_text = backbone.config.hidden_size if hasattr(backbone.config, "hidden_size") else backbone.config.dim
+        d_text = (
+            backbone.config.hidden_size
+            if hasattr(backbone.config, "hidden_size")
+            else backbone.config.dim
+        )
         self.numeric_encoder = (
             nn.Sequential(nn.Linear(d_numeric_in, d_numeric), nn.GELU(), nn.Dropout(dropout))
             if d_numeric_in > 0
@@ -38,20 +42,26 @@ class FusionModel(nn.Module):
         )
 
     def embed_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, d)
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask
+        ).last_hidden_state  # (B, T, d)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, d)
 
     def fuse(self, pooled: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         """Head outputs from pooled text vectors (B, d) and numeric inputs (B, d_numeric_in)."""
         if self.numeric_encoder is not None:
-            pooled = torch.cat([pooled, self.numeric_encoder(numeric.to(pooled.dtype))], dim=-1)  # (B, d + d_num)
+            pooled = torch.cat(
+                [pooled, self.numeric_encoder(numeric.to(pooled.dtype))], dim=-1
+            )  # (B, d + d_num)
         return self.head(pooled)  # (B, n_outputs)
 
     def forward(self, input_ids, attention_mask, numeric) -> torch.Tensor:
         return self.fuse(self.embed_text(input_ids, attention_mask), numeric)
 
-    def make_parameter_groups(self, *, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
+    def make_parameter_groups(
+        self, *, lr: float, head_lr: float, weight_decay: float
+    ) -> list[dict]:
         """AdamW groups: no decay on biases, norms and embeddings; a higher rate for the new head."""
         groups: dict[tuple[bool, bool], list] = {}
         for name, parameter in self.named_parameters():

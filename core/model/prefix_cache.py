@@ -42,7 +42,9 @@ def supports_prefix_cache(backbone: nn.Module) -> bool:
 class PrefixStore:
     """Per-row prefix outputs of variable length, in one flat fp16 array (RAM or memmap)."""
 
-    def __init__(self, lengths: np.ndarray, d_model: int, *, budget_bytes: int = DEFAULT_BUDGET_BYTES):
+    def __init__(
+        self, lengths: np.ndarray, d_model: int, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
+    ):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
         shape = (int(self.offsets[-1]), d_model)
@@ -89,7 +91,9 @@ class FrozenPrefix:
         self.backbone.eval()
         try:
             setattr(self._parent, self._attribute, nn.ModuleList(list(self.layers)[: self.depth]))
-            return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.backbone(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).last_hidden_state
         finally:
             setattr(self._parent, self._attribute, layers)
             self.backbone.train(was_training)

@@ -43,13 +43,21 @@ def spec_from_metrics(metrics: dict, target: str) -> TableSpec:
     positive = metrics.get("positive_class")
     if metrics.get("task") == "binary" and positive is None and len(classes) == 2:
         positive = classes[1]
-    return TableSpec(target=target, task=metrics.get("task", ""), roles={}, classes=classes, positive_class=positive)
+    return TableSpec(
+        target=target,
+        task=metrics.get("task", ""),
+        roles={},
+        classes=classes,
+        positive_class=positive,
+    )
 
 
 def _arrays(spec: TableSpec, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(labels, outputs) of a prediction table: encoded class ids and probabilities, or values."""
     if spec.task == "regression":
-        return predictions[spec.target].to_numpy(dtype=float), predictions["prediction"].to_numpy(dtype=float)
+        return predictions[spec.target].to_numpy(dtype=float), predictions["prediction"].to_numpy(
+            dtype=float
+        )
     index = {label: i for i, label in enumerate(spec.classes)}
     labels = predictions[spec.target].astype(str).map(index).to_numpy()
     proba = predictions[[f"prob_{c}" for c in spec.classes]].to_numpy(dtype=float)
@@ -60,7 +68,9 @@ def _aligned(spec: TableSpec, tables: dict[str, pd.DataFrame]) -> bool:
     """Do all tables hold the same rows with the same labels (then paired tests are valid)?"""
     first = next(iter(tables.values()))
     for table in tables.values():
-        if len(table) != len(first) or not np.array_equal(table["row"].to_numpy(), first["row"].to_numpy()):
+        if len(table) != len(first) or not np.array_equal(
+            table["row"].to_numpy(), first["row"].to_numpy()
+        ):
             return False
         if not table[spec.target].astype(str).equals(first[spec.target].astype(str)):
             return False
@@ -68,7 +78,11 @@ def _aligned(spec: TableSpec, tables: dict[str, pd.DataFrame]) -> bool:
 
 
 def compare_predictions(
-    spec: TableSpec, tables: dict[str, pd.DataFrame], *, n_boot: int = N_BOOTSTRAP, configs: dict | None = None
+    spec: TableSpec,
+    tables: dict[str, pd.DataFrame],
+    *,
+    n_boot: int = N_BOOTSTRAP,
+    configs: dict | None = None,
 ) -> Comparison:
     """Compare models given their test prediction tables; the first model is the reference."""
     names = list(tables)
@@ -77,12 +91,18 @@ def compare_predictions(
     rows = []
     for name, (y, outputs) in arrays.items():
         values = metrics_of(spec, y, outputs)
-        rows.append({"model": name, **{m: values.get(m, math.nan) for m in headline if m in values}})
+        rows.append(
+            {"model": name, **{m: values.get(m, math.nan) for m in headline if m in values}}
+        )
     metrics = pd.DataFrame(rows)
 
     same_rows = len(names) > 1 and _aligned(spec, tables)
-    differences = pd.DataFrame(columns=["model", "metric", "difference", "low", "high", "p_value", "better"])
-    delong = pd.DataFrame(columns=["model", "auc_reference", "auc", "difference", "low", "high", "p_value"])
+    differences = pd.DataFrame(
+        columns=["model", "metric", "difference", "low", "high", "p_value", "better"]
+    )
+    delong = pd.DataFrame(
+        columns=["model", "auc_reference", "auc", "difference", "low", "high", "p_value"]
+    )
     note = ""
     if len(names) > 1 and not same_rows:
         note = "The models were tested on different rows, so differences are not tested for significance."
@@ -91,8 +111,13 @@ def compare_predictions(
         directional = "directional_accuracy" in metrics.columns
         strata = None if spec.task == "regression" else y
         paired = paired_differences(
-            lambda index, k: metrics_of(spec, y[index], arrays[names[k]][1][index], directional=directional),
-            len(y), len(names), n_boot=n_boot, strata=strata,
+            lambda index, k: metrics_of(
+                spec, y[index], arrays[names[k]][1][index], directional=directional
+            ),
+            len(y),
+            len(names),
+            n_boot=n_boot,
+            strata=strata,
         )
         records = []
         for name, entry in zip(names[1:], paired, strict=True):
@@ -101,22 +126,47 @@ def compare_predictions(
                     continue
                 d = entry[metric]
                 low, high = d["interval"] or (math.nan, math.nan)
-                better = d["difference"] > 0 if HIGHER_IS_BETTER.get(metric, True) else d["difference"] < 0
-                records.append({"model": name, "metric": metric, "difference": d["difference"], "low": low,
-                                "high": high, "p_value": d["p_value"], "better": bool(better)})
+                better = (
+                    d["difference"] > 0
+                    if HIGHER_IS_BETTER.get(metric, True)
+                    else d["difference"] < 0
+                )
+                records.append(
+                    {
+                        "model": name,
+                        "metric": metric,
+                        "difference": d["difference"],
+                        "low": low,
+                        "high": high,
+                        "p_value": d["p_value"],
+                        "better": bool(better),
+                    }
+                )
         differences = pd.DataFrame(records, columns=differences.columns)
         if spec.task == "binary":
             k = spec.positive_index
             is_positive = y == k
             tests = []
             for name in names[1:]:
-                result = delong_test(is_positive, [arrays[names[0]][1][:, k], arrays[name][1][:, k]])
+                result = delong_test(
+                    is_positive, [arrays[names[0]][1][:, k], arrays[name][1][:, k]]
+                )
                 low, high = result["interval"] or (math.nan, math.nan)
-                tests.append({"model": name, "auc_reference": result["auc"][0], "auc": result["auc"][1],
-                              "difference": result["difference"], "low": low, "high": high,
-                              "p_value": result["p_value"]})
+                tests.append(
+                    {
+                        "model": name,
+                        "auc_reference": result["auc"][0],
+                        "auc": result["auc"][1],
+                        "difference": result["difference"],
+                        "low": low,
+                        "high": high,
+                        "p_value": result["p_value"],
+                    }
+                )
             delong = pd.DataFrame(tests, columns=delong.columns)
-    return Comparison(names, metrics, differences, delong, config_differences(configs or {}), same_rows, note)
+    return Comparison(
+        names, metrics, differences, delong, config_differences(configs or {}), same_rows, note
+    )
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
@@ -174,5 +224,8 @@ def compare_with_baselines(run_dir: str | Path, *, n_boot: int = N_BOOTSTRAP) ->
     run_dir = Path(run_dir)
     metrics = runs.read_metrics(run_dir)
     spec = spec_from_metrics(metrics, runs.load_config(run_dir).data.target)
-    tables = {"Fine-tuned": runs.read_predictions(run_dir), **runs.read_baseline_predictions(run_dir)}
+    tables = {
+        "Fine-tuned": runs.read_predictions(run_dir),
+        **runs.read_baseline_predictions(run_dir),
+    }
     return compare_predictions(spec, tables, n_boot=n_boot)

@@ -25,8 +25,19 @@ from ..errors import ConfigError, FinTuneError, RunError
 from .limitations import Epochs, Evidence
 
 TRUNCATION_SAMPLE = 5000  # rows whose serialised text is tokenised to measure truncation
-PACKAGES = ("torch", "transformers", "pandas", "numpy", "scikit-learn", "shap", "lightgbm",
-            "plotly", "accelerate", "safetensors", "fintune")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "pandas",
+    "numpy",
+    "scikit-learn",
+    "shap",
+    "lightgbm",
+    "plotly",
+    "accelerate",
+    "safetensors",
+    "fintune",
+)
 
 
 @dataclass
@@ -79,18 +90,24 @@ def read_run(run_dir: Path) -> RunFacts:
     from ..runs.status import read_status
 
     if not (run_dir / "config.json").is_file():
-        raise RunError(f"{run_dir} is not a FinTune run folder (no config.json): pick one "
-                       "listed by `fintune runs`.")
+        raise RunError(
+            f"{run_dir} is not a FinTune run folder (no config.json): pick one "
+            "listed by `fintune runs`."
+        )
     status = read_status(run_dir)
     state = status.get("state", "unknown")
     if state != "succeeded":
         message = f": {status['message']}" if status.get("message") else ""
-        raise RunError(f"Run {run_dir.name} has not succeeded (state {state}{message}); a model "
-                       "report needs a finished run: wait for it, or train again.")
+        raise RunError(
+            f"Run {run_dir.name} has not succeeded (state {state}{message}); a model "
+            "report needs a finished run: wait for it, or train again."
+        )
     metrics = runs.read_metrics(run_dir)
     if not metrics.get("test") or not (run_dir / "predictions.csv").is_file():
-        raise RunError(f"Run {run_dir.name} has no test metrics or predictions: it predates them "
-                       "or its folder is incomplete; train it again.")
+        raise RunError(
+            f"Run {run_dir.name} has no test metrics or predictions: it predates them "
+            "or its folder is incomplete; train it again."
+        )
     if not (run_dir / "data.parquet").is_file():
         raise RunError(f"Run {run_dir.name} has no data.parquet: the data cannot be fingerprinted.")
     config = runs.load_config(run_dir)
@@ -102,17 +119,26 @@ def read_run(run_dir: Path) -> RunFacts:
     else:
         splits = stored
     run = RunFacts(
-        path=run_dir, raw_config=read_json(run_dir / "config.json"), config=config, status=status,
-        metrics=metrics, frame=frame, spec=spec, splits=splits,
-        predictions=runs.read_predictions(run_dir), decision=runs.read_decision(run_dir),
+        path=run_dir,
+        raw_config=read_json(run_dir / "config.json"),
+        config=config,
+        status=status,
+        metrics=metrics,
+        frame=frame,
+        spec=spec,
+        splits=splits,
+        predictions=runs.read_predictions(run_dir),
+        decision=runs.read_decision(run_dir),
         history=runs.read_history(run_dir),
     )
     recorded = metrics.get("rows", {})
     rebuilt = {name: len(rows) for name, rows in run.splits.items()}
     if stored is None and recorded and recorded != rebuilt:
-        run.notes.append(f"The split rebuilt from the config ({_counts(rebuilt)}) differs from the "
-                         f"one recorded at training ({_counts(recorded)}): the per-split tables "
-                         "below may not match training.")
+        run.notes.append(
+            f"The split rebuilt from the config ({_counts(rebuilt)}) differs from the "
+            f"one recorded at training ({_counts(recorded)}): the per-split tables "
+            "below may not match training."
+        )
     return run
 
 
@@ -187,8 +213,9 @@ def best_epoch(run: RunFacts) -> int | None:
     """The epoch whose weights were kept: the best validation score, by training's own rule."""
     from ..stats.metrics import selection_score
 
-    scored = [(selection_score(run.task, e["val"]), e["epoch"])
-              for e in epochs(run) if e.get("val")]
+    scored = [
+        (selection_score(run.task, e["val"]), e["epoch"]) for e in epochs(run) if e.get("val")
+    ]
     scored = [(s, epoch) for s, epoch in scored if math.isfinite(s)]
     return max(scored, key=lambda pair: (pair[0], -pair[1]))[1] if scored else None
 
@@ -200,8 +227,9 @@ def load_tuner(run: RunFacts):
     try:
         return load_model(run.path)
     except FinTuneError as exc:
-        run.notes.append(f"The saved model could not be loaded ({exc}), so text truncation was "
-                         "not measured.")
+        run.notes.append(
+            f"The saved model could not be loaded ({exc}), so text truncation was not measured."
+        )
         return None
 
 
@@ -360,9 +388,13 @@ def attributions(run: RunFacts, n_rows: int, progress: Callable[[str], None]) ->
     mean_abs, mean = np.abs(values).mean(axis=0), values.mean(axis=0)
     order = np.argsort(-mean_abs, kind="stable")
     names = list(explanation.feature_names)
-    return Attributions(len(rows), str(explanation.output_names),
-                        [(names[i], float(mean_abs[i]), float(mean[i])) for i in order],
-                        explanation.stats.seconds, explanation.stats.backbone_passes)
+    return Attributions(
+        len(rows),
+        str(explanation.output_names),
+        [(names[i], float(mean_abs[i]), float(mean[i])) for i in order],
+        explanation.stats.seconds,
+        explanation.stats.backbone_passes,
+    )
 
 
 # --------------------------------------------------------------------------- limitations
@@ -386,28 +418,54 @@ def evidence(run: RunFacts, truncated: tuple[float, int, int] | None) -> Evidenc
     history = epochs(run)
     trained = None
     if history:
-        trained = Epochs(run=len(history), last=history[-1]["epoch"],
-                         last_step=history[-1].get("step", 0), best=best_epoch(run))
+        trained = Epochs(
+            run=len(history),
+            last=history[-1]["epoch"],
+            last_step=history[-1].get("step", 0),
+            best=best_epoch(run),
+        )
     stability = metrics.get("stability") or {}
     checks = {part: metrics.get(part) for part in ("stability", "baselines")}
-    failed = {part: entry["error"] for part, entry in checks.items()
-              if isinstance(entry, dict) and isinstance(entry.get("error"), str)}
+    failed = {
+        part: entry["error"]
+        for part, entry in checks.items()
+        if isinstance(entry, dict) and isinstance(entry.get("error"), str)
+    }
     return Evidence(
-        task=run.task, metric=headline, value=value, interval=interval,
+        task=run.task,
+        metric=headline,
+        value=value,
+        interval=interval,
         n_test=metrics.get("rows", {}).get("test", len(run.predictions)),
-        baselines={name: (values.get(headline), intervals.get(headline))
-                   for name, (values, intervals) in list(scores.items())[1:]},
-        class_shares=shares, class_weights=train.class_weights, positive=run.spec.positive_class,
-        events=events, ece=metrics["test"].get("ece"),
+        baselines={
+            name: (values.get(headline), intervals.get(headline))
+            for name, (values, intervals) in list(scores.items())[1:]
+        },
+        class_shares=shares,
+        class_weights=train.class_weights,
+        positive=run.spec.positive_class,
+        events=events,
+        ece=metrics["test"].get("ece"),
         predictions=run.predictions["prediction"].tolist(),
         leakage=[w.get("message", "") for w in metrics.get("warnings") or []],
-        split=resolved_split(run), date_columns=run.spec.columns("datetime"),
-        embargo=run.config.data.embargo, truncation=truncated, epochs=trained,
-        epochs_allowed=train.epochs, max_steps=train.max_steps, patience=train.patience,
-        shifted=[(row["input"], row["psi"]) for row in stability.get("inputs", [])
-                 if row.get("level") == "shift"],
+        split=resolved_split(run),
+        date_columns=run.spec.columns("datetime"),
+        embargo=run.config.data.embargo,
+        truncation=truncated,
+        epochs=trained,
+        epochs_allowed=train.epochs,
+        max_steps=train.max_steps,
+        patience=train.patience,
+        shifted=[
+            (row["input"], row["psi"])
+            for row in stability.get("inputs", [])
+            if row.get("level") == "shift"
+        ],
         failed_checks=failed,
-        equal_costs=bool(decision is not None and decision.method == "cost"
-                         and decision.cost_fp == decision.cost_fn),
+        equal_costs=bool(
+            decision is not None
+            and decision.method == "cost"
+            and decision.cost_fp == decision.cost_fn
+        ),
         notes=list(run.notes),
     )

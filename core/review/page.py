@@ -78,8 +78,9 @@ def table(header: list, rows: list[list], *, classes: str = "") -> Html:
     """A table with a header row; cells are escaped unless they are :class:`Html`."""
     head = "".join(_cell(h, "th") for h in header)
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
-    return Html(f'<table class="{classes}"><thead><tr>{head}</tr></thead>'
-                f"<tbody>{body}</tbody></table>")
+    return Html(
+        f'<table class="{classes}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
 
 
 def facts(pairs: list[tuple[str, object]]) -> Html:
@@ -117,20 +118,31 @@ class Figures:
     def __call__(self, figure, *, height: int = 360) -> Html:
         """The figure as markup that draws it on the page."""
         self.count += 1
-        figure.update_layout(template="plotly_white", height=height,
-                             margin={"l": 60, "r": 20, "t": 50, "b": 50},
-                             font={"family": "system-ui, sans-serif", "size": 12})
+        figure.update_layout(
+            template="plotly_white",
+            height=height,
+            margin={"l": 60, "r": 20, "t": 50, "b": 50},
+            font={"family": "system-ui, sans-serif", "size": 12},
+        )
         # plotly writes < > / inside strings as \u escapes already; this makes sure no label can
         # close the script element, whatever plotly's version does.
         payload = figure.to_json().replace("<", "\\u003c").replace(">", "\\u003e")
         div = f"figure-{self.count}"
-        return Html(f'<div class="figure" id="{div}" style="height:{height}px"></div>'
-                    f'<script>(function(){{var f={payload};Plotly.newPlot("{div}",f.data,f.layout,'
-                    '{displaylogo:false,responsive:true});})();</script>')
+        return Html(
+            f'<div class="figure" id="{div}" style="height:{height}px"></div>'
+            f'<script>(function(){{var f={payload};Plotly.newPlot("{div}",f.data,f.layout,'
+            "{displaylogo:false,responsive:true});})();</script>"
+        )
 
 
-def page(*, title: str, subtitle: str, glance: list[tuple[str, str]],
-         sections: list[tuple[str, str, list]], footer: str) -> str:
+def page(
+    *,
+    title: str,
+    subtitle: str,
+    glance: list[tuple[str, str]],
+    sections: list[tuple[str, str, list]],
+    footer: str,
+) -> str:
     """The whole HTML document: header with the at-a-glance boxes, a nav, one section per entry.
 
     ``sections`` holds (anchor, heading, parts); the texts are escaped here, the parts are markup.
@@ -139,8 +151,10 @@ def page(*, title: str, subtitle: str, glance: list[tuple[str, str]],
 
     boxes = "".join(f"<div><b>{esc(k)}</b>{esc(v)}</div>" for k, v in glance)
     nav = "".join(f'<a href="#{key}">{esc(name)}</a>' for key, name, _ in sections)
-    body = "".join(f'<section id="{key}"><h2>{esc(name)}</h2>{"".join(parts)}</section>'
-                   for key, name, parts in sections)
+    body = "".join(
+        f'<section id="{key}"><h2>{esc(name)}</h2>{"".join(parts)}</section>'
+        for key, name, parts in sections
+    )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -26,10 +26,15 @@ logger = logging.getLogger(__name__)
 REPORT_FILE = "report.html"  # written into the run folder unless another output is given
 DEFAULT_SHAP_ROWS = 20
 SECTIONS = (
-    ("data", "Data fingerprint"), ("split", "Split"), ("model", "Model"),
-    ("reproducibility", "Reproducibility"), ("metrics", "Test metrics"),
-    ("calibration", "Calibration"), ("attributions", "Top attributions"),
-    ("stability", "Stability and leakage"), ("limitations", "Known limitations"),
+    ("data", "Data fingerprint"),
+    ("split", "Split"),
+    ("model", "Model"),
+    ("reproducibility", "Reproducibility"),
+    ("metrics", "Test metrics"),
+    ("calibration", "Calibration"),
+    ("attributions", "Top attributions"),
+    ("stability", "Stability and leakage"),
+    ("limitations", "Known limitations"),
 )
 
 
@@ -50,8 +55,9 @@ def write_model_report(
     from ..runs.files import atomic_write_bytes
 
     if not isinstance(shap_rows, numbers.Integral) or isinstance(shap_rows, bool) or shap_rows < 0:
-        raise ConfigError(f"shap_rows={shap_rows!r}: use 0 (no attributions) or a number of test "
-                          "rows, e.g. 20.")
+        raise ConfigError(
+            f"shap_rows={shap_rows!r}: use 0 (no attributions) or a number of test rows, e.g. 20."
+        )
     progress = on_progress or (lambda message: None)
     run_dir = Path(run_dir)
     run = facts.read_run(run_dir)  # refusals come before any progress: the CLI shows just the error
@@ -61,8 +67,9 @@ def write_model_report(
     run.tuner = facts.load_tuner(run)
     truncated = facts.truncation(run)
     if shap_rows == 0:
-        found: facts.Attributions | str = ("Skipped: this report was written with --shap-rows 0 "
-                                           "(no SHAP attributions).")
+        found: facts.Attributions | str = (
+            "Skipped: this report was written with --shap-rows 0 (no SHAP attributions)."
+        )
     else:
         try:
             found = facts.attributions(run, shap_rows, progress)
@@ -87,12 +94,12 @@ def write_model_report(
     html = page(
         title=f"Model risk report · run {run.path.name}",
         subtitle=f"Run {run.path.name} · {run.task} model of {run.target} on {source} · "
-                 f"written {generated}",
+        f"written {generated}",
         glance=sections.glance(run, limits),
         sections=[(key, name, parts[key]) for key, name in SECTIONS],
         footer=f"Written by fintune {facts.version('fintune')} from the run folder "
-               f"{run.path.name}. "
-               "Self-contained: it needs no network to open.",
+        f"{run.path.name}. "
+        "Self-contained: it needs no network to open.",
     )
     path = Path(output) if output is not None else run_dir / REPORT_FILE
     atomic_write_bytes(path, html.encode("utf-8"))

@@ -58,8 +58,10 @@ class DamagedRunError(RunError):
         super().__init__(message or f"Run folder {run_dir} is damaged: {reason}. {DAMAGED_FIX}")
 
 
-DAMAGED_FIX = ("Restore the file from a backup, or move the folder out of the runs folder "
-               "(FinTune leaves it as it is).")
+DAMAGED_FIX = (
+    "Restore the file from a backup, or move the folder out of the runs folder "
+    "(FinTune leaves it as it is)."
+)
 
 
 def shown(value) -> str:
@@ -86,8 +88,10 @@ def read_object(run_dir: Path, name: str, *, required: bool = False) -> dict:
         text = (run_dir / name).read_bytes().decode("utf-8")
     except FileNotFoundError:
         if required:
-            message = (f"{run_dir} has no {name}: it is not a FinTune run folder, or the file was "
-                       "removed; pick a run listed by `fintune runs`.")
+            message = (
+                f"{run_dir} has no {name}: it is not a FinTune run folder, or the file was "
+                "removed; pick a run listed by `fintune runs`."
+            )
             raise DamagedRunError(run_dir, f"{name} is missing", message) from None
         return {}
     except UnicodeDecodeError:

@@ -43,20 +43,29 @@ def score_of(spec, predictions: np.ndarray) -> np.ndarray:
     return predictions.max(axis=1)
 
 
-def write_report(run_dir: Path, tuner: FineTuner, frame: pd.DataFrame, phase: Callable[[str], None]) -> dict:
+def write_report(
+    run_dir: Path, tuner: FineTuner, frame: pd.DataFrame, phase: Callable[[str], None]
+) -> dict:
     """Evaluate ``tuner`` on its own split of ``frame``; write every file; return metrics.json."""
     spec = tuner.spec_
     parts = {name: frame.iloc[rows] for name, rows in tuner.splits_.items()}
     phase("Evaluating on the validation and test splits")
-    predictions = {name: tuner.outputs_to_predictions(tuner.raw_outputs(parts[name])) for name in ("val", "test")}
+    predictions = {
+        name: tuner.outputs_to_predictions(tuner.raw_outputs(parts[name]))
+        for name in ("val", "test")
+    }
     labels = {name: _labels(tuner, parts[name]) for name in ("val", "test")}
 
     decision = None
     if spec.task == "binary":
-        decision = choose_threshold(*positive_scores(spec, labels["val"], predictions["val"]), spec.positive_class)
+        decision = choose_threshold(
+            *positive_scores(spec, labels["val"], predictions["val"]), spec.positive_class
+        )
         write_json(Path(run_dir) / "decision.json", decision.to_dict())
     for name, file in (("val", "val_predictions.csv"), ("test", "predictions.csv")):
-        runs.write_table(run_dir, file, predictions_table(spec, parts[name], predictions[name], decision))
+        runs.write_table(
+            run_dir, file, predictions_table(spec, parts[name], predictions[name], decision)
+        )
 
     phase("Bootstrapping metric intervals")
     test = evaluate(spec, labels["test"], predictions["test"])
@@ -73,7 +82,9 @@ def write_report(run_dir: Path, tuner: FineTuner, frame: pd.DataFrame, phase: Ca
     }
     if decision is not None:
         metrics["decision"] = decision.to_dict()
-        metrics["at_threshold"] = outcome_at(*positive_scores(spec, labels["test"], predictions["test"]), decision)
+        metrics["at_threshold"] = outcome_at(
+            *positive_scores(spec, labels["test"], predictions["test"]), decision
+        )
 
     phase("Fitting baselines on the same split")
     metrics["baselines"] = _baselines(run_dir, spec, parts, labels, decision)
@@ -100,7 +111,11 @@ def _baselines(run_dir: Path, spec, parts: dict, labels: dict, decision) -> dict
             "test_intervals": test["intervals"],
             "error": None,
         }
-        runs.write_table(run_dir, runs.baseline_file(name), predictions_table(spec, parts["test"], outputs["test"], decision))
+        runs.write_table(
+            run_dir,
+            runs.baseline_file(name),
+            predictions_table(spec, parts["test"], outputs["test"], decision),
+        )
     return results
 
 
@@ -117,19 +132,28 @@ def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: n
     try:
         train = parts["train"]
         sample = train.sample(min(len(train), STABILITY_SAMPLE), random_state=0)
-        train_scores = score_of(tuner.spec_, tuner.outputs_to_predictions(tuner.raw_outputs(sample)))
+        train_scores = score_of(
+            tuner.spec_, tuner.outputs_to_predictions(tuner.raw_outputs(sample))
+        )
         references = stability_reference(train, tuner.spec_)
         score_reference = Reference.fit(train_scores, kind="numeric")
-        report = with_score(stability_report(references, parts["test"], n_reference=len(train)), score_reference,
-                            score_of(tuner.spec_, test_predictions), n_reference=len(sample))
+        report = with_score(
+            stability_report(references, parts["test"], n_reference=len(train)),
+            score_reference,
+            score_of(tuner.spec_, test_predictions),
+            n_reference=len(sample),
+        )
     except Exception as exc:  # stability is advice: its failure must not fail the run
         logger.exception("stability failed")
         return {"error": f"{type(exc).__name__}: {exc}"}
-    write_json(Path(run_dir) / "stability.json", {
-        "references": {name: ref.to_dict() for name, ref in references.items()},
-        "score_reference": score_reference.to_dict(),
-        "rows": {"inputs": len(train), "score": len(sample)},
-    })
+    write_json(
+        Path(run_dir) / "stability.json",
+        {
+            "references": {name: ref.to_dict() for name, ref in references.items()},
+            "score_reference": score_reference.to_dict(),
+            "rows": {"inputs": len(train), "score": len(sample)},
+        },
+    )
     return {
         "inputs": report.to_dict("records"),  # the model score first, then each input, worst first
         "chance_level": psi_chance_level(len(train), len(parts["test"])),
@@ -141,9 +165,22 @@ def _leakage(tuner: FineTuner, frame: pd.DataFrame) -> list[dict]:
 
     split = resolve_split(tuner.spec_, tuner.config.data)
     try:
-        found = find_leakage(frame, tuner.spec_, tuner.splits_,
-                             time_column=split[5:] if split.startswith("time:") else None)
+        found = find_leakage(
+            frame,
+            tuner.spec_,
+            tuner.splits_,
+            time_column=split[5:] if split.startswith("time:") else None,
+        )
     except Exception as exc:
         logger.exception("leakage check failed")
-        return [{"kind": "error", "column": None, "message": f"The leakage check failed: {exc}", "value": None}]
-    return [{"kind": w.kind, "column": w.column, "message": w.message, "value": w.value} for w in found]
+        return [
+            {
+                "kind": "error",
+                "column": None,
+                "message": f"The leakage check failed: {exc}",
+                "value": None,
+            }
+        ]
+    return [
+        {"kind": w.kind, "column": w.column, "message": w.message, "value": w.value} for w in found
+    ]

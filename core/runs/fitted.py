@@ -24,5 +24,7 @@ def load_model(run_dir: str | Path):
     weights = path / "model.safetensors"
     if not weights.is_file():
         state = read_status(run_dir).get("state", "unknown") if run_dir.is_dir() else "missing"
-        raise RunError(f"Run {run_dir} has no saved model (state: {state}): pick a run that succeeded.")
+        raise RunError(
+            f"Run {run_dir} has no saved model (state: {state}): pick a run that succeeded."
+        )
     return _load(str(path.resolve()), weights.stat().st_mtime)

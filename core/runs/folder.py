@@ -66,8 +66,9 @@ def run_path(runs_dir: str | Path, run_id: str) -> Path:
     return Path(runs_dir) / run_id
 
 
-def create_run(runs_dir: str | Path, config: RunConfig, frame: pd.DataFrame, *,
-               source: str = "") -> Path:
+def create_run(
+    runs_dir: str | Path, config: RunConfig, frame: pd.DataFrame, *, source: str = ""
+) -> Path:
     """A new queued run holding its config and a Parquet copy of the input table.
 
     Settings the backbone cannot take (a max length beyond its positions) raise ConfigError here,
@@ -163,8 +164,15 @@ def write_metrics(run_dir: Path, metrics: dict) -> None:
 
 
 _TASKS = ("binary", "multiclass", "regression")
-_METRIC_SECTIONS = ("val", "test", "test_intervals", "baselines", "rows", "decision",
-                    "at_threshold")
+_METRIC_SECTIONS = (
+    "val",
+    "test",
+    "test_intervals",
+    "baselines",
+    "rows",
+    "decision",
+    "at_threshold",
+)
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -173,19 +181,23 @@ def read_metrics(run_dir: Path) -> dict:
     metrics = read_object(run_dir, "metrics.json")
     task = metrics.get("task")
     if task is not None and task not in _TASKS:
-        raise DamagedRunError(run_dir, f"metrics.json: task {shown(task)} is not one of "
-                                       f"{', '.join(_TASKS)}")
+        raise DamagedRunError(
+            run_dir, f"metrics.json: task {shown(task)} is not one of {', '.join(_TASKS)}"
+        )
     for key in _METRIC_SECTIONS:
         if metrics.get(key) is not None and not isinstance(metrics[key], dict):
-            raise DamagedRunError(run_dir,
-                                  f"metrics.json: {key} is {kind_of(metrics[key])}, not an object")
+            raise DamagedRunError(
+                run_dir, f"metrics.json: {key} is {kind_of(metrics[key])}, not an object"
+            )
     for name, entry in (metrics.get("baselines") or {}).items():
         if not isinstance(entry, dict):
-            raise DamagedRunError(run_dir, f"metrics.json: baseline {shown(name)} is "
-                                           f"{kind_of(entry)}, not an object")
+            raise DamagedRunError(
+                run_dir, f"metrics.json: baseline {shown(name)} is {kind_of(entry)}, not an object"
+            )
     warnings = metrics.get("warnings")
-    if warnings is not None and not (isinstance(warnings, list)
-                                     and all(isinstance(w, dict) for w in warnings)):
+    if warnings is not None and not (
+        isinstance(warnings, list) and all(isinstance(w, dict) for w in warnings)
+    ):
         raise DamagedRunError(run_dir, "metrics.json: warnings is not a list of objects")
     return metrics
 
@@ -203,8 +215,7 @@ def metric_number(run_dir: Path, metrics: dict, *keys: str) -> float | None:
         value = value.get(key) if isinstance(value, dict) else None
     if value is None or is_number(value):
         return value
-    raise DamagedRunError(run_dir,
-                          f"metrics.json: {'.'.join(keys)} {shown(value)} is not a number")
+    raise DamagedRunError(run_dir, f"metrics.json: {'.'.join(keys)} {shown(value)} is not a number")
 
 
 def write_predictions(run_dir: Path, predictions: pd.DataFrame) -> None:
@@ -229,8 +240,9 @@ def read_val_predictions(run_dir: Path) -> pd.DataFrame:
     """The validation rows' predictions (thresholds are chosen on them)."""
     path = Path(run_dir) / "val_predictions.csv"
     if not path.exists():
-        raise RunError(f"Run {Path(run_dir).name} has no validation predictions: "
-                       "it predates thresholds.")
+        raise RunError(
+            f"Run {Path(run_dir).name} has no validation predictions: it predates thresholds."
+        )
     return pd.read_csv(path)
 
 
@@ -275,7 +287,7 @@ def write_decision(run_dir: Path, decision) -> None:
             scores = table_scores(predictions, target, decision.positive_class)
             metrics["at_threshold"] = outcome_at(*scores, decision)
     if predictions is not None:
-        classes = [c[len("prob_"):] for c in predictions.columns if c.startswith("prob_")]
+        classes = [c[len("prob_") :] for c in predictions.columns if c.startswith("prob_")]
         probabilities = predictions[[f"prob_{c}" for c in classes]].to_numpy()
         predictions["prediction"] = apply_decision(probabilities, classes, decision)
         write_predictions(run_dir, predictions)
@@ -294,8 +306,9 @@ def test_rows(run_dir: Path, n: int | None = None) -> pd.DataFrame:
     table."""
     order = read_predictions(run_dir)["row"]
     if not (Path(run_dir) / "data.parquet").is_file():
-        raise RunError(f"Run {Path(run_dir).name} has no data.parquet: its test rows cannot be "
-                       "read.")
+        raise RunError(
+            f"Run {Path(run_dir).name} has no data.parquet: its test rows cannot be read."
+        )
     return load_data(run_dir).loc[order.head(n) if n is not None else order]
 
 
@@ -307,7 +320,6 @@ def model_dir(run_dir: Path) -> Path:
 def write_model(run_dir: Path, save) -> Path:
     """``save(folder)`` writes the final model; it becomes ``model/`` atomically."""
     return swap_in(run_dir, "model", save)
-
 
 
 # --------------------------------------------------------------------------- listing
@@ -405,11 +417,25 @@ def read_run(run_dir: Path) -> tuple[RunConfig, dict, dict]:
 
 
 def _unreadable(run_dir: Path, exc: Exception) -> RunSummary:
-    reason = (exc.reason if isinstance(exc, DamagedRunError)
-              else f"the folder cannot be read ({type(exc).__name__}: {exc})")
-    return RunSummary(run_id=run_dir.name, path=run_dir, state=DAMAGED, created="", source="",
-                      target="", task="", backbone="", freeze_depth=0, test_metric="",
-                      test_value=None, message=reason)
+    reason = (
+        exc.reason
+        if isinstance(exc, DamagedRunError)
+        else f"the folder cannot be read ({type(exc).__name__}: {exc})"
+    )
+    return RunSummary(
+        run_id=run_dir.name,
+        path=run_dir,
+        state=DAMAGED,
+        created="",
+        source="",
+        target="",
+        task="",
+        backbone="",
+        freeze_depth=0,
+        test_metric="",
+        test_value=None,
+        message=reason,
+    )
 
 
 def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[RunSummary]:
@@ -418,8 +444,9 @@ def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[RunSummary]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    folders = sorted((p for p in runs_dir.iterdir() if _RUN_ID.match(p.name) and p.is_dir()),
-                     reverse=True)
+    folders = sorted(
+        (p for p in runs_dir.iterdir() if _RUN_ID.match(p.name) and p.is_dir()), reverse=True
+    )
     summaries = []
     for folder in folders:
         try:

@@ -29,7 +29,6 @@ from .status import DAMAGED, FINAL_STATES, settle_dead_run, write_status
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class JobSnapshot:
     """An immutable view of a run's progress, built from its folder."""
@@ -69,8 +68,9 @@ def snapshot(run_dir: Path) -> JobSnapshot:
     try:
         _, _, status = runs.read_run(run_dir)
     except DamagedRunError as exc:
-        return JobSnapshot(run_id=run_dir.name, state=DAMAGED,
-                           message=f"{exc.reason}. {DAMAGED_FIX}")
+        return JobSnapshot(
+            run_id=run_dir.name, state=DAMAGED, message=f"{exc.reason}. {DAMAGED_FIX}"
+        )
     history = runs.read_events(run_dir)
     steps = [e for e in history if isinstance(e, StepEvent)]
     epochs = [e for e in history if isinstance(e, EpochEvent)]
@@ -96,8 +96,13 @@ def snapshot(run_dir: Path) -> JobSnapshot:
 class JobManager:
     """Runs fine-tuning jobs in the background; one per process (the dashboard caches it)."""
 
-    def __init__(self, runs_dir: str | Path = runs.DEFAULT_RUNS_DIR, *, max_concurrent: int = 1,
-                 warm_worker: bool = True):
+    def __init__(
+        self,
+        runs_dir: str | Path = runs.DEFAULT_RUNS_DIR,
+        *,
+        max_concurrent: int = 1,
+        warm_worker: bool = True,
+    ):
         self.runs_dir = Path(runs_dir)
         self.max_concurrent = max_concurrent
         # keep one worker process started and imported, ready for the next run
@@ -114,8 +119,9 @@ class JobManager:
                 settle_dead_run(summary.path)
         if warm_worker:
             self._spare = start_warm_worker()
-        self._dispatcher = threading.Thread(target=self._dispatch, name="fintune-dispatcher",
-                                            daemon=True)
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name="fintune-dispatcher", daemon=True
+        )
         self._dispatcher.start()
 
     # ----------------------------------------------------------------- public API
@@ -193,8 +199,9 @@ class JobManager:
     def _dispatch(self) -> None:
         while True:
             with self._lock:
-                while not self._closed and (not self._queue
-                                            or len(self._processes) >= self.max_concurrent):
+                while not self._closed and (
+                    not self._queue or len(self._processes) >= self.max_concurrent
+                ):
                     self._lock.wait()
                 if self._closed:
                     return
@@ -202,12 +209,17 @@ class JobManager:
                 try:
                     self._processes[run_id] = self._launch(run_id)
                 except (OSError, RunError) as exc:  # RunError: its folder was damaged meanwhile
-                    _record(runs.run_path(self.runs_dir, run_id), "failed", kind="other",
-                            message=f"Could not start the training process: {exc}")
+                    _record(
+                        runs.run_path(self.runs_dir, run_id),
+                        "failed",
+                        kind="other",
+                        message=f"Could not start the training process: {exc}",
+                    )
                     self._lock.notify_all()
                     continue
-            threading.Thread(target=self._supervise, args=(run_id,), name=f"fintune-{run_id}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._supervise, args=(run_id,), name=f"fintune-{run_id}", daemon=True
+            ).start()
 
     def _launch(self, run_id: str) -> subprocess.Popen:
         """Hand the run to the warm spare worker if there is one, else start a cold one."""

@@ -47,16 +47,18 @@ def start_worker(run_dir: Path, num_processes: int = 1) -> subprocess.Popen:
     from ..training.distributed import launch_command
 
     program = [*_WORKER, str(Path(run_dir).resolve())]
-    argv = ([sys.executable, *program] if num_processes == 1
-            else launch_command(num_processes, program))
+    argv = (
+        [sys.executable, *program] if num_processes == 1 else launch_command(num_processes, program)
+    )
     with open(Path(run_dir) / "worker.log", "ab") as log:
         return _popen(argv, stdout=log)
 
 
 def start_warm_worker() -> subprocess.Popen:
     """A worker started and imported ahead, waiting on stdin for the folder of its run."""
-    return _popen([sys.executable, *_WORKER, "--warm"], stdout=subprocess.DEVNULL,
-                  stdin=subprocess.PIPE)
+    return _popen(
+        [sys.executable, *_WORKER, "--warm"], stdout=subprocess.DEVNULL, stdin=subprocess.PIPE
+    )
 
 
 def signal_group(process: subprocess.Popen, sig: int) -> None:
@@ -78,8 +80,7 @@ def terminate(process: subprocess.Popen) -> None:
     timer.start()
 
 
-def follow_worker(run_dir: Path, num_processes: int,
-                  on_progress: Callable[[dict], None]) -> str:
+def follow_worker(run_dir: Path, num_processes: int, on_progress: Callable[[dict], None]) -> str:
     """Train the run on N processes of this machine in the foreground, passing its events to
     ``on_progress`` as they land; Ctrl-C stops every rank. Returns the run's final state."""
     run_dir = Path(run_dir)
@@ -132,13 +133,18 @@ def _exit_kind(code: int) -> str:
 def _exit_message(run_dir: Path, code: int) -> str:
     try:
         checkpoint = read_checkpoint(run_dir)
-        kept = (f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in "
-                f"{CHECKPOINT}/." if checkpoint else "")
+        kept = (
+            f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in {CHECKPOINT}/."
+            if checkpoint
+            else ""
+        )
     except DamagedRunError as exc:
         kept = f" Its {CHECKPOINT}/ folder is kept, but {exc.reason}."
     if code == -signal.SIGKILL:
-        return ("The training process was killed (SIGKILL), most often by the system running out "
-                f"of memory: try a smaller batch size or max length.{kept}")
+        return (
+            "The training process was killed (SIGKILL), most often by the system running out "
+            f"of memory: try a smaller batch size or max length.{kept}"
+        )
     tail = ""
     log = Path(run_dir) / "worker.log"
     if log.exists():

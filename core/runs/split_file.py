@@ -27,8 +27,10 @@ logger = logging.getLogger(__name__)
 
 def write_split(run_dir: Path, splits: dict[str, np.ndarray], n_rows: int) -> None:
     """Write ``split.json`` atomically: the positions of each split into a table of ``n_rows``."""
-    payload = {"n_rows": int(n_rows),
-               **{name: [int(i) for i in splits[name]] for name in SPLIT_NAMES}}
+    payload = {
+        "n_rows": int(n_rows),
+        **{name: [int(i) for i in splits[name]] for name in SPLIT_NAMES},
+    }
     # Compact, unlike the other files: one number a row would make a long table a long file.
     text = json.dumps(payload, separators=(",", ":"))
     atomic_write_bytes(Path(run_dir) / SPLIT_FILE, text.encode())
@@ -55,8 +57,9 @@ def _positions(run_dir: Path, raw: dict, name: str, n_rows: int) -> np.ndarray:
         raise DamagedRunError(run_dir, f"{SPLIT_FILE}: {name} is not a list of row positions")
     positions = np.asarray(values, dtype=np.int64)
     if positions.size and (positions.min() < 0 or positions.max() >= n_rows):
-        raise DamagedRunError(run_dir, f"{SPLIT_FILE}: {name} holds a row outside the table's "
-                                       f"{n_rows} rows")
+        raise DamagedRunError(
+            run_dir, f"{SPLIT_FILE}: {name} holds a row outside the table's {n_rows} rows"
+        )
     return positions
 
 
@@ -78,8 +81,9 @@ def read_split(run_dir: Path, *, frame: pd.DataFrame | None = None) -> dict[str,
     if np.unique(every).size != every.size:
         raise DamagedRunError(run_dir, f"{SPLIT_FILE}: a row is in more than one split (or twice)")
     if frame is not None and len(frame) != n_rows:
-        raise DamagedRunError(run_dir, f"{SPLIT_FILE} counts {n_rows} rows but data.parquet has "
-                                       f"{len(frame)}")
+        raise DamagedRunError(
+            run_dir, f"{SPLIT_FILE} counts {n_rows} rows but data.parquet has {len(frame)}"
+        )
     return splits
 
 

@@ -169,9 +169,13 @@ def _death(run_dir: Path, status: dict) -> str | None:
             return None
         try:
             checkpoint = read_checkpoint(run_dir)
-            kept = (f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in "
-                    f"{CHECKPOINT}/: score files with "
-                    f"`fintune predict {Path(run_dir) / CHECKPOINT} FILE`." if checkpoint else "")
+            kept = (
+                f" Its best checkpoint (epoch {checkpoint.get('epoch')}) is kept in "
+                f"{CHECKPOINT}/: score files with "
+                f"`fintune predict {Path(run_dir) / CHECKPOINT} FILE`."
+                if checkpoint
+                else ""
+            )
         except DamagedRunError as exc:
             kept = f" Its {CHECKPOINT}/ folder is kept, but {exc.reason}."
         return f"The training process stopped without finishing (killed or crashed).{kept}"

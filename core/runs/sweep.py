@@ -66,19 +66,34 @@ def point_config(base: RunConfig, point: SweepPoint) -> RunConfig:
     return base.replace(model={"freeze_depth": point.freeze_depth, "lora_rank": point.lora_rank})
 
 
-def start_sweep(jobs, base: RunConfig, frame: pd.DataFrame, n_layers: int, *, source: str = "",
-                lora_rank: int = DEFAULT_LORA_RANK) -> Sweep:
+def start_sweep(
+    jobs,
+    base: RunConfig,
+    frame: pd.DataFrame,
+    n_layers: int,
+    *,
+    source: str = "",
+    lora_rank: int = DEFAULT_LORA_RANK,
+) -> Sweep:
     """Queue one run per point on ``jobs`` (a JobManager) and record the sweep; returns at once."""
     points = []
     for point in sweep_points(n_layers, lora_rank=lora_rank):
         run_id = jobs.submit(point_config(base, point), frame, source=source)
         points.append(SweepPoint(point.label, point.freeze_depth, point.lora_rank, run_id))
-    sweep = Sweep(f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}", utc_now(), source, tuple(points))
+    sweep = Sweep(
+        f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}", utc_now(), source, tuple(points)
+    )
     folder = Path(jobs.runs_dir) / SWEEPS
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / f"{sweep.sweep_id}.json", {
-        "sweep_id": sweep.sweep_id, "created": sweep.created, "source": source,
-        "points": [p.__dict__ for p in points]})
+    write_json(
+        folder / f"{sweep.sweep_id}.json",
+        {
+            "sweep_id": sweep.sweep_id,
+            "created": sweep.created,
+            "source": source,
+            "points": [p.__dict__ for p in points],
+        },
+    )
     return sweep
 
 
@@ -89,8 +104,12 @@ def list_sweeps(runs_dir: str | Path) -> list[Sweep]:
     for path in sorted(folder.glob("*.json"), reverse=True) if folder.is_dir() else []:
         try:
             raw = json.loads(path.read_text())
-            sweep = Sweep(raw["sweep_id"], raw.get("created", ""), raw.get("source", ""),
-                          tuple(SweepPoint(**p) for p in raw["points"]))
+            sweep = Sweep(
+                raw["sweep_id"],
+                raw.get("created", ""),
+                raw.get("source", ""),
+                tuple(SweepPoint(**p) for p in raw["points"]),
+            )
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             continue  # a damaged record must not hide the others
         if _well_formed(sweep):
@@ -102,9 +121,13 @@ def _well_formed(sweep: Sweep) -> bool:
     def whole(value) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
 
-    return (all(isinstance(v, str) for v in (sweep.sweep_id, sweep.created, sweep.source))
-            and all(isinstance(p.label, str) and isinstance(p.run_id, str) and whole(p.freeze_depth)
-                    and whole(p.lora_rank) for p in sweep.points))
+    return all(isinstance(v, str) for v in (sweep.sweep_id, sweep.created, sweep.source)) and all(
+        isinstance(p.label, str)
+        and isinstance(p.run_id, str)
+        and whole(p.freeze_depth)
+        and whole(p.lora_rank)
+        for p in sweep.points
+    )
 
 
 def sweep_results(runs_dir: str | Path, sweep: Sweep) -> pd.DataFrame:
@@ -120,10 +143,20 @@ def sweep_results(runs_dir: str | Path, sweep: Sweep) -> pd.DataFrame:
 def _point_row(runs_dir: str | Path, point: SweepPoint) -> dict:
     """One point's row; a damaged run folder gives state ``damaged``, the reason as message and
     no numbers."""
-    row = {"label": point.label, "freeze_depth": point.freeze_depth, "lora_rank": point.lora_rank,
-           "run_id": point.run_id, "state": "missing", "metric": "", "val_metric": None,
-           "test_metric": None, "trainable_parameters": None, "wall_s": None,
-           "peak_memory_mb": None, "message": ""}
+    row = {
+        "label": point.label,
+        "freeze_depth": point.freeze_depth,
+        "lora_rank": point.lora_rank,
+        "run_id": point.run_id,
+        "state": "missing",
+        "metric": "",
+        "val_metric": None,
+        "test_metric": None,
+        "trainable_parameters": None,
+        "wall_s": None,
+        "peak_memory_mb": None,
+        "message": "",
+    }
     try:
         run_dir = runs.run_path(runs_dir, point.run_id)
         if not run_dir.is_dir():
@@ -135,11 +168,17 @@ def _point_row(runs_dir: str | Path, point: SweepPoint) -> dict:
         def number(*keys: str) -> float | None:
             return runs.metric_number(run_dir, metrics, *keys)
 
-        return {**row, "state": status["state"], "message": status.get("message") or "",
-                "metric": metric, "val_metric": number("val", metric) if metric else None,
-                "test_metric": number("test", metric) if metric else None,
-                "trainable_parameters": number("trainable_parameters"),
-                "wall_s": number("training_seconds"), "peak_memory_mb": number("peak_memory_mb")}
+        return {
+            **row,
+            "state": status["state"],
+            "message": status.get("message") or "",
+            "metric": metric,
+            "val_metric": number("val", metric) if metric else None,
+            "test_metric": number("test", metric) if metric else None,
+            "trainable_parameters": number("trainable_parameters"),
+            "wall_s": number("training_seconds"),
+            "peak_memory_mb": number("peak_memory_mb"),
+        }
     except DamagedRunError as exc:
         return {**row, "state": DAMAGED, "message": exc.reason}
     except RunError as exc:  # a run id in the sweep record that is not one of ours
@@ -155,7 +194,9 @@ def find_knee(table: pd.DataFrame) -> int | None:
         return None
     metric = done["metric"].iloc[0]
     sign = 1.0 if HIGHER_IS_BETTER.get(metric, True) else -1.0
-    done = done.assign(score=sign * done["val_metric"].astype(float)).sort_values("trainable_parameters")
+    done = done.assign(score=sign * done["val_metric"].astype(float)).sort_values(
+        "trainable_parameters"
+    )
     best = done["score"].idxmax()
     cheap = done.index[0]
     curve = done.loc[:best]  # beyond the best point, more parameters only cost
@@ -174,12 +215,16 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     if table.empty:
         raise RunError("This sweep has no runs.")
     metric = next((m for m in table["metric"] if m), "metric")
-    lines = [f"{'setting':<14} {'state':<10} {'val ' + metric:>12} {'trainable':>12} {'wall s':>8} {'peak MB':>8}"]
+    lines = [
+        f"{'setting':<14} {'state':<10} {'val ' + metric:>12} {'trainable':>12} {'wall s':>8} {'peak MB':>8}"
+    ]
     for row in table.itertuples():
         value = "" if pd.isna(row.val_metric) else f"{row.val_metric:.4f}"
         params = "" if pd.isna(row.trainable_parameters) else f"{int(row.trainable_parameters):,}"
         wall = "" if pd.isna(row.wall_s) else f"{row.wall_s:.1f}"
         memory = "" if pd.isna(row.peak_memory_mb) else f"{row.peak_memory_mb:.0f}"
         mark = "  <- knee" if row.knee else ""
-        lines.append(f"{row.label:<14} {row.state:<10} {value:>12} {params:>12} {wall:>8} {memory:>8}{mark}")
+        lines.append(
+            f"{row.label:<14} {row.state:<10} {value:>12} {params:>12} {wall:>8} {memory:>8}{mark}"
+        )
     return lines

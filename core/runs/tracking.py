@@ -28,7 +28,9 @@ from .files import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
-SWITCH_ENV = "FINTUNE_MLFLOW"  # "1": track even without MLFLOW_TRACKING_URI (fintune train --mlflow)
+SWITCH_ENV = (
+    "FINTUNE_MLFLOW"  # "1": track even without MLFLOW_TRACKING_URI (fintune train --mlflow)
+)
 DEFAULT_STORE = "mlruns"  # relative to the working directory, as MLflow's own default
 DEFAULT_EXPERIMENT = "fintune"
 TRACKING_FILE = "tracking.json"
@@ -101,7 +103,9 @@ def _check_reachable(uri: str) -> None:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ssl.SSLError):
             return  # it answered; whether its certificate is trusted is MLflow's setting (MLFLOW_TRACKING_INSECURE_TLS)
-        raise ConnectionError(f"tracking server {_redacted(uri)} did not answer ({reason})") from None
+        raise ConnectionError(
+            f"tracking server {_redacted(uri)} did not answer ({reason})"
+        ) from None
 
 
 class _NoTracking:
@@ -118,10 +122,14 @@ NO_TRACKING = _NoTracking()
 
 
 def _warn(run_dir: Path, exc: BaseException) -> None:
-    reason = _redacted(" ".join(f"{type(exc).__name__}: {exc}".split()))  # MLflow's messages quote the URI
+    reason = _redacted(
+        " ".join(f"{type(exc).__name__}: {exc}".split())
+    )  # MLflow's messages quote the URI
     reason = reason if len(reason) <= 300 else reason[:297] + "..."
-    message = (f"MLflow tracking is off for the rest of this run ({reason}). Training goes on; the run folder "
-               "keeps every result.")
+    message = (
+        f"MLflow tracking is off for the rest of this run ({reason}). Training goes on; the run folder "
+        "keeps every result."
+    )
     logger.warning(message)
     try:
         runs.append_event(run_dir, WarningEvent(message=message).to_dict())
@@ -152,7 +160,7 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         metrics = [Metric(key, value, now, step) for key, value in values.items()]
         for start in range(0, len(metrics), _BATCH):
-            self.client.log_batch(self.run_id, metrics=metrics[start:start + _BATCH])
+            self.client.log_batch(self.run_id, metrics=metrics[start : start + _BATCH])
 
     def _on_event(self, raw: dict) -> None:
         event = parse_event(raw)
@@ -160,8 +168,11 @@ class MlflowTracker:
             self._last_step = event  # the latest throughput, logged once per epoch
         elif isinstance(event, EpochEvent):
             rate = self._last_step.samples_per_s if self._last_step is not None else None
-            values = {"train_loss": event.train_loss, "elapsed_s": event.elapsed_s,
-                      "samples_per_s": rate}
+            values = {
+                "train_loss": event.train_loss,
+                "elapsed_s": event.elapsed_s,
+                "samples_per_s": rate,
+            }
             values = {**_numbers(values, ""), **_numbers(event.val, "val_")}
             self._guarded(lambda: self._log_metrics(values, event.epoch))
 
@@ -214,15 +225,27 @@ def start(run_dir: str | Path) -> MlflowTracker | _NoTracking:
         client = MlflowClient(tracking_uri=uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
         experiment = client.get_experiment_by_name(name)
-        experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(name)
-        run = client.create_run(experiment_id, run_name=run_dir.name,
-                                tags={"fintune.run_dir": str(run_dir.resolve())})
+        experiment_id = (
+            experiment.experiment_id if experiment is not None else client.create_experiment(name)
+        )
+        run = client.create_run(
+            experiment_id, run_name=run_dir.name, tags={"fintune.run_dir": str(run_dir.resolve())}
+        )
         tracker = MlflowTracker(run_dir, client, run.info.run_id)
-        params = [Param(k, v) for k, v in flatten_config(read_json(run_dir / "config.json")).items()]
+        params = [
+            Param(k, v) for k, v in flatten_config(read_json(run_dir / "config.json")).items()
+        ]
         for first in range(0, len(params), _BATCH):
-            client.log_batch(tracker.run_id, params=params[first:first + _BATCH])
-        write_json(run_dir / TRACKING_FILE, {"mlflow_run_id": tracker.run_id, "experiment_id": experiment_id,
-                                                  "experiment": name, "tracking_uri": _redacted(uri)})
+            client.log_batch(tracker.run_id, params=params[first : first + _BATCH])
+        write_json(
+            run_dir / TRACKING_FILE,
+            {
+                "mlflow_run_id": tracker.run_id,
+                "experiment_id": experiment_id,
+                "experiment": name,
+                "tracking_uri": _redacted(uri),
+            },
+        )
     except Exception as exc:  # noqa: BLE001 - an import error, a dead server, a refused value: never fatal
         _warn(run_dir, exc)
         return NO_TRACKING

@@ -73,7 +73,9 @@ class _HistoryWriter:
 
 
 RANK_WATCH_S = 1.0  # how often the main process looks for a failed rank's error
-RANK_GRACE_S = 10.0  # time the main thread gets to report a failed rank itself before the watcher does
+RANK_GRACE_S = (
+    10.0  # time the main thread gets to report a failed rank itself before the watcher does
+)
 
 
 def _heartbeat(run_dir: Path, stop: threading.Event, world: int = 1) -> None:
@@ -135,15 +137,23 @@ def _execute_rank(run_dir: Path, cluster, config, frame, should_stop) -> str:
         if isinstance(exc, FinTuneError):
             kind, message = failure_kind(exc), str(exc)
         elif isinstance(exc, MemoryError):
-            kind, message = "out_of_memory", "Out of memory: try a smaller batch size or max length."
+            kind, message = (
+                "out_of_memory",
+                "Out of memory: try a smaller batch size or max length.",
+            )
         else:
             kind, message = "other", f"Unexpected error {type(exc).__name__}: {exc}"
             logger.error("rank %s failed:\n%s", cluster.rank, traceback.format_exc())
         try:
             write_rank_error(run_dir, cluster.rank, kind, message)
         except OSError as write_exc:  # e.g. another node without the shared runs folder
-            logger.error("rank %s failed (%s) and could not report it in %s: %s", cluster.rank, message, run_dir,
-                         write_exc)
+            logger.error(
+                "rank %s failed (%s) and could not report it in %s: %s",
+                cluster.rank,
+                message,
+                run_dir,
+                write_exc,
+            )
         return "failed"
 
 
@@ -160,8 +170,10 @@ def _checkpointer(run_dir: Path):
             runs.append_event(run_dir, saved.to_dict())
         except OSError as exc:
             logger.warning("checkpoint of epoch %s not written: %s", epoch.epoch, exc)
-            message = (f"Checkpoint of epoch {epoch.epoch} not written ({exc.strerror or exc}); "
-                       "the previous one is kept.")
+            message = (
+                f"Checkpoint of epoch {epoch.epoch} not written ({exc.strerror or exc}); "
+                "the previous one is kept."
+            )
             try:
                 runs.append_event(run_dir, WarningEvent(message=message).to_dict())
             except OSError:
@@ -182,9 +194,15 @@ def _peak_memory_mb() -> float:
 
 
 def _disk_message(exc: OSError, run_dir: Path) -> str:
-    kept = " The best checkpoint so far is kept in checkpoint/." if checkpoint.read_checkpoint(run_dir) else ""
-    return (f"The disk is full ({exc.strerror or exc}) while writing {exc.filename or 'the run'}: free space "
-            f"where the runs folder is ({run_dir.parent}) and train again.{kept}")
+    kept = (
+        " The best checkpoint so far is kept in checkpoint/."
+        if checkpoint.read_checkpoint(run_dir)
+        else ""
+    )
+    return (
+        f"The disk is full ({exc.strerror or exc}) while writing {exc.filename or 'the run'}: free space "
+        f"where the runs folder is ({run_dir.parent}) and train again.{kept}"
+    )
 
 
 def execute(
@@ -212,29 +230,50 @@ def execute(
         cluster = current_cluster(config.train.device)
         if not cluster.is_main:
             return _execute_rank(run_dir, cluster, config, frame, should_stop)
-    write_status(run_dir, "running", pid=os.getpid(), started=utc_now(), message="", phase="Starting",
-                      processes=world)
+    write_status(
+        run_dir,
+        "running",
+        pid=os.getpid(),
+        started=utc_now(),
+        message="",
+        phase="Starting",
+        processes=world,
+    )
     stop_heartbeat = threading.Event()
     threading.Thread(target=_heartbeat, args=(run_dir, stop_heartbeat, world), daemon=True).start()
-    tracker = tracking.start(run_dir)  # MLflow, when asked for; after the heartbeat, as a slow server may stall it
+    tracker = tracking.start(
+        run_dir
+    )  # MLflow, when asked for; after the heartbeat, as a slow server may stall it
     try:
         config = config or runs.load_config(run_dir)
         frame = frame if frame is not None else runs.load_data(run_dir)
         splits = read_split(run_dir, frame=frame)  # None for folders made before split.json
-        tuner = FineTuner(config).fit(frame, on_progress=_HistoryWriter(run_dir, tracker.watch(on_progress)),
-                                      splits=splits,
-                                      should_stop=should_stop, on_checkpoint=_checkpointer(run_dir), cluster=cluster)
+        tuner = FineTuner(config).fit(
+            frame,
+            on_progress=_HistoryWriter(run_dir, tracker.watch(on_progress)),
+            splits=splits,
+            should_stop=should_stop,
+            on_checkpoint=_checkpointer(run_dir),
+            cluster=cluster,
+        )
         write_status(run_dir, "running", phase="Saving the model")
         runs.write_model(run_dir, tuner.save)
         from ..model.backbones import count_parameters
         from .finish import write_report
 
-        metrics = write_report(run_dir, tuner, frame, lambda name: write_status(run_dir, "running", phase=name))
+        metrics = write_report(
+            run_dir, tuner, frame, lambda name: write_status(run_dir, "running", phase=name)
+        )
         trainable, total = count_parameters(tuner.model_)
-        metrics.update(epochs_run=len(tuner.history_), max_length=tuner.max_length_,
-                       trainable_parameters=trainable, total_parameters=total, processes=world,
-                       training_seconds=tuner.history_[-1]["elapsed_s"] if tuner.history_ else None,
-                       peak_memory_mb=_peak_memory_mb())
+        metrics.update(
+            epochs_run=len(tuner.history_),
+            max_length=tuner.max_length_,
+            trainable_parameters=trainable,
+            total_parameters=total,
+            processes=world,
+            training_seconds=tuner.history_[-1]["elapsed_s"] if tuner.history_ else None,
+            peak_memory_mb=_peak_memory_mb(),
+        )
         runs.write_metrics(run_dir, metrics)
         checkpoint.drop_checkpoint(run_dir)  # model/ holds the same best weights now
         state = "succeeded"
@@ -250,13 +289,24 @@ def execute(
             raise
         state = "failed"
         try:
-            write_status(run_dir, state, kind="disk_full", phase="Failed", message=_disk_message(exc, run_dir))
+            write_status(
+                run_dir,
+                state,
+                kind="disk_full",
+                phase="Failed",
+                message=_disk_message(exc, run_dir),
+            )
         except OSError:
             logger.error("disk full: the failed status could not be written either")
     except MemoryError:
         state = "failed"
-        write_status(run_dir, state, kind="out_of_memory", phase="Failed",
-                          message="Out of memory: try a smaller batch size or max length.")
+        write_status(
+            run_dir,
+            state,
+            kind="out_of_memory",
+            phase="Failed",
+            message="Out of memory: try a smaller batch size or max length.",
+        )
     except Exception as exc:
         state = "failed"
         (run_dir / "error.txt").write_text(traceback.format_exc())
@@ -267,10 +317,12 @@ def execute(
         if world > 1:
             seen = " ".join(str(exc).split())
             seen = seen if len(seen) <= 160 else seen[:157] + "..."
-            message = (f"Training on {world} processes stopped because another process died "
-                       "without a word, most often killed by the system for lack of memory: try a "
-                       "smaller batch size or max length. "
-                       f"This process saw: {type(exc).__name__}: {seen} (details in worker.log and error.txt).")
+            message = (
+                f"Training on {world} processes stopped because another process died "
+                "without a word, most often killed by the system for lack of memory: try a "
+                "smaller batch size or max length. "
+                f"This process saw: {type(exc).__name__}: {seen} (details in worker.log and error.txt)."
+            )
         else:
             message = f"Unexpected error {type(exc).__name__}: {exc} (details in error.txt)."
         write_status(run_dir, state, kind="other", phase="Failed", message=message)
@@ -314,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m core.runs.worker RUN_DIR | --warm", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     stop = threading.Event()
     # SIGTERM asks for a stop at the next training step; the job manager escalates to SIGKILL.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

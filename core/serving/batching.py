@@ -107,8 +107,9 @@ class CallJob:
         return self.expired(time.monotonic())
 
 
-def _resolve(future: concurrent.futures.Future, *, result=None,
-             error: BaseException | None = None) -> None:
+def _resolve(
+    future: concurrent.futures.Future, *, result=None, error: BaseException | None = None
+) -> None:
     """Set a future's outcome unless its waiter already gave up on it."""
     try:
         if error is not None:
@@ -127,8 +128,15 @@ class InferenceWorker:
     The thread starts with the first job; :meth:`close` stops it and fails what is still queued.
     """
 
-    def __init__(self, forward: Forward, *, batch_size: int = 64, max_queued_rows: int = 100_000,
-                 setup: Callable[[], None] | None = None, name: str = "fintune-inference"):
+    def __init__(
+        self,
+        forward: Forward,
+        *,
+        batch_size: int = 64,
+        max_queued_rows: int = 100_000,
+        setup: Callable[[], None] | None = None,
+        name: str = "fintune-inference",
+    ):
         if batch_size < 1 or max_queued_rows < 1:
             raise ValueError("batch_size and max_queued_rows must be at least 1")
         self.forward = forward

@@ -27,14 +27,20 @@ from ..runs.files import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
-RUN_FILES = ("config.json", "metrics.json", "decision.json")  # decision.json: binary runs that chose one
+RUN_FILES = (
+    "config.json",
+    "metrics.json",
+    "decision.json",
+)  # decision.json: binary runs that chose one
 MODEL_CARD = "MODEL_CARD.md"
 EXPORT_FILE = "export.json"
 ONNX_FILE = "model.onnx"
 ONNX_OPSET = 18
 ONNX_INPUTS = ("input_ids", "attention_mask", "numeric")
 ONNX_OUTPUT = "logits"
-_ONNX_SINGLE_FILE_BYTES = 1_800_000_000  # protobuf's 2 GB cap, with room: larger weights go to model.onnx.data
+_ONNX_SINGLE_FILE_BYTES = (
+    1_800_000_000  # protobuf's 2 GB cap, with room: larger weights go to model.onnx.data
+)
 
 
 def export_run(run_dir: str | Path, output_dir: str | Path, *, onnx: bool = False) -> Path:
@@ -46,10 +52,18 @@ def export_run(run_dir: str | Path, output_dir: str | Path, *, onnx: bool = Fals
     run_dir, output_dir = Path(run_dir), Path(output_dir)
     source = runs.model_dir(run_dir)
     if not (source / "fintune_model.json").is_file():
-        state = read_json(run_dir / "status.json").get("state", "missing") if run_dir.is_dir() else "missing"
-        raise RunError(f"Run {run_dir} has no saved model (state: {state}): export a run that succeeded.")
+        state = (
+            read_json(run_dir / "status.json").get("state", "missing")
+            if run_dir.is_dir()
+            else "missing"
+        )
+        raise RunError(
+            f"Run {run_dir} has no saved model (state: {state}): export a run that succeeded."
+        )
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise RunError(f"{output_dir} already exists and is not an empty folder: choose a new folder for the export.")
+        raise RunError(
+            f"{output_dir} already exists and is not an empty folder: choose a new folder for the export."
+        )
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}-export-"))
     try:
@@ -61,7 +75,9 @@ def export_run(run_dir: str | Path, output_dir: str | Path, *, onnx: bool = Fals
 
             FineTuner.load(source).merged().save(staging)
         else:
-            shutil.copytree(source, staging, dirs_exist_ok=True)  # exactly what FineTuner.save wrote
+            shutil.copytree(
+                source, staging, dirs_exist_ok=True
+            )  # exactly what FineTuner.save wrote
         for name in RUN_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, staging / name)
@@ -90,10 +106,19 @@ def _example_inputs(tuner) -> tuple:
     """A padded batch of two rows of 16 tokens: sizes above 1 so neither axis is traced as a constant."""
     import torch
 
-    encoded = tuner.tokenizer_(["example row", "another example row with more words"], padding="max_length",
-                               max_length=16, truncation=True, return_tensors="pt")
+    encoded = tuner.tokenizer_(
+        ["example row", "another example row with more words"],
+        padding="max_length",
+        max_length=16,
+        truncation=True,
+        return_tensors="pt",
+    )
     d_numeric = len(tuner.preprocessor_.numeric_names)
-    return (encoded["input_ids"].long(), encoded["attention_mask"].long(), torch.zeros(2, d_numeric))
+    return (
+        encoded["input_ids"].long(),
+        encoded["attention_mask"].long(),
+        torch.zeros(2, d_numeric),
+    )
 
 
 def export_onnx(tuner, path: str | Path) -> dict:
@@ -113,22 +138,42 @@ def export_onnx(tuner, path: str | Path) -> dict:
     example = _example_inputs(tuner)
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     external = n_bytes > _ONNX_SINGLE_FILE_BYTES
-    common = dict(input_names=list(ONNX_INPUTS), output_names=[ONNX_OUTPUT], opset_version=ONNX_OPSET)
+    common = dict(
+        input_names=list(ONNX_INPUTS), output_names=[ONNX_OUTPUT], opset_version=ONNX_OPSET
+    )
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     attempts = {
-        "dynamo": dict(dynamo=True, external_data=external, verbose=False, dynamic_shapes={
-            "input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}, "numeric": {0: batch}}),
-        "torchscript": dict(dynamo=False, dynamic_axes={
-            "input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-            "numeric": {0: "batch"}, ONNX_OUTPUT: {0: "batch"}}),
+        "dynamo": dict(
+            dynamo=True,
+            external_data=external,
+            verbose=False,
+            dynamic_shapes={
+                "input_ids": {0: batch, 1: sequence},
+                "attention_mask": {0: batch, 1: sequence},
+                "numeric": {0: batch},
+            },
+        ),
+        "torchscript": dict(
+            dynamo=False,
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "numeric": {0: "batch"},
+                ONNX_OUTPUT: {0: "batch"},
+            },
+        ),
     }
-    if "dynamo" not in inspect.signature(torch.onnx.export).parameters:  # torch < 2.5: TorchScript only
+    if (
+        "dynamo" not in inspect.signature(torch.onnx.export).parameters
+    ):  # torch < 2.5: TorchScript only
         del attempts["dynamo"], attempts["torchscript"]["dynamo"]
     failures = []
     for exporter, options in attempts.items():
         try:
             with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the exporters' deprecation and axis-naming chatter
+                warnings.simplefilter(
+                    "ignore"
+                )  # the exporters' deprecation and axis-naming chatter
                 torch.onnx.export(model, example, str(path), **common, **options)
             onnx.checker.check_model(str(path))  # by path: also checks external weights
         except Exception as exc:  # noqa: BLE001 - any exporter failure means: try the next one
@@ -139,10 +184,18 @@ def export_onnx(tuner, path: str | Path) -> dict:
             continue
         graph = onnx.load(str(path), load_external_data=False).graph
         logger.info("ONNX export: the %s exporter worked", exporter)
-        return {"file": path.name, "exporter": exporter, "opset": ONNX_OPSET,
-                "inputs": [i.name for i in graph.input], "output": ONNX_OUTPUT}
-    raise FinTuneError("ONNX export failed with both exporters (" + "; ".join(failures)[:800]
-                       + "): export without ONNX, or report the backbone's architecture.")
+        return {
+            "file": path.name,
+            "exporter": exporter,
+            "opset": ONNX_OPSET,
+            "inputs": [i.name for i in graph.input],
+            "output": ONNX_OUTPUT,
+        }
+    raise FinTuneError(
+        "ONNX export failed with both exporters ("
+        + "; ".join(failures)[:800]
+        + "): export without ONNX, or report the backbone's architecture."
+    )
 
 
 def onnx_inputs(tuner, frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -155,8 +208,11 @@ def onnx_inputs(tuner, frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
     rows = tuner.encode(frame, with_targets=False)
     batch = collate(rows, np.arange(len(rows)), pad_id=tuner.pad_id_)
-    return {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy(),
-            "numeric": batch["numeric"].numpy().astype(np.float32)}
+    return {
+        "input_ids": batch["input_ids"].numpy(),
+        "attention_mask": batch["attention_mask"].numpy(),
+        "numeric": batch["numeric"].numpy().astype(np.float32),
+    }
 
 
 # --------------------------------------------------------------------------- model card
@@ -178,7 +234,9 @@ def model_card(folder: Path, info: dict) -> str:
         what = f"the value of `{target}` (regression, in the target's own units)"
     else:
         classes = ", ".join(f"`{c}`" for c in spec["classes"])
-        positive = f"; positive class `{spec['positive_class']}`" if spec.get("positive_class") else ""
+        positive = (
+            f"; positive class `{spec['positive_class']}`" if spec.get("positive_class") else ""
+        )
         what = f"`{target}`, {task} classification over {classes}{positive}"
     lines = [
         f"# FinTune model: {target}",
@@ -193,13 +251,19 @@ def model_card(folder: Path, info: dict) -> str:
         "",
         "| column | role |",
         "|---|---|",
-        *[f"| `{column}` | {role} |" for column, role in spec["roles"].items()
-          if role in ("numeric", "categorical", "text", "datetime")],
+        *[
+            f"| `{column}` | {role} |"
+            for column, role in spec["roles"].items()
+            if role in ("numeric", "categorical", "text", "datetime")
+        ],
         "",
         "Each row's text and categorical columns (and binned numbers, per the run's `numeric_in_text` setting) "
         "are serialised into one text and tokenised"
-        + (f"; numeric and date columns also enter as {meta['d_numeric_in']} standardised numbers."
-           if meta["d_numeric_in"] else "; the model has no numeric inputs.")
+        + (
+            f"; numeric and date columns also enter as {meta['d_numeric_in']} standardised numbers."
+            if meta["d_numeric_in"]
+            else "; the model has no numeric inputs."
+        )
         + " The preprocessing state (scalers, bins, categories) is in `fintune_model.json`.",
         "",
         "## Test metrics",
@@ -214,12 +278,18 @@ def model_card(folder: Path, info: dict) -> str:
             shown = f"[{_number(interval[0])}, {_number(interval[1])}]" if interval else ""
             lines.append(f"| {name} | {_number(value)} | {shown} |")
         rows = metrics.get("rows", {})
-        lines += ["", f"On {rows.get('test', '?')} held-out test rows (split: {metrics.get('split', '?')})."]
+        lines += [
+            "",
+            f"On {rows.get('test', '?')} held-out test rows (split: {metrics.get('split', '?')}).",
+        ]
     else:
         lines.append("No test metrics were recorded for this run.")
     if decision:
-        lines += ["", f"Decision threshold: flag `{decision.get('positive_class')}` when its probability is at least "
-                      f"{_number(decision.get('threshold'))} ({decision.get('method', 'manual')}; `decision.json`)."]
+        lines += [
+            "",
+            f"Decision threshold: flag `{decision.get('positive_class')}` when its probability is at least "
+            f"{_number(decision.get('threshold'))} ({decision.get('method', 'manual')}; `decision.json`).",
+        ]
     lines += [
         "",
         "## How to load",
@@ -228,10 +298,13 @@ def model_card(folder: Path, info: dict) -> str:
         "import pandas as pd",
         "from core.engine import FineTuner",
         "",
-        "tuner = FineTuner.load(\"path/to/this/folder\")",
-        "rows = pd.read_csv(\"new_rows.csv\")",
-        *(["values = tuner.predict(rows)"] if task == "regression"
-          else ["labels = tuner.predict(rows)", "probabilities = tuner.predict_proba(rows)"]),
+        'tuner = FineTuner.load("path/to/this/folder")',
+        'rows = pd.read_csv("new_rows.csv")',
+        *(
+            ["values = tuner.predict(rows)"]
+            if task == "regression"
+            else ["labels = tuner.predict(rows)", "probabilities = tuner.predict_proba(rows)"]
+        ),
         "```",
         "",
         "Loading needs the `fintune` package (and PyTorch, transformers), not the run folder or the "
@@ -255,7 +328,7 @@ def model_card(folder: Path, info: dict) -> str:
             "import onnxruntime as ort",
             "from core.export import onnx_inputs",
             "",
-            "session = ort.InferenceSession(\"path/to/this/folder/model.onnx\")",
+            'session = ort.InferenceSession("path/to/this/folder/model.onnx")',
             "feed = onnx_inputs(tuner, rows)  # the same tokenisation and preprocessing",
             "names = [i.name for i in session.get_inputs()]",
             f"{ONNX_OUTPUT} = session.run(None, {{k: v for k, v in feed.items() if k in names}})[0]",

@@ -41,14 +41,24 @@ class Guard:
             await send(message)
 
         if scope["path"] != "/health" and not authorized(scope["headers"], self.token):
-            reply = JSONResponse({"detail": "Missing or wrong API token: send the header "
-                                            "'Authorization: Bearer <token>' with the server's "
-                                            "FINTUNE_API_TOKEN."},
-                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            reply = JSONResponse(
+                {
+                    "detail": "Missing or wrong API token: send the header "
+                    "'Authorization: Bearer <token>' with the server's "
+                    "FINTUNE_API_TOKEN."
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
             await reply(scope, receive, send_nosniff)
             return
-        too_large = JSONResponse({"detail": f"The request body is over {self.max_body_bytes:,} "
-                                            "bytes: send fewer rows per request."}, status_code=413)
+        too_large = JSONResponse(
+            {
+                "detail": f"The request body is over {self.max_body_bytes:,} "
+                "bytes: send fewer rows per request."
+            },
+            status_code=413,
+        )
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await too_large(scope, receive, send_nosniff)

@@ -19,8 +19,9 @@ def decision_for(run_dir: str | Path, tuner, threshold: float | None = None):
     if threshold is None:
         return decision
     if tuner.spec_.task != "binary":
-        raise ConfigError(f"A threshold is for binary runs; this run is {tuner.spec_.task}: "
-                          "leave it out.")
+        raise ConfigError(
+            f"A threshold is for binary runs; this run is {tuner.spec_.task}: leave it out."
+        )
     base = decision or Decision(tuner.spec_.positive_class, 0.5)
     return Decision(base.positive_class, float(threshold), "manual", base.cost_fp, base.cost_fn)
 
@@ -38,7 +39,9 @@ def score_file(
     return tuner.predictions_frame(frame, decision=decision), warnings
 
 
-def drift_report(run_dir: str | Path, frame: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+def drift_report(
+    run_dir: str | Path, frame: pd.DataFrame, predictions: pd.DataFrame
+) -> pd.DataFrame:
     """PSI of each input and of the score between the run's training rows and ``frame``.
 
     Columns ``input``, ``psi``, ``level``; empty for runs trained before stability was recorded.
@@ -50,7 +53,9 @@ def drift_report(run_dir: str | Path, frame: pd.DataFrame, predictions: pd.DataF
     if not saved:
         return pd.DataFrame(columns=["input", "psi", "level"])
     tuner = load_model(run_dir)
-    references = {name: Reference.from_dict(raw) for name, raw in saved.get("references", {}).items()}
+    references = {
+        name: Reference.from_dict(raw) for name, raw in saved.get("references", {}).items()
+    }
     sizes = saved.get("rows", {})
     report = stability_report(references, frame, n_reference=sizes.get("inputs", 0))
     if "score_reference" in saved:
@@ -58,7 +63,13 @@ def drift_report(run_dir: str | Path, frame: pd.DataFrame, predictions: pd.DataF
         if spec.task == "regression":
             values = predictions["prediction"].to_numpy(dtype=float)
         else:
-            values = score_of(spec, predictions[[f"prob_{c}" for c in spec.classes]].to_numpy(dtype=float))
-        report = with_score(report, Reference.from_dict(saved["score_reference"]), values,
-                            n_reference=sizes.get("score", 0))
+            values = score_of(
+                spec, predictions[[f"prob_{c}" for c in spec.classes]].to_numpy(dtype=float)
+            )
+        report = with_score(
+            report,
+            Reference.from_dict(saved["score_reference"]),
+            values,
+            n_reference=sizes.get("score", 0),
+        )
     return report

@@ -81,8 +81,9 @@ def resolve_threads(threads: int | None) -> int:
         raw = os.environ.get(THREADS_ENV, "").strip()
         if raw:
             if not raw.isdigit() or int(raw) < 1:
-                raise ConfigError(f"{THREADS_ENV}={raw!r}: set a whole number of threads, "
-                                  "1 or more.")
+                raise ConfigError(
+                    f"{THREADS_ENV}={raw!r}: set a whole number of threads, 1 or more."
+                )
             return int(raw)
         return max(1, min(torch.get_num_threads(), _usable_cores() - 1))
     if threads < 1:
@@ -99,11 +100,14 @@ def resolve_timeout(value: float | None) -> float:
         try:
             value = float(raw)
         except ValueError:
-            raise ConfigError(f"{REQUEST_TIMEOUT_ENV}={raw!r}: set the time budget per request in "
-                              "seconds, e.g. 60.") from None
+            raise ConfigError(
+                f"{REQUEST_TIMEOUT_ENV}={raw!r}: set the time budget per request in "
+                "seconds, e.g. 60."
+            ) from None
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"The request timeout is {value!r} s: use a positive number of seconds, "
-                          "e.g. 60.")
+        raise ConfigError(
+            f"The request timeout is {value!r} s: use a positive number of seconds, e.g. 60."
+        )
     return float(value)
 
 
@@ -119,26 +123,40 @@ class ServedRun:
     """The loaded run and what the routes do with it. The model runs only on the inference thread
     (``self.worker``), so no request waits on a lock in the event loop's thread pool."""
 
-    def __init__(self, run_dir: Path, *, max_predict_rows: int, max_explain_rows: int,
-                 max_body_bytes: int, request_timeout: float, threads: int, batch_size: int):
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        max_predict_rows: int,
+        max_explain_rows: int,
+        max_body_bytes: int,
+        request_timeout: float,
+        threads: int,
+        batch_size: int,
+    ):
         from ..training.devices import autocast_dtype, resolve_device
 
         self.run_dir = run_dir
         self.tuner = load_model(run_dir)
         self.decision = decision_for(run_dir, self.tuner)
         self.spec = self.tuner.spec_
-        self.limits = Limits(max_predict_rows=max_predict_rows, max_explain_rows=max_explain_rows,
-                             max_body_bytes=max_body_bytes)
-        self.predict_model, self.explain_model = request_models(self.spec, max_predict_rows,
-                                                                max_explain_rows)
+        self.limits = Limits(
+            max_predict_rows=max_predict_rows,
+            max_explain_rows=max_explain_rows,
+            max_body_bytes=max_body_bytes,
+        )
+        self.predict_model, self.explain_model = request_models(
+            self.spec, max_predict_rows, max_explain_rows
+        )
         self.request_timeout = request_timeout
         self.threads = threads
         train = self.tuner.config.train
         try:
             self.device = resolve_device(train.device)
         except ConfigError:  # trained on a GPU this machine lacks: serve on what is here
-            logger.warning("the run's device %r is not available here; serving on the best one",
-                           train.device)
+            logger.warning(
+                "the run's device %r is not available here; serving on the best one", train.device
+            )
             self.device = resolve_device("auto")
         self.dtype = autocast_dtype(self.device, train.precision)
         self.tokenizer_lock = threading.Lock()  # one tokenizer, called from the request threads
@@ -146,10 +164,14 @@ class ServedRun:
         # pool of 40. More threads than cores only queue for the GIL, and the event loop (/health)
         # would queue behind them.
         self.request_threads = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, min(4, _usable_cores())), thread_name_prefix="fintune-request")
-        self.worker = InferenceWorker(self._forward, batch_size=batch_size,
-                                      max_queued_rows=10 * max_predict_rows,
-                                      setup=self._setup_thread)
+            max_workers=max(1, min(4, _usable_cores())), thread_name_prefix="fintune-request"
+        )
+        self.worker = InferenceWorker(
+            self._forward,
+            batch_size=batch_size,
+            max_queued_rows=10 * max_predict_rows,
+            setup=self._setup_thread,
+        )
         self._health = Health(status="ok", run_id=self.run_id)
         self._details = self._health_details()
 
@@ -179,11 +201,16 @@ class ServedRun:
     def _health_details(self) -> dict:
         spec, decision = self.spec, self.decision
         return Health(
-            status="ok", run_id=self.run_id, task=spec.task, target=spec.target,
-            backbone=self.tuner.config.model.backbone, classes=list(spec.classes),
+            status="ok",
+            run_id=self.run_id,
+            task=spec.task,
+            target=spec.target,
+            backbone=self.tuner.config.model.backbone,
+            classes=list(spec.classes),
             positive_class=spec.positive_class if spec.task == "binary" else None,
-            threshold=(decision.threshold if decision is not None and spec.task == "binary"
-                       else None),
+            threshold=(
+                decision.threshold if decision is not None and spec.task == "binary" else None
+            ),
             columns=[InputColumn(name=c, role=spec.roles[c]) for c in spec.feature_columns],
             limits=self.limits,
         ).model_dump(mode="json", exclude_unset=True)
@@ -194,11 +221,17 @@ class ServedRun:
             return self._health.model_dump(mode="json", exclude_unset=True)
         worker = self.worker
         inference = Inference(
-            device=self.device.type, precision=self.precision, threads=self.threads,
-            batch_size=worker.batch_size, max_length=self.tuner.max_length_,
-            request_timeout_s=self.request_timeout, queued_requests=worker.queued_jobs,
-            queued_rows=max(0, worker.queued_rows), rows_scored=worker.rows_scored,
-            rows_dropped=worker.rows_dropped)
+            device=self.device.type,
+            precision=self.precision,
+            threads=self.threads,
+            batch_size=worker.batch_size,
+            max_length=self.tuner.max_length_,
+            request_timeout_s=self.request_timeout,
+            queued_requests=worker.queued_jobs,
+            queued_rows=max(0, worker.queued_rows),
+            rows_scored=worker.rows_scored,
+            rows_dropped=worker.rows_dropped,
+        )
         return {**self._details, "inference": inference.model_dump(mode="json")}
 
     # ----------------------------------------------------------------- inputs
@@ -212,8 +245,10 @@ class ServedRun:
             detail = problems(exc.errors(include_url=False), self.spec, max_rows)
             raise HTTPException(422, detail=detail) from None
         # Only the model's columns become the frame: 100,000 stray keys are a warning, not a table.
-        columns = {column: [getattr(row, f"column_{i}") for row in parsed.rows]
-                   for i, column in enumerate(self.spec.feature_columns)}
+        columns = {
+            column: [getattr(row, f"column_{i}") for row in parsed.rows]
+            for i, column in enumerate(self.spec.feature_columns)
+        }
         frame = pd.DataFrame(columns, index=pd.RangeIndex(len(parsed.rows)))
         extra = dict.fromkeys(key for row in parsed.rows for key in (row.model_extra or ()))
         warnings = column_warnings(self.tuner.preprocessor_.unused_columns(extra))
@@ -227,16 +262,20 @@ class ServedRun:
             raise invalid(where, "The upload is a Parquet file: send a CSV file with a header row.")
         # read_table's own message asks for enough rows to train on; scoring needs one.
         if b"\x00" not in raw and sum(1 for line in raw.splitlines() if line.strip()) == 1:
-            raise invalid(where, "The CSV has no data rows: send a header row and at least one "
-                                 "row.")
+            raise invalid(
+                where, "The CSV has no data rows: send a header row and at least one row."
+            )
         try:
             frame = read_table(raw, filename="upload.csv")
         except DataError as exc:
             raise invalid(where, str(exc)) from None
         limit = self.limits.max_predict_rows
         if len(frame) > limit:
-            raise invalid(where, f"The CSV has {len(frame):,} rows; at most {limit:,} per request: "
-                                 "split the file.", "too_long")
+            raise invalid(
+                where,
+                f"The CSV has {len(frame):,} rows; at most {limit:,} per request: split the file.",
+                "too_long",
+            )
         try:
             warnings = self.tuner.preprocessor_.check_columns(frame)
         except DataError as exc:
@@ -268,8 +307,9 @@ class ServedRun:
             features = tuner.preprocessor_.transform(inputs.iloc[start : start + ENCODE_CHUNK_ROWS])
             numeric.append(features.numeric)
             with self.tokenizer_lock:
-                input_ids += tuner.tokenizer_(features.texts, truncation=True,
-                                              max_length=tuner.max_length_)["input_ids"]
+                input_ids += tuner.tokenizer_(
+                    features.texts, truncation=True, max_length=tuner.max_length_
+                )["input_ids"]
         return Job(input_ids, np.concatenate(numeric), deadline=deadline)
 
     def _setup_thread(self) -> None:
@@ -290,8 +330,11 @@ class ServedRun:
             model.to(self.device)
         rows = EncodedRows(input_ids, numeric, None)
         batch = collate(rows, np.arange(len(input_ids)), pad_id=self.tuner.pad_id_)
-        autocast = (contextlib.nullcontext() if self.dtype is None
-                    else torch.autocast(device_type=self.device.type, dtype=self.dtype))
+        autocast = (
+            contextlib.nullcontext()
+            if self.dtype is None
+            else torch.autocast(device_type=self.device.type, dtype=self.dtype)
+        )
         inputs = [batch[k].to(self.device) for k in ("input_ids", "attention_mask", "numeric")]
         with torch.inference_mode(), autocast:
             out = model(*inputs)
@@ -301,40 +344,55 @@ class ServedRun:
         """The ``/predict`` reply as JSON bytes (on a request thread)."""
         table = self.tuner.predictions_frame(frame, outputs, decision=self.decision)
         classes = list(self.spec.classes)
-        probabilities = (table[[f"prob_{c}" for c in classes]].to_numpy(dtype=float) if classes
-                         else None)
+        probabilities = (
+            table[[f"prob_{c}" for c in classes]].to_numpy(dtype=float) if classes else None
+        )
         predictions = []
         for i, (row, label) in enumerate(zip(table["row"], table["prediction"], strict=True)):
             predicted = _finite(label) if self.spec.task == "regression" else str(label)
-            probs = (None if probabilities is None
-                     else dict(zip(classes, map(float, probabilities[i]), strict=True)))
+            probs = (
+                None
+                if probabilities is None
+                else dict(zip(classes, map(float, probabilities[i]), strict=True))
+            )
             predictions.append(Prediction(row=int(row), prediction=predicted, probabilities=probs))
-        reply = PredictResponse(run_id=self.run_id, task=self.spec.task, predictions=predictions,
-                                warnings=warnings)
+        reply = PredictResponse(
+            run_id=self.run_id, task=self.spec.task, predictions=predictions, warnings=warnings
+        )
         return reply.model_dump_json().encode()
 
     def check_label(self, label: str | None) -> None:
         """A 422 when ``label`` (the explained class) is not one of the run's classes."""
         classes = list(self.spec.classes)
         if label is not None and label not in classes:
-            raise invalid(["body", "class"],
-                          f"'class' {label!r} is not one of this run's classes {classes}: pick "
-                          "one, or leave it out." if classes else
-                          "This is a regression run: the predicted value is explained; leave "
-                          "'class' out.")
+            raise invalid(
+                ["body", "class"],
+                f"'class' {label!r} is not one of this run's classes {classes}: pick "
+                "one, or leave it out."
+                if classes
+                else "This is a regression run: the predicted value is explained; leave "
+                "'class' out.",
+            )
 
-    def explain(self, frame: pd.DataFrame, label: str | None, warnings: list[str],
-                should_stop) -> bytes:
+    def explain(
+        self, frame: pd.DataFrame, label: str | None, warnings: list[str], should_stop
+    ) -> bytes:
         """SHAP values as JSON, on the inference thread (explanations move the model about)."""
         explanation = explain_rows(self.run_dir, frame, class_index=label, should_stop=should_stop)
         table = explanation_frame(explanation)
         columns = list(explanation.feature_names)
-        rows = [RowExplanation(row=int(line["row"]), values={c: float(line[c]) for c in columns},
-                               base_value=float(line["base_value"]),
-                               output_value=float(line["prediction"]))
-                for _, line in table.iterrows()]
-        reply = ExplainResponse(run_id=self.run_id, output=str(explanation.output_names), rows=rows,
-                                warnings=warnings)
+        rows = [
+            RowExplanation(
+                row=int(line["row"]),
+                values={c: float(line[c]) for c in columns},
+                base_value=float(line["base_value"]),
+                output_value=float(line["prediction"]),
+            )
+            for _, line in table.iterrows()
+        ]
+        reply = ExplainResponse(
+            run_id=self.run_id, output=str(explanation.output_names), rows=rows, warnings=warnings
+        )
         return reply.model_dump_json().encode()
 
     # ----------------------------------------------------------------- waiting for inference
@@ -344,12 +402,16 @@ class ServedRun:
         try:
             self.worker.submit(job)
         except QueueFull as exc:
-            raise HTTPException(503, detail=f"The server is busy ({exc}): retry in a few seconds, "
-                                            "or send fewer rows per request.",
-                                headers={"Retry-After": "5"}) from None
+            raise HTTPException(
+                503,
+                detail=f"The server is busy ({exc}): retry in a few seconds, "
+                "or send fewer rows per request.",
+                headers={"Retry-After": "5"},
+            ) from None
         except WorkerClosed:
-            raise HTTPException(503, detail="The server is shutting down: retry against the new "
-                                            "one.") from None
+            raise HTTPException(
+                503, detail="The server is shutting down: retry against the new one."
+            ) from None
         waiter = asyncio.wrap_future(job.future)
         try:
             while True:
@@ -371,7 +433,10 @@ class ServedRun:
         what = f"{n_rows:,} row{'s' if n_rows != 1 else ''}"
         queued = self.worker.queued_rows
         budget = self.request_timeout
-        return HTTPException(503, detail=f"Scoring {what} did not finish within the server's "
-                             f"time budget of {budget:g} s per request ({queued:,} rows are queued "
-                             "now): send fewer rows per request, or start the server with a larger "
-                             f"budget (--request-timeout SECONDS or {REQUEST_TIMEOUT_ENV}).")
+        return HTTPException(
+            503,
+            detail=f"Scoring {what} did not finish within the server's "
+            f"time budget of {budget:g} s per request ({queued:,} rows are queued "
+            "now): send fewer rows per request, or start the server with a larger "
+            f"budget (--request-timeout SECONDS or {REQUEST_TIMEOUT_ENV}).",
+        )

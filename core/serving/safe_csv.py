@@ -16,7 +16,9 @@ def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
         out[column] = out[column].map(
             lambda v: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
         )
-    out.columns = ["'" + c if isinstance(c, str) and c.startswith(_FORMULA_START) else c for c in out.columns]
+    out.columns = [
+        "'" + c if isinstance(c, str) and c.startswith(_FORMULA_START) else c for c in out.columns
+    ]
     return out
 
 

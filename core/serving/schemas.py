@@ -51,8 +51,9 @@ class Inference(BaseModel):
     queued_requests: int
     queued_rows: int
     rows_scored: int = Field(description="since the server started")
-    rows_dropped: int = Field(description="rows not scored: their client went away or their time "
-                                          "budget ran out")
+    rows_dropped: int = Field(
+        description="rows not scored: their client went away or their time budget ran out"
+    )
 
 
 class Health(BaseModel):
@@ -65,9 +66,12 @@ class Health(BaseModel):
     backbone: str | None = None
     classes: list[str] | None = None
     positive_class: str | None = None
-    threshold: float | None = Field(None, description="binary: positive-class probability at "
-                                                      "which a row is labelled positive; null: "
-                                                      "the most probable class")
+    threshold: float | None = Field(
+        None,
+        description="binary: positive-class probability at "
+        "which a row is labelled positive; null: "
+        "the most probable class",
+    )
     columns: list[InputColumn] | None = None
     limits: Limits | None = None
     inference: Inference | None = None
@@ -77,10 +81,12 @@ class Prediction(BaseModel):
     """The prediction for one request row."""
 
     row: int = Field(description="position of the row in the request (0-based)")
-    prediction: str | float | None = Field(description="class label, or the predicted value "
-                                                       "(regression)")
-    probabilities: dict[str, float] | None = Field(None, description="classification: probability "
-                                                                     "per class")
+    prediction: str | float | None = Field(
+        description="class label, or the predicted value (regression)"
+    )
+    probabilities: dict[str, float] | None = Field(
+        None, description="classification: probability per class"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -89,8 +95,9 @@ class PredictResponse(BaseModel):
     run_id: str
     task: str
     predictions: list[Prediction]
-    warnings: list[str] = Field(description="e.g. columns the model does not use, which were "
-                                            "ignored")
+    warnings: list[str] = Field(
+        description="e.g. columns the model does not use, which were ignored"
+    )
 
 
 class RowExplanation(BaseModel):
@@ -99,16 +106,18 @@ class RowExplanation(BaseModel):
     row: int
     values: dict[str, float] = Field(description="SHAP value per input column")
     base_value: float = Field(description="the output for the reference row")
-    output_value: float = Field(description="base_value + the sum of the values: the model's "
-                                            "output for the row")
+    output_value: float = Field(
+        description="base_value + the sum of the values: the model's output for the row"
+    )
 
 
 class ExplainResponse(BaseModel):
     """The reply of ``/explain``."""
 
     run_id: str
-    output: str = Field(description="what is explained: the class whose probability it is, or the "
-                                    "target")
+    output: str = Field(
+        description="what is explained: the class whose probability it is, or the target"
+    )
     rows: list[RowExplanation]
     warnings: list[str]
 
@@ -141,22 +150,36 @@ def _row_model(spec) -> type[BaseModel]:
     return create_model("Row", __config__=config, **fields)
 
 
-def request_models(spec, max_predict_rows: int,
-                   max_explain_rows: int) -> tuple[type[BaseModel], type[BaseModel]]:
+def request_models(
+    spec, max_predict_rows: int, max_explain_rows: int
+) -> tuple[type[BaseModel], type[BaseModel]]:
     """The ``PredictRequest`` and ``ExplainRequest`` models for the run's input columns."""
     row = _row_model(spec)
     strict = ConfigDict(extra="forbid")
     predict = create_model(
-        "PredictRequest", __config__=strict,
-        rows=(list[row], Field(min_length=1, max_length=max_predict_rows,
-                               description="rows to score")),
+        "PredictRequest",
+        __config__=strict,
+        rows=(
+            list[row],
+            Field(min_length=1, max_length=max_predict_rows, description="rows to score"),
+        ),
     )
     explain = create_model(
-        "ExplainRequest", __config__=strict,
-        rows=(list[row], Field(min_length=1, max_length=max_explain_rows,
-                               description="rows to explain")),
-        label=(str | None, Field(None, alias="class", description="class whose probability is "
-                                 "explained (default: a binary run's positive class, else the "
-                                 "last; leave out for regression)")),
+        "ExplainRequest",
+        __config__=strict,
+        rows=(
+            list[row],
+            Field(min_length=1, max_length=max_explain_rows, description="rows to explain"),
+        ),
+        label=(
+            str | None,
+            Field(
+                None,
+                alias="class",
+                description="class whose probability is "
+                "explained (default: a binary run's positive class, else the "
+                "last; leave out for regression)",
+            ),
+        ),
     )
     return predict, explain

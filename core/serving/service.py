@@ -66,10 +66,17 @@ INFERENCE_BATCH_ROWS = 64  # rows per forward pass: MiniLM on a CPU is as fast p
 
 
 def _csv_upload_schema() -> dict:
-    return {"type": "object", "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary",
-                                    "description": "CSV with a header row naming the run's "
-                                                   "input columns"}}}
+    return {
+        "type": "object",
+        "required": ["file"],
+        "properties": {
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "description": "CSV with a header row naming the run's input columns",
+            }
+        },
+    }
 
 
 def create_app(
@@ -93,22 +100,38 @@ def create_app(
     Raises :class:`~core.errors.RunError` when the run has no saved model.
     """
     if token is not None and len(token.strip()) < MIN_TOKEN_CHARS:
-        raise ConfigError(f"The API token has {len(token.strip())} characters: use at least "
-                          f"{MIN_TOKEN_CHARS}, e.g. "
-                          "python -c 'import secrets; print(secrets.token_urlsafe(32))'.")
+        raise ConfigError(
+            f"The API token has {len(token.strip())} characters: use at least "
+            f"{MIN_TOKEN_CHARS}, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+        )
     if min(max_predict_rows, max_explain_rows, max_body_bytes, batch_size) < 1:
-        raise ConfigError("max_predict_rows, max_explain_rows, max_body_bytes and batch_size "
-                          "must be at least 1.")
+        raise ConfigError(
+            "max_predict_rows, max_explain_rows, max_body_bytes and batch_size must be at least 1."
+        )
     token = token.strip() if token is not None else None
     timeout = resolve_timeout(request_timeout)
-    service = ServedRun(Path(run_dir), max_predict_rows=max_predict_rows,
-                       max_explain_rows=max_explain_rows, max_body_bytes=max_body_bytes,
-                       request_timeout=timeout, threads=resolve_threads(threads),
-                       batch_size=batch_size)
+    service = ServedRun(
+        Path(run_dir),
+        max_predict_rows=max_predict_rows,
+        max_explain_rows=max_explain_rows,
+        max_body_bytes=max_body_bytes,
+        request_timeout=timeout,
+        threads=resolve_threads(threads),
+        batch_size=batch_size,
+    )
     spec = service.spec
-    logger.info("serving run %s (%s, target %r): %s, %s, %d threads, %d rows per batch, %g s "
-                "per request", service.run_id, spec.task, spec.target, service.device,
-                service.precision, service.threads, batch_size, timeout)
+    logger.info(
+        "serving run %s (%s, target %r): %s, %s, %d threads, %d rows per batch, %g s per request",
+        service.run_id,
+        spec.task,
+        spec.target,
+        service.device,
+        service.precision,
+        service.threads,
+        batch_size,
+        timeout,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -124,10 +147,17 @@ def create_app(
         await asyncio.to_thread(service.close)
 
     # A constant title: FastAPI writes it unescaped into the /docs page's HTML.
-    app = FastAPI(title="FinTune scoring service", version="1", redoc_url=None, lifespan=lifespan,
-                  description=html.escape(f"Scores rows with run {service.run_id}: {spec.task}, "
-                                          f"target {spec.target}. Request rows take the run's "
-                                          "input columns."))
+    app = FastAPI(
+        title="FinTune scoring service",
+        version="1",
+        redoc_url=None,
+        lifespan=lifespan,
+        description=html.escape(
+            f"Scores rows with run {service.run_id}: {spec.task}, "
+            f"target {spec.target}. Request rows take the run's "
+            "input columns."
+        ),
+    )
     app.add_middleware(Guard, token=token, max_body_bytes=max_body_bytes)
     app.state.inference = service.worker  # the inference queue and its counters (tests, monitoring)
 
@@ -144,12 +174,16 @@ def create_app(
         # The run cannot do this, whatever is sent.
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
-    errors = {401: {"description": "missing or wrong API token"},
-              413: {"description": "body over the size limit"},
-              415: {"description": "neither JSON nor a multipart CSV upload"},
-              422: {"description": "invalid rows: each detail entry names the field and the fix"},
-              503: {"description": "over the time budget per request, or too much work queued: "
-                                   "send fewer rows"}}
+    errors = {
+        401: {"description": "missing or wrong API token"},
+        413: {"description": "body over the size limit"},
+        415: {"description": "neither JSON nor a multipart CSV upload"},
+        422: {"description": "invalid rows: each detail entry names the field and the fix"},
+        503: {
+            "description": "over the time budget per request, or too much work queued: "
+            "send fewer rows"
+        },
+    }
 
     async def scored(request: Request, job: Job | CallJob, n_rows: int):
         """The job's result, or the reply that says why there is none."""
@@ -165,10 +199,17 @@ def create_app(
             raise ClientGone from None
         except Exception as exc:  # noqa: BLE001 - the log has the traceback; the client one line
             # A failed forward pass was logged with its traceback on the inference thread.
-            logger.error("scoring %d rows failed: %s", n_rows, exc,
-                         exc_info=exc if isinstance(job, CallJob) else None)
-            raise HTTPException(500, detail=f"Scoring failed on the server ({type(exc).__name__}: "
-                                            f"{exc}); the server log has the details.") from None
+            logger.error(
+                "scoring %d rows failed: %s",
+                n_rows,
+                exc,
+                exc_info=exc if isinstance(job, CallJob) else None,
+            )
+            raise HTTPException(
+                500,
+                detail=f"Scoring failed on the server ({type(exc).__name__}: "
+                f"{exc}); the server log has the details.",
+            ) from None
 
     async def answered(request: Request, work) -> Response:
         try:
@@ -176,8 +217,11 @@ def create_app(
         except OverBudget:
             raise service.over_budget(0) from None
         except ClientGone:
-            logger.info("%s %s: the client went away; its queued rows were dropped", request.method,
-                        request.url.path)
+            logger.info(
+                "%s %s: the client went away; its queued rows were dropped",
+                request.method,
+                request.url.path,
+            )
             return Response(status_code=499)  # nobody reads it: the connection is gone
 
     def json_body(model_name: str, *, csv: bool = False) -> dict:
@@ -192,8 +236,12 @@ def create_app(
         limits and how inference runs (with the queue now). Never waits for inference."""
         return JSONResponse(service.health(details=authorized(request.scope["headers"], token)))
 
-    @app.post("/predict", response_model=PredictResponse, responses=errors,
-              openapi_extra=json_body("PredictRequest", csv=True))
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=errors,
+        openapi_extra=json_body("PredictRequest", csv=True),
+    )
     async def predict(request: Request) -> Response:
         """Predictions (and class probabilities) for JSON ``{"rows": [...]}`` or a CSV upload.
 
@@ -211,7 +259,8 @@ def create_app(
             else:
                 body = await request.body()
                 frame, warnings, _ = await service.off_loop(
-                    service.rows_from_json, body, service.predict_model, max_predict_rows)
+                    service.rows_from_json, body, service.predict_model, max_predict_rows
+                )
             try:
                 job = await service.off_loop(service.encode, frame, deadline)
             except OverBudget:
@@ -222,8 +271,12 @@ def create_app(
 
         return await answered(request, work)
 
-    @app.post("/explain", response_model=ExplainResponse, responses=errors,
-              openapi_extra=json_body("ExplainRequest"))
+    @app.post(
+        "/explain",
+        response_model=ExplainResponse,
+        responses=errors,
+        openapi_extra=json_body("ExplainRequest"),
+    )
     async def explain(request: Request) -> Response:
         """SHAP values per input column for up to the explain limit of JSON rows (slow on a CPU)."""
         media = media_type(request)
@@ -233,7 +286,8 @@ def create_app(
         async def work(request: Request, deadline: float) -> Response:
             body = await request.body()
             frame, warnings, parsed = await service.off_loop(
-                service.rows_from_json, body, service.explain_model, max_explain_rows)
+                service.rows_from_json, body, service.explain_model, max_explain_rows
+            )
             service.check_label(parsed.label)
 
             def explain_now(should_stop):
@@ -246,8 +300,9 @@ def create_app(
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in (service.predict_model, service.explain_model):
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -258,5 +313,3 @@ def create_app(
 
     app.openapi = openapi
     return app
-
-

@@ -34,10 +34,12 @@ def _message(error: dict, spec, max_rows: int) -> str:
     loc, kind, msg = tuple(error.get("loc", ())), error.get("type", ""), error.get("msg", "")
     where = _where(loc)
     if kind == "json_invalid":
-        return (f"The body is not valid JSON ({msg}): send {{\"rows\": [{{...}}, ...]}} with "
-                "Content-Type: application/json.")
+        return (
+            f'The body is not valid JSON ({msg}): send {{"rows": [{{...}}, ...]}} with '
+            "Content-Type: application/json."
+        )
     if loc == () and kind in ("model_type", "model_attributes_type", "dict_type"):
-        return "The body must be a JSON object: send {\"rows\": [{column: value, ...}, ...]}."
+        return 'The body must be a JSON object: send {"rows": [{column: value, ...}, ...]}.'
     if loc == ("rows",):
         if kind == "missing":
             return "The body has no 'rows': send {\"rows\": [{column: value, ...}, ...]}."
@@ -45,8 +47,10 @@ def _message(error: dict, spec, max_rows: int) -> str:
             return "'rows' is empty: send at least one row."
         if kind == "too_long":
             actual = error.get("ctx", {}).get("actual_length")
-            return (f"'rows' has {actual if actual is not None else 'too many'} rows; at most "
-                    f"{max_rows} per request: split them.")
+            return (
+                f"'rows' has {actual if actual is not None else 'too many'} rows; at most "
+                f"{max_rows} per request: split them."
+            )
         return f"'rows' must be a list of objects, one per row ({msg})."
     if len(loc) == 1 and kind == "extra_forbidden":
         return f"Unknown field {loc[0]!r} at the top of the body: put columns inside 'rows'."
@@ -55,12 +59,16 @@ def _message(error: dict, spec, max_rows: int) -> str:
     if len(loc) == 3 and loc[0] == "rows" and loc[2] in spec.roles:
         column = loc[2]
         if kind == "missing":
-            return (f"{_where(loc[:2])} lacks {column!r}, a column the model was trained on: add "
-                    "it (null when unknown).")
+            return (
+                f"{_where(loc[:2])} lacks {column!r}, a column the model was trained on: add "
+                "it (null when unknown)."
+            )
         if kind == "not_finite":
             value = error.get("ctx", {}).get("value", "NaN")
-            return (f"{where}: {value} is not a JSON value (JSON has no NaN or Infinity): send "
-                    f"{EXPECTED[spec.roles[column]]}; null marks a missing value.")
+            return (
+                f"{where}: {value} is not a JSON value (JSON has no NaN or Infinity): send "
+                f"{EXPECTED[spec.roles[column]]}; null marks a missing value."
+            )
         return f"{where}: {msg}; send {EXPECTED[spec.roles[column]]}."
     return f"{where}: {msg}."
 
@@ -76,9 +84,16 @@ def _capped(problems: list[dict]) -> list[dict]:
 def problems(errors: list[dict], spec, max_rows: int, prefix: tuple = ("body",)) -> list[dict]:
     """Pydantic errors as FastAPI's ``detail`` entries, with messages that say the fix; never
     echoing input."""
-    return _capped([{"loc": [*prefix, *error.get("loc", ())],
-                     "msg": _message(error, spec, max_rows),
-                     "type": error.get("type", "")} for error in errors])
+    return _capped(
+        [
+            {
+                "loc": [*prefix, *error.get("loc", ())],
+                "msg": _message(error, spec, max_rows),
+                "type": error.get("type", ""),
+            }
+            for error in errors
+        ]
+    )
 
 
 def invalid(loc: list, msg: str, kind: str = "value_error") -> HTTPException:
@@ -103,17 +118,24 @@ def _short(value) -> str:
 def value_errors(frame: pd.DataFrame, spec, name_row) -> list[dict]:
     """Numeric and date cells the model would silently read as missing, named by row and column."""
     found = []
-    checks = (("numeric", lambda s: np.isfinite(to_number(s)), "a finite number"),
-              ("datetime", lambda s: parse_datetime(s).notna().to_numpy(), "a date"))
+    checks = (
+        ("numeric", lambda s: np.isfinite(to_number(s)), "a finite number"),
+        ("datetime", lambda s: parse_datetime(s).notna().to_numpy(), "a date"),
+    )
     for role, parse, wanted in checks:
         for column in spec.columns(role):
             series = frame[column]
             bad = np.flatnonzero(_given(series) & ~parse(series))
             for i in bad:
                 loc, where = name_row(int(i), column)
-                found.append({"loc": loc, "type": f"{role}_value",
-                              "msg": f"{where}: {_short(series.iloc[i])} is not {wanted}; send "
-                                     f"{EXPECTED[role]}."})
+                found.append(
+                    {
+                        "loc": loc,
+                        "type": f"{role}_value",
+                        "msg": f"{where}: {_short(series.iloc[i])} is not {wanted}; send "
+                        f"{EXPECTED[role]}.",
+                    }
+                )
     return _capped(found)
 
 
@@ -137,15 +159,19 @@ def media_type(request: Request) -> str:
 
 def is_json(media: str) -> bool:
     """Whether a media type is JSON (``application/json`` or ``application/*+json``)."""
-    return media == "application/json" or (media.startswith("application/")
-                                            and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def unsupported(media: str, *, csv: bool) -> HTTPException:
     """The 415 for a body that is neither JSON nor (where ``csv``) a multipart CSV upload."""
     alternative = " or a CSV as the multipart field 'file'" if csv else ""
-    return HTTPException(415, detail=f"Content-Type {media or 'none'!r} is not accepted: send JSON "
-                                     f"(Content-Type: application/json){alternative}.")
+    return HTTPException(
+        415,
+        detail=f"Content-Type {media or 'none'!r} is not accepted: send JSON "
+        f"(Content-Type: application/json){alternative}.",
+    )
 
 
 async def uploaded_csv(request: Request) -> bytes:
@@ -154,14 +180,20 @@ async def uploaded_csv(request: Request) -> bytes:
         form = await request.form(max_files=1, max_fields=10)
     except (MultiPartException, StarletteHTTPException) as exc:
         detail = getattr(exc, "detail", None) or getattr(exc, "message", "")
-        message = (f"The upload is not valid multipart/form-data ({detail}): send the CSV as the "
-                   "multipart field 'file', e.g. curl -F file=@rows.csv.")
+        message = (
+            f"The upload is not valid multipart/form-data ({detail}): send the CSV as the "
+            "multipart field 'file', e.g. curl -F file=@rows.csv."
+        )
         raise invalid(["body"], message) from None
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
-            raise invalid(["body", "file"], "No file in the multipart field 'file': upload the CSV "
-                                            "as file, e.g. curl -F file=@rows.csv.", "missing")
+            raise invalid(
+                ["body", "file"],
+                "No file in the multipart field 'file': upload the CSV "
+                "as file, e.g. curl -F file=@rows.csv.",
+                "missing",
+            )
         return await upload.read()
     finally:
         await form.close()

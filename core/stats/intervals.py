@@ -16,11 +16,17 @@ N_BOOTSTRAP = 1000
 LEVEL = 0.95
 
 
-def resample_indices(n: int, n_boot: int = N_BOOTSTRAP, seed: int = 0, strata: np.ndarray | None = None):
+def resample_indices(
+    n: int, n_boot: int = N_BOOTSTRAP, seed: int = 0, strata: np.ndarray | None = None
+):
     """Yield ``n_boot`` bootstrap index arrays; with ``strata``, each stratum is resampled on its own
     so rare classes never vanish from a resample."""
     rng = np.random.default_rng(seed)
-    groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    groups = (
+        [np.arange(n)]
+        if strata is None
+        else [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    )
     for _ in range(n_boot):
         yield np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
 
@@ -70,7 +76,10 @@ def paired_differences(
     """
     everything = np.arange(n)
     base = metrics_fn(everything, 0)
-    observed = [{m: v - base[m] for m, v in metrics_fn(everything, k).items() if m in base} for k in range(1, n_models)]
+    observed = [
+        {m: v - base[m] for m, v in metrics_fn(everything, k).items() if m in base}
+        for k in range(1, n_models)
+    ]
     samples: list[dict[str, list[float]]] = [{} for _ in range(1, n_models)]
     for index in resample_indices(n, n_boot, seed, strata):
         reference = metrics_fn(index, 0)
@@ -84,8 +93,16 @@ def paired_differences(
         for m, difference in differences.items():
             arr = np.asarray(drawn.get(m, []), dtype=float)
             arr = arr[np.isfinite(arr)]
-            p = float(min(1.0, 2 * min(np.mean(arr <= 0), np.mean(arr >= 0)))) if len(arr) else math.nan
-            entry[m] = {"difference": float(difference), "interval": _interval(list(arr), level), "p_value": p}
+            p = (
+                float(min(1.0, 2 * min(np.mean(arr <= 0), np.mean(arr >= 0))))
+                if len(arr)
+                else math.nan
+            )
+            entry[m] = {
+                "difference": float(difference),
+                "interval": _interval(list(arr), level),
+                "p_value": p,
+            }
         results.append(entry)
     return results
 
@@ -118,8 +135,14 @@ def delong_test(is_positive: Sequence[bool], scores: Sequence[Sequence[float]]) 
     is_positive = np.asarray(is_positive, dtype=bool)
     m, n = int(is_positive.sum()), int((~is_positive).sum())
     if m < 2 or n < 2 or len(scores) != 2:
-        return {"auc": [math.nan, math.nan], "difference": math.nan, "std_error": math.nan, "z": math.nan,
-                "p_value": math.nan, "interval": None}
+        return {
+            "auc": [math.nan, math.nan],
+            "difference": math.nan,
+            "std_error": math.nan,
+            "z": math.nan,
+            "p_value": math.nan,
+            "interval": None,
+        }
     parts = [_structural_components(is_positive, np.asarray(s, dtype=float)) for s in scores]
     aucs = np.array([p[0] for p in parts])
     v10 = np.stack([p[1] for p in parts])  # (2, m)

@@ -51,7 +51,9 @@ def binary_ranking_metrics(is_positive: np.ndarray, score: np.ndarray) -> dict[s
     }
 
 
-def expected_calibration_error(is_positive: np.ndarray, score: np.ndarray, n_bins: int = ECE_BINS) -> float:
+def expected_calibration_error(
+    is_positive: np.ndarray, score: np.ndarray, n_bins: int = ECE_BINS
+) -> float:
     """Row-weighted mean |observed rate − mean predicted probability| over equal-width bins."""
     if len(score) == 0:
         return math.nan
@@ -59,13 +61,17 @@ def expected_calibration_error(is_positive: np.ndarray, score: np.ndarray, n_bin
     bins = np.minimum((score * n_bins).astype(int), n_bins - 1)
     predicted = np.bincount(bins, weights=score, minlength=n_bins)
     observed = np.bincount(bins, weights=np.asarray(is_positive, dtype=float), minlength=n_bins)
-    return float(np.sum(np.abs(observed - predicted)) / len(score))  # = sum_b (n_b/N)|rate_b - mean_b|
+    return float(
+        np.sum(np.abs(observed - predicted)) / len(score)
+    )  # = sum_b (n_b/N)|rate_b - mean_b|
 
 
 # --------------------------------------------------------------------------- per task
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, positive: int | None = None) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, positive: int | None = None
+) -> dict[str, float]:
     """Metrics of class probabilities ``proba`` (N, C) against encoded labels ``y_true``.
 
     All tasks: accuracy, f1 (binary: of the positive class; else macro), log_loss, roc_auc, brier, ece. Binary adds gini, ks and pr_auc of
@@ -117,7 +123,9 @@ def is_return_like(y: np.ndarray) -> bool:
     return len(y) > 0 and min(np.mean(y > 0), np.mean(y < 0)) >= DIRECTION_MIN_SHARE
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, directional: bool | None = None) -> dict[str, float]:
+def regression_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, *, directional: bool | None = None
+) -> dict[str, float]:
     """rmse, mae, r2, mape (over rows whose target is not ~0) and, for return-like targets,
     directional_accuracy (share of rows where the predicted sign matches the actual sign)."""
     y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
@@ -137,7 +145,9 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, *, directional: b
         result["mape"] = float(np.mean(np.abs(error[usable] / y_true[usable])))
     if directional if directional is not None else is_return_like(y_true):
         moved = y_true != 0
-        result["directional_accuracy"] = float(np.mean(np.sign(y_pred[moved]) == np.sign(y_true[moved])))
+        result["directional_accuracy"] = float(
+            np.mean(np.sign(y_pred[moved]) == np.sign(y_true[moved]))
+        )
     return result
 
 
@@ -161,9 +171,19 @@ HEADLINE_METRICS = {  # the metrics people read first, per task, in reading orde
     "regression": ["rmse", "mae", "r2", "mape", "directional_accuracy"],
 }
 METRIC_LABELS = {
-    "roc_auc": "ROC AUC", "gini": "Gini", "ks": "KS", "pr_auc": "PR AUC", "brier": "Brier score",
-    "ece": "Calibration error (ECE)", "log_loss": "Log loss", "accuracy": "Accuracy", "f1": "F1",
-    "rmse": "RMSE", "mae": "MAE", "r2": "R²", "mape": "MAPE",
+    "roc_auc": "ROC AUC",
+    "gini": "Gini",
+    "ks": "KS",
+    "pr_auc": "PR AUC",
+    "brier": "Brier score",
+    "ece": "Calibration error (ECE)",
+    "log_loss": "Log loss",
+    "accuracy": "Accuracy",
+    "f1": "F1",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "r2": "R²",
+    "mape": "MAPE",
     "directional_accuracy": "Directional accuracy",
 }
 
@@ -192,16 +212,30 @@ def format_number(value, digits: int = 4, missing: str = "–") -> str:
 def format_interval(value, interval, digits: int = 4, missing: str = "–") -> str:
     """``0.8110 [0.7290, 0.8790]``: a value with its 95% interval, when the interval is finite."""
     text = format_number(value, digits, missing)
-    if (interval and text != missing
-            and all(isinstance(v, numbers.Real) and math.isfinite(v) for v in interval)):
+    if (
+        interval
+        and text != missing
+        and all(isinstance(v, numbers.Real) and math.isfinite(v) for v in interval)
+    ):
         text += f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
     return text
 
 
 HIGHER_IS_BETTER = {
-    "accuracy": True, "f1": True, "roc_auc": True, "gini": True, "ks": True, "pr_auc": True,
-    "directional_accuracy": True, "r2": True,
-    "log_loss": False, "brier": False, "ece": False, "rmse": False, "mae": False, "mape": False,
+    "accuracy": True,
+    "f1": True,
+    "roc_auc": True,
+    "gini": True,
+    "ks": True,
+    "pr_auc": True,
+    "directional_accuracy": True,
+    "r2": True,
+    "log_loss": False,
+    "brier": False,
+    "ece": False,
+    "rmse": False,
+    "mae": False,
+    "mape": False,
 }
 
 
@@ -218,13 +252,21 @@ def roc_pr_curves(is_positive: np.ndarray, score: np.ndarray) -> dict:
 
     is_positive = np.asarray(is_positive, dtype=bool)
     if is_positive.all() or not is_positive.any():
-        return {"roc": pd.DataFrame(columns=["fpr", "tpr"]), "pr": pd.DataFrame(columns=["recall", "precision"])}
+        return {
+            "roc": pd.DataFrame(columns=["fpr", "tpr"]),
+            "pr": pd.DataFrame(columns=["recall", "precision"]),
+        }
     fpr, tpr, _ = roc_curve(is_positive, score)
     precision, recall, _ = precision_recall_curve(is_positive, score)
-    return {"roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}), "pr": pd.DataFrame({"recall": recall, "precision": precision})}
+    return {
+        "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
+        "pr": pd.DataFrame({"recall": recall, "precision": precision}),
+    }
 
 
-def reliability_table(is_positive: np.ndarray, score: np.ndarray, n_bins: int = ECE_BINS) -> pd.DataFrame:
+def reliability_table(
+    is_positive: np.ndarray, score: np.ndarray, n_bins: int = ECE_BINS
+) -> pd.DataFrame:
     """Reliability diagram data: per equal-width probability bin, rows, mean predicted, observed rate."""
     is_positive = np.asarray(is_positive, dtype=float)
     score = np.clip(np.asarray(score, dtype=float), 0.0, 1.0)
@@ -278,4 +320,6 @@ def confusion_table(y_true, y_pred, labels: list[str]):
     from sklearn.metrics import confusion_matrix
 
     counts = confusion_matrix(list(y_true), list(y_pred), labels=list(labels))
-    return pd.DataFrame(counts, index=pd.Index(labels, name="actual"), columns=pd.Index(labels, name="predicted"))
+    return pd.DataFrame(
+        counts, index=pd.Index(labels, name="actual"), columns=pd.Index(labels, name="predicted")
+    )

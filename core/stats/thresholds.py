@@ -30,15 +30,21 @@ class Decision:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ConfigError(f"Decision method {self.method!r} is unknown: use {', '.join(METHODS)}.")
+            raise ConfigError(
+                f"Decision method {self.method!r} is unknown: use {', '.join(METHODS)}."
+            )
         if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"Threshold {self.threshold} is not a probability: choose between 0 and 1.")
+            raise ConfigError(
+                f"Threshold {self.threshold} is not a probability: choose between 0 and 1."
+            )
         if self.cost_fp < 0 or self.cost_fn < 0 or self.cost_fp + self.cost_fn == 0:
             raise ConfigError(
                 f"Costs FP={self.cost_fp}, FN={self.cost_fn}: use non-negative costs, at least one above 0."
             )
         if self.approval_rate is not None and not 0.0 <= self.approval_rate <= 1.0:
-            raise ConfigError(f"Approval rate {self.approval_rate} must be a share between 0 and 1.")
+            raise ConfigError(
+                f"Approval rate {self.approval_rate} must be a share between 0 and 1."
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +54,9 @@ class Decision:
         try:
             return cls(**raw)
         except TypeError as exc:
-            raise ConfigError(f"The saved decision is malformed ({exc}): choose the threshold again.") from exc
+            raise ConfigError(
+                f"The saved decision is malformed ({exc}): choose the threshold again."
+            ) from exc
 
 
 def _candidates(score: np.ndarray) -> np.ndarray:
@@ -57,7 +65,9 @@ def _candidates(score: np.ndarray) -> np.ndarray:
     return np.r_[0.0, (distinct[:-1] + distinct[1:]) / 2, np.nextafter(1.0, 2.0)].clip(0.0, 1.0)
 
 
-def cost_curve(is_positive: np.ndarray, score: np.ndarray, cost_fp: float = 1.0, cost_fn: float = 1.0) -> pd.DataFrame:
+def cost_curve(
+    is_positive: np.ndarray, score: np.ndarray, cost_fp: float = 1.0, cost_fn: float = 1.0
+) -> pd.DataFrame:
     """Per candidate threshold: tp, fp, fn, tn, approval_rate and expected cost per row."""
     is_positive = np.asarray(is_positive, dtype=bool)
     score = np.asarray(score, dtype=float)
@@ -72,14 +82,19 @@ def cost_curve(is_positive: np.ndarray, score: np.ndarray, cost_fp: float = 1.0,
     return pd.DataFrame(
         {
             "threshold": thresholds,
-            "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "tn": tn,
             "approval_rate": 1 - flagged / len(score),
             "cost_per_row": (cost_fp * fp + cost_fn * fn) / len(score),
         }
     )
 
 
-def best_cost_threshold(is_positive: np.ndarray, score: np.ndarray, cost_fp: float = 1.0, cost_fn: float = 1.0) -> float:
+def best_cost_threshold(
+    is_positive: np.ndarray, score: np.ndarray, cost_fp: float = 1.0, cost_fn: float = 1.0
+) -> float:
     """The threshold with the lowest expected cost; among ties, the middle one (the most robust)."""
     curve = cost_curve(is_positive, score, cost_fp, cost_fn)
     best = np.flatnonzero(np.isclose(curve["cost_per_row"], curve["cost_per_row"].min()))
@@ -113,14 +128,30 @@ def choose_threshold(
     if threshold is not None:
         return Decision(positive_class, float(threshold), "manual", cost_fp, cost_fn)
     if approval_rate is not None:
-        return Decision(positive_class, approval_rate_threshold(score, approval_rate), "approval_rate",
-                        cost_fp, cost_fn, approval_rate)
-    return Decision(positive_class, best_cost_threshold(is_positive, score, cost_fp, cost_fn), "cost", cost_fp, cost_fn)
+        return Decision(
+            positive_class,
+            approval_rate_threshold(score, approval_rate),
+            "approval_rate",
+            cost_fp,
+            cost_fn,
+            approval_rate,
+        )
+    return Decision(
+        positive_class,
+        best_cost_threshold(is_positive, score, cost_fp, cost_fn),
+        "cost",
+        cost_fp,
+        cost_fn,
+    )
 
 
-def table_scores(table: pd.DataFrame, target: str, positive_class: str) -> tuple[np.ndarray, np.ndarray]:
+def table_scores(
+    table: pd.DataFrame, target: str, positive_class: str
+) -> tuple[np.ndarray, np.ndarray]:
     """(is_positive, P(positive)) from a prediction table (``predictions.csv`` and the like)."""
-    return table[target].astype(str).to_numpy() == positive_class, table[f"prob_{positive_class}"].to_numpy()
+    return table[target].astype(str).to_numpy() == positive_class, table[
+        f"prob_{positive_class}"
+    ].to_numpy()
 
 
 def outcome_at(is_positive: np.ndarray, score: np.ndarray, decision: Decision) -> dict[str, float]:
@@ -134,7 +165,10 @@ def outcome_at(is_positive: np.ndarray, score: np.ndarray, decision: Decision) -
     n = max(len(flagged), 1)
     return {
         "threshold": decision.threshold,
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
         "precision": tp / (tp + fp) if tp + fp else float("nan"),
         "recall": tp / (tp + fn) if tp + fn else float("nan"),
         "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan"),
@@ -145,7 +179,9 @@ def outcome_at(is_positive: np.ndarray, score: np.ndarray, decision: Decision) -
     }
 
 
-def apply_decision(probabilities: np.ndarray, classes: list[str] | tuple[str, ...], decision: Decision) -> np.ndarray:
+def apply_decision(
+    probabilities: np.ndarray, classes: list[str] | tuple[str, ...], decision: Decision
+) -> np.ndarray:
     """Binary labels from class probabilities (N, 2) under ``decision``."""
     classes = [str(c) for c in classes]
     if decision.positive_class not in classes or len(classes) != 2:
@@ -155,4 +191,6 @@ def apply_decision(probabilities: np.ndarray, classes: list[str] | tuple[str, ..
         )
     k = classes.index(decision.positive_class)
     other = classes[1 - k]
-    return np.where(probabilities[:, k] >= decision.threshold, decision.positive_class, other).astype(object)
+    return np.where(
+        probabilities[:, k] >= decision.threshold, decision.positive_class, other
+    ).astype(object)

@@ -24,10 +24,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ConfigError(f"Device {name!r} is unknown: use auto, cpu, cuda, cuda:N or mps.") from exc
+        raise ConfigError(
+            f"Device {name!r} is unknown: use auto, cpu, cuda, cuda:N or mps."
+        ) from exc
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"Device {name!r} was asked for but no CUDA GPU is visible: set the "
-                          "device to cpu or auto.")
+        raise ConfigError(
+            f"Device {name!r} was asked for but no CUDA GPU is visible: set the "
+            "device to cpu or auto."
+        )
     return device
 
 
@@ -76,5 +80,3 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-

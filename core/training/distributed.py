@@ -75,8 +75,10 @@ class Cluster:
         if self.distributed:
             use_cpu = device_name == "cpu" or not torch.cuda.is_available()
             if device_name not in ("auto", "cpu", "cuda"):
-                raise ConfigError(f"Device {device_name!r} cannot be used by several processes: each process "
-                                  "takes its own GPU. Set the device to auto, cuda or cpu.")
+                raise ConfigError(
+                    f"Device {device_name!r} cannot be used by several processes: each process "
+                    "takes its own GPU. Set the device to auto, cuda or cpu."
+                )
         else:
             device = resolve_device(device_name)
             use_cpu = device.type == "cpu"
@@ -84,7 +86,9 @@ class Cluster:
             AcceleratorState._reset_state(reset_partial_state=True)
         # Buffers here are constants (position ids), and the frozen-prefix cache swaps the modules
         # that hold them out of the forward pass: DDP must not re-broadcast them every step.
-        self._ddp = DistributedDataParallelKwargs(find_unused_parameters=False, broadcast_buffers=False)
+        self._ddp = DistributedDataParallelKwargs(
+            find_unused_parameters=False, broadcast_buffers=False
+        )
         self.accelerator = Accelerator(cpu=use_cpu, kwargs_handlers=[self._ddp])
         self.device = self.accelerator.device if self.distributed else device
 
@@ -109,11 +113,21 @@ class Cluster:
         return self.accelerator.distributed_type == DistributedType.FSDP
 
     def describe(self) -> str:
-        return f"{self.world} processes ({self.accelerator.distributed_type.value})" if self.distributed else "1 process"
+        return (
+            f"{self.world} processes ({self.accelerator.distributed_type.value})"
+            if self.distributed
+            else "1 process"
+        )
 
     # ----------------------------------------------------------------- training
 
-    def wrap(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, unused_parameters: bool = False):
+    def wrap(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        unused_parameters: bool = False,
+    ):
         """DDP- (or FSDP-) wrapped model and optimizer; unchanged for one process.
 
         ``unused_parameters``: some trainable weights get no gradient (a backbone part that the
@@ -135,9 +149,13 @@ class Cluster:
         """
         if not self.distributed:  # one device-to-host copy, as loss.item() would make
             return np.array([[loss_sum.item(), float(rows), float(stop)]])
-        local = torch.stack([loss_sum.detach().float().reshape(()),
-                             torch.tensor(float(rows), device=loss_sum.device),
-                             torch.tensor(float(stop), device=loss_sum.device)])
+        local = torch.stack(
+            [
+                loss_sum.detach().float().reshape(()),
+                torch.tensor(float(rows), device=loss_sum.device),
+                torch.tensor(float(stop), device=loss_sum.device),
+            ]
+        )
         return self.accelerator.gather(local[None]).cpu().numpy()
 
     def gather_rows(self, local: np.ndarray, shards: list[np.ndarray], n_rows: int) -> np.ndarray:
@@ -147,7 +165,9 @@ class Cluster:
         width = max(len(s) for s in shards)
         padded = np.zeros((width, local.shape[1]), dtype=np.float32)
         padded[: len(local)] = local
-        gathered = self.accelerator.gather(torch.from_numpy(padded).to(self.device)[None]).cpu().numpy()
+        gathered = (
+            self.accelerator.gather(torch.from_numpy(padded).to(self.device)[None]).cpu().numpy()
+        )
         out = np.zeros((n_rows, local.shape[1]), dtype=np.float32)
         for rank, rows in enumerate(shards):
             out[rows] = gathered[rank, : len(rows)]
@@ -159,13 +179,19 @@ class Cluster:
         else:
             torch.nn.utils.clip_grad_norm_(parameters, max_norm)
 
-    def full_state(self, model: torch.nn.Module, wrapped: torch.nn.Module) -> dict[str, torch.Tensor]:
+    def full_state(
+        self, model: torch.nn.Module, wrapped: torch.nn.Module
+    ) -> dict[str, torch.Tensor]:
         """Trainable weights, whole, on CPU (with FSDP they are gathered from every rank: all must call)."""
         if self.is_fsdp:
             trainable = {name for name, p in model.named_parameters() if p.requires_grad}
             state = self.accelerator.get_state_dict(wrapped)
             return {k: v.detach().to("cpu", copy=True) for k, v in state.items() if k in trainable}
-        return {k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad}
+        return {
+            k: v.detach().to("cpu", copy=True)
+            for k, v in model.named_parameters()
+            if v.requires_grad
+        }
 
     def finish(self) -> None:
         """Leave the process group cleanly on every rank.
@@ -249,7 +275,9 @@ def read_rank_errors(run_dir: Path) -> list[dict]:
 def rank_failure(error: dict, world: int | None = None) -> tuple[str, str]:
     """(kind, message) for the run's status from a failed rank's error file."""
     of = f" of {world}" if world else ""
-    return error.get("kind", "other"), f"Process {error.get('rank')}{of} failed: {error.get('message', '')}"
+    return error.get(
+        "kind", "other"
+    ), f"Process {error.get('rank')}{of} failed: {error.get('message', '')}"
 
 
 # --------------------------------------------------------------------------- launching
@@ -271,11 +299,19 @@ def launch_command(num_processes: int, program: list[str], *, port: int | None =
     if num_processes < 1:
         raise ConfigError(f"Number of processes is {num_processes}: use 1 or more.")
     return [
-        sys.executable, "-m", "accelerate.commands.launch",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
         *(["--multi_gpu"] if num_processes > 1 else []),
-        "--num_processes", str(num_processes), "--num_machines", "1",
-        "--main_process_port", str(port or free_port()),
-        "--mixed_precision", "no",  # FinTune applies its own autocast (bf16 where the hardware has it)
-        "--dynamo_backend", "no",
+        "--num_processes",
+        str(num_processes),
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(port or free_port()),
+        "--mixed_precision",
+        "no",  # FinTune applies its own autocast (bf16 where the hardware has it)
+        "--dynamo_backend",
+        "no",
         *program,
     ]

@@ -31,7 +31,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def predictions_table(spec, frame: pd.DataFrame, predictions: np.ndarray, decision=None) -> pd.DataFrame:
+def predictions_table(
+    spec, frame: pd.DataFrame, predictions: np.ndarray, decision=None
+) -> pd.DataFrame:
     """Rows ``row``, the target (when ``frame`` has it), ``prediction`` and ``prob_<class>`` columns.
 
     ``predictions`` are class probabilities (N, C) or values (N,); any model's outputs (the fine-tuned
@@ -90,7 +92,9 @@ class FineTuner:
         self.spec_ = describe_table(frame, cfg.data)
         self.splits_ = splits or split_rows(frame, self.spec_, cfg.data, cfg.train.seed)
         parts = {name: frame.iloc[rows] for name, rows in self.splits_.items()}
-        self.preprocessor_ = Preprocessor(self.spec_, numeric_in_text=cfg.model.numeric_in_text).fit(parts["train"])
+        self.preprocessor_ = Preprocessor(
+            self.spec_, numeric_in_text=cfg.model.numeric_in_text
+        ).fit(parts["train"])
 
         report(PhaseEvent(phase=f"Loading backbone {cfg.model.backbone}").to_dict())
         import torch
@@ -99,9 +103,15 @@ class FineTuner:
         self._build_model(load_backbone(cfg.model.backbone))
         self.max_length_ = cfg.model.max_length or self._auto_max_length(parts["train"])
         trainable, total = count_parameters(self.model_)
-        report(PhaseEvent(phase="Tokenising", trainable_parameters=trainable,
-                          total_parameters=total, max_length=self.max_length_,
-                          rows={k: len(v) for k, v in self.splits_.items()}).to_dict())
+        report(
+            PhaseEvent(
+                phase="Tokenising",
+                trainable_parameters=trainable,
+                total_parameters=total,
+                max_length=self.max_length_,
+                rows={k: len(v) for k, v in self.splits_.items()},
+            ).to_dict()
+        )
         train_rows, val_rows = self.encode(parts["train"]), self.encode(parts["val"])
         report(PhaseEvent(phase="Training").to_dict())
 
@@ -121,7 +131,9 @@ class FineTuner:
             frozen_depth=cfg.model.freeze_depth,
             on_progress=on_progress,
             should_stop=should_stop,
-            on_best=(lambda event: on_checkpoint(self, event)) if on_checkpoint is not None else None,
+            on_best=(lambda event: on_checkpoint(self, event))
+            if on_checkpoint is not None
+            else None,
             cluster=cluster,
             best_state_out=best_state,
         )
@@ -158,15 +170,24 @@ class FineTuner:
             from ..model.adapters import add_lora, weights_checksum
 
             self.base_checksum_ = weights_checksum(backbone)
-            add_lora(backbone, rank=m.lora_rank, alpha=m.lora_scale, dropout=m.lora_dropout,
-                     targets=m.lora_targets, from_layer=depth)
+            add_lora(
+                backbone,
+                rank=m.lora_rank,
+                alpha=m.lora_scale,
+                dropout=m.lora_dropout,
+                targets=m.lora_targets,
+                from_layer=depth,
+            )
 
     @property
     def pad_id_(self) -> int:
         return self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
 
     def _length_cap(self) -> int:
-        limits = [AUTO_MAX_LENGTH_CAP, getattr(self.model_.backbone.config, "max_position_embeddings", 512)]
+        limits = [
+            AUTO_MAX_LENGTH_CAP,
+            getattr(self.model_.backbone.config, "max_position_embeddings", 512),
+        ]
         model_max = getattr(self.tokenizer_, "model_max_length", None)
         if isinstance(model_max, int) and model_max < 100_000:
             limits.append(model_max)
@@ -200,8 +221,14 @@ class FineTuner:
         from .loop import EncodedRows
 
         features = self.preprocessor_.transform(frame)
-        ids = self.tokenizer_(features.texts, truncation=True, max_length=self.max_length_)["input_ids"]
-        has_target = with_targets and self.spec_.target in frame.columns and frame[self.spec_.target].notna().all()
+        ids = self.tokenizer_(features.texts, truncation=True, max_length=self.max_length_)[
+            "input_ids"
+        ]
+        has_target = (
+            with_targets
+            and self.spec_.target in frame.columns
+            and frame[self.spec_.target].notna().all()
+        )
         targets = self.preprocessor_.encode_target(frame) if has_target else None
         return EncodedRows(input_ids=ids, numeric=features.numeric, targets=targets)
 
@@ -312,10 +339,16 @@ class FineTuner:
 
             from ..model.adapters import is_adapter
 
-            state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()
-                     if not k.startswith("backbone.") or is_adapter(k)}
+            state = {
+                k: v.detach().cpu().contiguous()
+                for k, v in self.model_.state_dict().items()
+                if not k.startswith("backbone.") or is_adapter(k)
+            }
             save_file(state, str(model_dir / MODEL_FILE), metadata={"format": "pt"})
-            meta["lora"] = {"base_backbone": self.config.model.backbone, "base_checksum": self.base_checksum_}
+            meta["lora"] = {
+                "base_backbone": self.config.model.backbone,
+                "base_checksum": self.base_checksum_,
+            }
         else:
             save_model(self.model_, str(model_dir / MODEL_FILE))
         (model_dir / "fintune_model.json").write_text(json.dumps(meta, indent=2))
@@ -333,17 +366,23 @@ class FineTuner:
         model_dir = Path(model_dir)
         meta_path = model_dir / "fintune_model.json"
         if not meta_path.is_file() or not (model_dir / MODEL_FILE).is_file():
-            raise RunError(f"{model_dir} holds no saved model: pick a run that finished successfully.")
+            raise RunError(
+                f"{model_dir} holds no saved model: pick a run that finished successfully."
+            )
         meta = json.loads(meta_path.read_text())
         tuner = cls(RunConfig.from_dict(meta["config"]))
         tuner.preprocessor_ = Preprocessor.from_state(meta["preprocessing"])
         tuner.spec_ = tuner.preprocessor_.spec
         tuner.max_length_ = meta["max_length"]
-        tuner.tokenizer_ = AutoTokenizer.from_pretrained(model_dir / "backbone", trust_remote_code=False)
+        tuner.tokenizer_ = AutoTokenizer.from_pretrained(
+            model_dir / "backbone", trust_remote_code=False
+        )
         m = tuner.config.model
         if "lora" in meta:
             return tuner._load_lora(model_dir, meta)
-        backbone_config = AutoConfig.from_pretrained(model_dir / "backbone", trust_remote_code=False)
+        backbone_config = AutoConfig.from_pretrained(
+            model_dir / "backbone", trust_remote_code=False
+        )
         tuner.model_ = FusionModel(
             backbone=build_backbone_from_config(backbone_config),
             d_numeric_in=meta["d_numeric_in"],
@@ -366,20 +405,26 @@ class FineTuner:
         backbone, _ = load_backbone(base)
         checksum = weights_checksum(backbone)
         if abs(checksum - meta["lora"]["base_checksum"]) > 1e-6 * max(1.0, abs(checksum)):
-            raise RunError(f"The pretrained weights of {base!r} differ from those this LoRA run was trained on: "
-                           "its adapters only fit the original weights. Restore that backbone or retrain.")
+            raise RunError(
+                f"The pretrained weights of {base!r} differ from those this LoRA run was trained on: "
+                "its adapters only fit the original weights. Restore that backbone or retrain."
+            )
         self._build_model((backbone, self.tokenizer_))
         state = load_file(str(model_dir / MODEL_FILE))
         missing, unexpected = self.model_.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("backbone.") or is_adapter(k)]
         if missing or unexpected:
-            raise RunError(f"{model_dir} does not match its LoRA settings (missing {missing[:3]}, unexpected "
-                           f"{unexpected[:3]}): retrain the run.")
+            raise RunError(
+                f"{model_dir} does not match its LoRA settings (missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]}): retrain the run."
+            )
         self.model_.eval()
         return self
 
 
-def inspect_inputs(frame: pd.DataFrame, config: RunConfig, *, n_rows: int = 3, tokenizer=None) -> list[dict]:
+def inspect_inputs(
+    frame: pd.DataFrame, config: RunConfig, *, n_rows: int = 3, tokenizer=None
+) -> list[dict]:
     """Exactly what the model reads for a few training rows: serialised text, tokens, numeric inputs."""
     from ..model.backbones import resolve
 
@@ -390,7 +435,9 @@ def inspect_inputs(frame: pd.DataFrame, config: RunConfig, *, n_rows: int = 3, t
     if tokenizer is None:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(resolve(config.model.backbone), trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve(config.model.backbone), trust_remote_code=False
+        )
     sample = train.head(n_rows)
     features = pre.transform(sample)
     max_length = config.model.max_length or AUTO_MAX_LENGTH_CAP
@@ -402,9 +449,10 @@ def inspect_inputs(frame: pd.DataFrame, config: RunConfig, *, n_rows: int = 3, t
                 "row": int(sample.index[i]),
                 "text": text,
                 "tokens": tokenizer.convert_ids_to_tokens(ids),
-                "numeric": dict(zip(pre.numeric_names, map(float, features.numeric[i]), strict=True)),
+                "numeric": dict(
+                    zip(pre.numeric_names, map(float, features.numeric[i]), strict=True)
+                ),
                 "target": str(sample[spec.target].iloc[i]),
             }
         )
     return rows
-

@@ -17,8 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-__all__ = ["CheckpointEvent", "EpochEvent", "Event", "PhaseEvent", "RankProgress", "StepEvent",
-           "WarningEvent", "parse_event"]
+__all__ = [
+    "CheckpointEvent",
+    "EpochEvent",
+    "Event",
+    "PhaseEvent",
+    "RankProgress",
+    "StepEvent",
+    "WarningEvent",
+    "parse_event",
+]
 
 
 def _count(raw: Mapping, key: str, *, required: bool = False) -> int | None:
@@ -88,9 +96,11 @@ class RankProgress:
         """Read one ``ranks`` entry; ValueError if it is malformed."""
         if not isinstance(raw, Mapping):
             raise ValueError(f"a rank entry is {raw!r}, not an object")
-        return cls(rank=_count(raw, "rank", required=True),
-                   loss=_number(raw, "loss", required=True),
-                   samples_per_s=_number(raw, "samples_per_s", required=True))
+        return cls(
+            rank=_count(raw, "rank", required=True),
+            loss=_number(raw, "loss", required=True),
+            samples_per_s=_number(raw, "samples_per_s", required=True),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,9 +134,13 @@ class StepEvent(_Event):
         if ranks is not None and not isinstance(ranks, list):
             raise ValueError(f"ranks is {ranks!r}, not a list")
         return cls(
-            step=_count(raw, "step"), total_steps=_count(raw, "total_steps"),
-            epoch=_count(raw, "epoch"), loss=_number(raw, "loss"), lr=_number(raw, "lr"),
-            samples_per_s=_number(raw, "samples_per_s"), eta_s=_number(raw, "eta_s"),
+            step=_count(raw, "step"),
+            total_steps=_count(raw, "total_steps"),
+            epoch=_count(raw, "epoch"),
+            loss=_number(raw, "loss"),
+            lr=_number(raw, "lr"),
+            samples_per_s=_number(raw, "samples_per_s"),
+            eta_s=_number(raw, "eta_s"),
             elapsed_s=_number(raw, "elapsed_s"),
             processes=_count(raw, "processes"),
             ranks=None if ranks is None else tuple(RankProgress.from_dict(r) for r in ranks),
@@ -151,9 +165,12 @@ class EpochEvent(_Event):
     def from_dict(cls, raw: Mapping) -> EpochEvent:
         """Read an epoch event; ``epoch`` is required; ValueError if a field has the wrong type."""
         return cls(
-            epoch=_count(raw, "epoch", required=True), step=_count(raw, "step"),
-            total_steps=_count(raw, "total_steps"), train_loss=_number(raw, "train_loss"),
-            val=_mapping(raw, "val") or {}, elapsed_s=_number(raw, "elapsed_s"),
+            epoch=_count(raw, "epoch", required=True),
+            step=_count(raw, "step"),
+            total_steps=_count(raw, "total_steps"),
+            train_loss=_number(raw, "train_loss"),
+            val=_mapping(raw, "val") or {},
+            elapsed_s=_number(raw, "elapsed_s"),
             time=_number(raw, "time"),
         )
 
@@ -174,9 +191,12 @@ class PhaseEvent(_Event):
     def from_dict(cls, raw: Mapping) -> PhaseEvent:
         """Read a phase event; ``phase`` is required; ValueError if a field has the wrong type."""
         return cls(
-            phase=_text(raw, "phase"), trainable_parameters=_count(raw, "trainable_parameters"),
-            total_parameters=_count(raw, "total_parameters"), max_length=_count(raw, "max_length"),
-            rows=_mapping(raw, "rows"), time=_number(raw, "time"),
+            phase=_text(raw, "phase"),
+            trainable_parameters=_count(raw, "trainable_parameters"),
+            total_parameters=_count(raw, "total_parameters"),
+            max_length=_count(raw, "max_length"),
+            rows=_mapping(raw, "rows"),
+            time=_number(raw, "time"),
         )
 
 
@@ -192,8 +212,11 @@ class CheckpointEvent(_Event):
     @classmethod
     def from_dict(cls, raw: Mapping) -> CheckpointEvent:
         """Read a checkpoint event; ``epoch`` is required; ValueError if a field is malformed."""
-        return cls(epoch=_count(raw, "epoch", required=True), step=_count(raw, "step"),
-                   time=_number(raw, "time"))
+        return cls(
+            epoch=_count(raw, "epoch", required=True),
+            step=_count(raw, "step"),
+            time=_number(raw, "time"),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,8 +235,9 @@ class WarningEvent(_Event):
 
 Event = StepEvent | EpochEvent | PhaseEvent | CheckpointEvent | WarningEvent
 
-_KINDS: dict[str, type] = {cls.kind: cls for cls in
-                           (StepEvent, EpochEvent, PhaseEvent, CheckpointEvent, WarningEvent)}
+_KINDS: dict[str, type] = {
+    cls.kind: cls for cls in (StepEvent, EpochEvent, PhaseEvent, CheckpointEvent, WarningEvent)
+}
 
 
 def parse_event(raw: Any) -> Event | None:

@@ -48,7 +48,11 @@ class EncodedRows:
 
 
 def batch_order(
-    rows: EncodedRows, batch_size: int, *, shuffle: bool, generator: np.random.Generator | None = None
+    rows: EncodedRows,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: np.random.Generator | None = None,
 ) -> list[np.ndarray]:
     """Row indices of each batch; training batches are length-bucketed, evaluation ones sorted."""
     lengths = _lengths(rows)
@@ -164,7 +168,9 @@ def _make_stores(prefix, model: nn.Module, *splits: EncodedRows) -> dict:
         return {}
     d_model = model.backbone.config.hidden_size
     return {
-        name: PrefixStore(np.fromiter(map(len, rows.input_ids), dtype=np.int64, count=len(rows)), d_model)
+        name: PrefixStore(
+            np.fromiter(map(len, rows.input_ids), dtype=np.int64, count=len(rows)), d_model
+        )
         for name, rows in zip(("train", "val"), splits, strict=True)
     }
 
@@ -187,10 +193,14 @@ def _replaying(prefix, store, index: np.ndarray, batch: dict, device: torch.devi
 # --------------------------------------------------------------------------- the loop
 
 
-def _has_unused_parameters(model: nn.Module, rows: EncodedRows, pad_id: int, device, dtype, prefix) -> bool:
+def _has_unused_parameters(
+    model: nn.Module, rows: EncodedRows, pad_id: int, device, dtype, prefix
+) -> bool:
     """True when a forward and backward pass on two rows leaves some trainable weight without a gradient."""
     if prefix is not None:
-        return False  # the cached prefix holds only frozen layers; every trainable layer runs above it
+        return (
+            False  # the cached prefix holds only frozen layers; every trainable layer runs above it
+        )
     batch = _to_device(collate(rows, np.arange(min(2, len(rows))), pad_id=pad_id), device)
     with _autocast(device, dtype):
         out = model(batch["input_ids"], batch["attention_mask"], batch["numeric"])
@@ -198,8 +208,11 @@ def _has_unused_parameters(model: nn.Module, rows: EncodedRows, pad_id: int, dev
     unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     model.zero_grad(set_to_none=True)
     if unused:
-        logger.info("%d trainable tensors get no gradient (e.g. %s): DDP will look for them each step",
-                    len(unused), unused[0])
+        logger.info(
+            "%d trainable tensors get no gradient (e.g. %s): DDP will look for them each step",
+            len(unused),
+            unused[0],
+        )
     return bool(unused)
 
 
@@ -224,7 +237,9 @@ class FocalLoss(nn.Module):
         self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        log_p = torch.log_softmax(logits.float(), dim=-1).gather(1, target[:, None]).squeeze(1)  # (B,)
+        log_p = (
+            torch.log_softmax(logits.float(), dim=-1).gather(1, target[:, None]).squeeze(1)
+        )  # (B,)
         loss = -((1 - log_p.exp()) ** self.gamma) * log_p
         if self.weight is not None:
             w = self.weight[target]
@@ -287,17 +302,23 @@ def train(
     device = cluster.device
     dtype = autocast_dtype(device, config.precision)
     torch.manual_seed(config.seed)
-    generator = np.random.default_rng(config.seed)  # the same on every rank: all agree on the global batches
+    generator = np.random.default_rng(
+        config.seed
+    )  # the same on every rank: all agree on the global batches
     model.to(device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
     # -- optimizer and schedule (the schedule drives the raw optimizer's groups, wrapped or not)
-    groups = model.make_parameter_groups(lr=config.lr, head_lr=config.head_lr, weight_decay=config.weight_decay)
+    groups = model.make_parameter_groups(
+        lr=config.lr, head_lr=config.head_lr, weight_decay=config.weight_decay
+    )
     optimizer = torch.optim.AdamW(groups, fused=device.type == "cuda" and not cluster.is_fsdp)
     # The loop skips a last batch too small to give every process a row (below).
-    steps_per_epoch = len(train_rows) // config.batch_size + (len(train_rows) % config.batch_size >= world)
+    steps_per_epoch = len(train_rows) // config.batch_size + (
+        len(train_rows) % config.batch_size >= world
+    )
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -305,7 +326,11 @@ def train(
         optimizer, _lr_lambda(max(1, int(config.warmup_ratio * total_steps)), total_steps)
     )
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    weights = torch.tensor(class_weights, dtype=torch.float32, device=device) if class_weights is not None else None
+    weights = (
+        torch.tensor(class_weights, dtype=torch.float32, device=device)
+        if class_weights is not None
+        else None
+    )
     loss_fn = _loss_fn(task, weights, config)
     # FSDP re-wraps the layers that the prefix cache would swap: it trains without the cache.
     prefix = None if cluster.is_fsdp else _make_prefix(model, frozen_depth, config)
@@ -316,10 +341,15 @@ def train(
         val_shards = [np.arange(len(val_rows))]
     my_val = val_rows if len(val_shards) == 1 else subset(val_rows, val_shards[cluster.rank])
     stores = _make_stores(prefix, model, train_rows, my_val)
-    unused = (cluster.distributed and not cluster.is_fsdp
-              and _has_unused_parameters(model, train_rows, pad_id, device, dtype, prefix))
+    unused = (
+        cluster.distributed
+        and not cluster.is_fsdp
+        and _has_unused_parameters(model, train_rows, pad_id, device, dtype, prefix)
+    )
     wrapped, optimizer = cluster.wrap(model, optimizer, unused_parameters=unused)
-    trainable = [p for p in wrapped.parameters() if p.requires_grad]  # FSDP replaces the parameter objects
+    trainable = [
+        p for p in wrapped.parameters() if p.requires_grad
+    ]  # FSDP replaces the parameter objects
     # The prefix cache swaps modules between calls, which a compiled graph cannot follow; it is the
     # larger saving, so compilation applies only where no prefix is cached.
     forward = torch.compile(wrapped, dynamic=True) if config.compile and prefix is None else wrapped
@@ -336,16 +366,25 @@ def train(
         for epoch in range(1, config.epochs + 1):
             # -- train
             epoch_loss, epoch_rows = 0.0, 0.0
-            for global_index in batch_order(train_rows, config.batch_size, shuffle=True, generator=generator):
+            for global_index in batch_order(
+                train_rows, config.batch_size, shuffle=True, generator=generator
+            ):
                 if len(global_index) < world:
                     continue  # a last batch too small to give every process a row
                 index = cluster.shard(global_index)
                 batch = _to_device(collate(train_rows, index, pad_id=pad_id), device)
                 try:
-                    with _autocast(device, dtype), _replaying(prefix, stores.get("train"), index, batch, device):
+                    with (
+                        _autocast(device, dtype),
+                        _replaying(prefix, stores.get("train"), index, batch, device),
+                    ):
                         out = forward(batch["input_ids"], batch["attention_mask"], batch["numeric"])
                     targets = batch["targets"]
-                    loss = loss_fn(out.float().squeeze(-1), targets) if task == "regression" else loss_fn(out.float(), targets)
+                    loss = (
+                        loss_fn(out.float().squeeze(-1), targets)
+                        if task == "regression"
+                        else loss_fn(out.float(), targets)
+                    )
                     if not torch.isfinite(loss):
                         raise TrainingError(
                             f"The loss became {loss.item()} at step {step + 1} (epoch {epoch}): "
@@ -384,32 +423,57 @@ def train(
                 epoch_loss += float(totals[:, 0].sum())
                 epoch_rows += n
                 elapsed = time.perf_counter() - started
-                ranks = tuple(
-                    RankProgress(rank=r, loss=float(totals[r, 0] / max(totals[r, 1], 1.0)),
-                                 samples_per_s=float(rank_rows[r] / elapsed))
-                    for r in range(world)
-                ) if world > 1 else None
-                on_progress(StepEvent(
-                    step=step, total_steps=total_steps, epoch=epoch,
-                    loss=float(totals[:, 0].sum()) / max(n, 1.0), lr=step_lr,
-                    samples_per_s=samples_seen / elapsed,
-                    eta_s=elapsed / step * (total_steps - step), elapsed_s=elapsed,
-                    processes=world if world > 1 else None, ranks=ranks,
-                ).to_dict())
+                ranks = (
+                    tuple(
+                        RankProgress(
+                            rank=r,
+                            loss=float(totals[r, 0] / max(totals[r, 1], 1.0)),
+                            samples_per_s=float(rank_rows[r] / elapsed),
+                        )
+                        for r in range(world)
+                    )
+                    if world > 1
+                    else None
+                )
+                on_progress(
+                    StepEvent(
+                        step=step,
+                        total_steps=total_steps,
+                        epoch=epoch,
+                        loss=float(totals[:, 0].sum()) / max(n, 1.0),
+                        lr=step_lr,
+                        samples_per_s=samples_seen / elapsed,
+                        eta_s=elapsed / step * (total_steps - step),
+                        elapsed_s=elapsed,
+                        processes=world if world > 1 else None,
+                        ranks=ranks,
+                    ).to_dict()
+                )
                 if step >= total_steps:
                     break
 
             # -- evaluate (each rank its share of the rows), report, keep the best
             local_outputs = predict_outputs(
-                forward, my_val, batch_size=max(1, config.batch_size * 2 // world), pad_id=pad_id, device=device,
-                dtype=dtype, prefix=prefix, store=stores.get("val"),
+                forward,
+                my_val,
+                batch_size=max(1, config.batch_size * 2 // world),
+                pad_id=pad_id,
+                device=device,
+                dtype=dtype,
+                prefix=prefix,
+                store=stores.get("val"),
             )
             val_outputs = cluster.gather_rows(local_outputs, val_shards, len(val_rows))
-            val_metrics = score_outputs(val_outputs)  # the same outputs on every rank: the same decisions
+            val_metrics = score_outputs(
+                val_outputs
+            )  # the same outputs on every rank: the same decisions
             score = selection_score(task, val_metrics)
             event = EpochEvent(
-                epoch=epoch, step=step, total_steps=total_steps,
-                train_loss=epoch_loss / max(epoch_rows, 1.0), val=val_metrics,
+                epoch=epoch,
+                step=step,
+                total_steps=total_steps,
+                train_loss=epoch_loss / max(epoch_rows, 1.0),
+                val=val_metrics,
                 elapsed_s=time.perf_counter() - started,
             ).to_dict()
             history.append(event)
@@ -418,7 +482,9 @@ def train(
                 best_score, stale_epochs = score, 0
                 best_state = cluster.full_state(model, wrapped)
                 if on_best is not None:
-                    on_best(event)  # the model holds the best weights right now: a checkpoint can be taken
+                    on_best(
+                        event
+                    )  # the model holds the best weights right now: a checkpoint can be taken
             else:
                 stale_epochs += 1
             if stale_epochs >= config.patience or step >= total_steps:

@@ -18,10 +18,16 @@ if len(done) < 2:
     st.info("Comparing needs two finished runs: train another one on the Train page.")
     st.stop()
 state.init_widget(state.COMPARE_RUNS, list(done)[:2])
-st.session_state[state.COMPARE_RUNS] = [r for r in st.session_state[state.COMPARE_RUNS]
-                                        if r in done]
-chosen = st.multiselect("Runs (the first is the reference)", list(done), key=state.COMPARE_RUNS,
-                        persist_state=state.PERSIST, format_func=lambda r: ui.run_label(done[r]))
+st.session_state[state.COMPARE_RUNS] = [
+    r for r in st.session_state[state.COMPARE_RUNS] if r in done
+]
+chosen = st.multiselect(
+    "Runs (the first is the reference)",
+    list(done),
+    key=state.COMPARE_RUNS,
+    persist_state=state.PERSIST,
+    format_func=lambda r: ui.run_label(done[r]),
+)
 if len(chosen) < 2:
     st.info("Pick at least two runs.")
     st.stop()

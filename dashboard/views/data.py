@@ -15,7 +15,9 @@ def leakage(digest: str, config_json: str, _frame, _spec) -> list:
     config = core.DataConfig(**json.loads(config_json))
     split = core.resolve_split(_spec, config)
     splits = core.split_rows(_frame, _spec, config, core.TrainConfig().seed)
-    return core.find_leakage(_frame, _spec, splits, time_column=split[5:] if split.startswith("time:") else None)
+    return core.find_leakage(
+        _frame, _spec, splits, time_column=split[5:] if split.startswith("time:") else None
+    )
 
 
 MARKET_ERROR = "data.market_error"
@@ -23,7 +25,10 @@ MARKET_ERROR = "data.market_error"
 
 def derive_market(frame, name: str, columns: dict) -> None:
     """Button callback (runs before the page, so it may set the target widget's value)."""
-    horizon, kind = int(st.session_state["data.market_horizon"]), st.session_state["data.market_target"]
+    horizon, kind = (
+        int(st.session_state["data.market_horizon"]),
+        st.session_state["data.market_target"],
+    )
     try:
         derived = core.derive_market_features(frame, horizon=horizon, target=kind, **columns)
     except core.FinTuneError as exc:
@@ -45,11 +50,15 @@ with right:
     if st.button("Load sample", icon=":material/dataset:"):
         state.load_sample(sample)
 
-limit_mb = st.get_option("server.maxUploadSize")  # the browser enforces it; AppTest and scripts do not
+limit_mb = st.get_option(
+    "server.maxUploadSize"
+)  # the browser enforces it; AppTest and scripts do not
 if upload is not None and upload.size > limit_mb * 1024 * 1024:
-    st.error(f"{upload.name} is {upload.size / 2**20:,.1f} MB, over the dashboard's upload limit of {limit_mb} MB: "
-             "use `fintune train` from the command line for larger files, or sample the rows.",
-             icon=":material/error:")
+    st.error(
+        f"{upload.name} is {upload.size / 2**20:,.1f} MB, over the dashboard's upload limit of {limit_mb} MB: "
+        "use `fintune train` from the command line for larger files, or sample the rows.",
+        icon=":material/error:",
+    )
 elif upload is not None and upload.file_id != st.session_state.get(state.LAST_UPLOAD):
     try:
         state.load_bytes(upload.getvalue(), upload.name)
@@ -68,13 +77,24 @@ st.dataframe(frame.head(200), height=230)
 columns = list(frame.columns)
 c1, c2, c3 = st.columns(3)
 target = c1.selectbox("Target column", columns, key=state.TARGET, persist_state=state.PERSIST)
-c2.selectbox("Task", ["auto", "binary", "multiclass", "regression"], key=state.TASK, persist_state=state.PERSIST,
-             help="auto: inferred from the target column")
+c2.selectbox(
+    "Task",
+    ["auto", "binary", "multiclass", "regression"],
+    key=state.TASK,
+    persist_state=state.PERSIST,
+    help="auto: inferred from the target column",
+)
 inferred = core.infer_roles(frame, target)
 state.init_widget(state.SPLIT_KIND, "auto")
-split_kind = c3.radio("Split", ["auto", "random", "time"], key=state.SPLIT_KIND, persist_state=state.PERSIST,
-                      horizontal=True, help="Auto: chronological when the table has a date column, else random.",
-                      format_func={"auto": "Auto", "random": "Stratified random", "time": "Chronological"}.get)
+split_kind = c3.radio(
+    "Split",
+    ["auto", "random", "time"],
+    key=state.SPLIT_KIND,
+    persist_state=state.PERSIST,
+    horizontal=True,
+    help="Auto: chronological when the table has a date column, else random.",
+    format_func={"auto": "Auto", "random": "Stratified random", "time": "Chronological"}.get,
+)
 if split_kind == "time":
     dates = sorted(inferred, key=lambda c: inferred[c] != "datetime")  # date-like columns first
     if st.session_state.get(state.SPLIT_COLUMN) not in dates:
@@ -82,22 +102,42 @@ if split_kind == "time":
     c3.selectbox("Date column", dates, key=state.SPLIT_COLUMN, persist_state=state.PERSIST)
 if split_kind != "random":
     state.init_widget(state.EMBARGO, 0)
-    c3.number_input("Embargo (dates left out between periods)", 0, 365, key=state.EMBARGO, persist_state=state.PERSIST,
-                    help="Set it to the target's horizon (5 for a 5-day return) so no label overlaps the next period.")
+    c3.number_input(
+        "Embargo (dates left out between periods)",
+        0,
+        365,
+        key=state.EMBARGO,
+        persist_state=state.PERSIST,
+        help="Set it to the target's horizon (5 for a 5-day return) so no label overlaps the next period.",
+    )
 
 market = core.market_columns(frame)
 if market is not None:
-    with st.expander("Market data: derive returns, volatility and a next-period target", icon=":material/candlestick_chart:"):
-        st.caption(f"Found dates in `{market['date']}` and prices in `{market['close']}`"
-                   + (f", volume in `{market['volume']}`" if market["volume"] else "")
-                   + (f", instruments in `{market['group']}`" if market["group"] else "")
-                   + ". Every feature reads only past rows; only the target looks ahead.")
+    with st.expander(
+        "Market data: derive returns, volatility and a next-period target",
+        icon=":material/candlestick_chart:",
+    ):
+        st.caption(
+            f"Found dates in `{market['date']}` and prices in `{market['close']}`"
+            + (f", volume in `{market['volume']}`" if market["volume"] else "")
+            + (f", instruments in `{market['group']}`" if market["group"] else "")
+            + ". Every feature reads only past rows; only the target looks ahead."
+        )
         m1, m2 = st.columns(2)
         horizon = m1.number_input("Horizon (periods ahead)", 1, 250, 1, key="data.market_horizon")
-        kind = m2.radio("Target", ["direction", "return"], horizontal=True, key="data.market_target",
-                        format_func={"direction": "Up / down", "return": "Return (regression)"}.get)
-        st.button("Derive features and use them", icon=":material/add_chart:", on_click=derive_market,
-                  args=(frame, name, market))
+        kind = m2.radio(
+            "Target",
+            ["direction", "return"],
+            horizontal=True,
+            key="data.market_target",
+            format_func={"direction": "Up / down", "return": "Return (regression)"}.get,
+        )
+        st.button(
+            "Derive features and use them",
+            icon=":material/add_chart:",
+            on_click=derive_market,
+            args=(frame, name, market),
+        )
         if st.session_state.get(MARKET_ERROR):
             st.error(st.session_state[MARKET_ERROR], icon=":material/error:")
 
@@ -105,12 +145,18 @@ overrides = {c: r for c, r in st.session_state.get(state.ROLES, {}).items() if c
 roles = {**inferred, **overrides}
 st.subheader("Column roles")
 edited = st.data_editor(
-    ui.roles_table(frame, roles), key=f"data.roles_editor.{st.session_state[state.DATA_DIGEST]}.{target}",
-    hide_index=True, width="stretch", disabled=["column", "type", "missing", "distinct", "example"],
-    column_config={"role": st.column_config.SelectboxColumn("role", options=list(core.ROLES), required=True)},
+    ui.roles_table(frame, roles),
+    key=f"data.roles_editor.{st.session_state[state.DATA_DIGEST]}.{target}",
+    hide_index=True,
+    width="stretch",
+    disabled=["column", "type", "missing", "distinct", "example"],
+    column_config={
+        "role": st.column_config.SelectboxColumn("role", options=list(core.ROLES), required=True)
+    },
 )
-st.session_state[state.ROLES] = {c: r for c, r in zip(edited["column"], edited["role"], strict=True)
-                                 if inferred.get(c) != r}
+st.session_state[state.ROLES] = {
+    c: r for c, r in zip(edited["column"], edited["role"], strict=True) if inferred.get(c) != r
+}
 
 try:
     spec = core.describe_table(frame, state.data_config())
@@ -119,18 +165,34 @@ except core.FinTuneError as exc:
     st.stop()
 for note in spec.warnings:
     st.warning(note)
-classes = f" · classes: {', '.join(spec.classes[:10])}{' …' if len(spec.classes) > 10 else ''}" if spec.classes else ""
-st.success(f"Task: **{spec.task}** · {len(spec.feature_columns)} feature columns{classes} · split: "
-           f"{core.describe_split(spec, state.data_config())}")
+classes = (
+    f" · classes: {', '.join(spec.classes[:10])}{' …' if len(spec.classes) > 10 else ''}"
+    if spec.classes
+    else ""
+)
+st.success(
+    f"Task: **{spec.task}** · {len(spec.feature_columns)} feature columns{classes} · split: "
+    f"{core.describe_split(spec, state.data_config())}"
+)
 if spec.task == "binary":
     state.init_widget(state.POSITIVE_CLASS, "auto")
     if st.session_state[state.POSITIVE_CLASS] not in ("auto", *spec.classes):
         st.session_state[state.POSITIVE_CLASS] = "auto"
-    st.selectbox("Positive class (the event: default, fraud, …)", ["auto", *spec.classes], key=state.POSITIVE_CLASS,
-                 persist_state=state.PERSIST, format_func=lambda c: f"auto ({spec.positive_class}, the rarer)"
-                 if c == "auto" else c, help="KS, lift, PR AUC and the decision threshold are about this class.")
+    st.selectbox(
+        "Positive class (the event: default, fraud, …)",
+        ["auto", *spec.classes],
+        key=state.POSITIVE_CLASS,
+        persist_state=state.PERSIST,
+        format_func=lambda c: f"auto ({spec.positive_class}, the rarer)" if c == "auto" else c,
+        help="KS, lift, PR AUC and the decision threshold are about this class.",
+    )
 try:
-    leaks = leakage(st.session_state[state.DATA_DIGEST], json.dumps(dataclasses.asdict(state.data_config())), frame, spec)
+    leaks = leakage(
+        st.session_state[state.DATA_DIGEST],
+        json.dumps(dataclasses.asdict(state.data_config())),
+        frame,
+        spec,
+    )
 except core.FinTuneError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()

@@ -22,7 +22,11 @@ def progress(key: tuple) -> None:
     if snap is None or snap.finished:
         st.rerun()  # the whole page draws the result, or the error
     bar, cancel = st.columns([5, 1])
-    text = "waiting for the explainer to start" if snap.state == "queued" else f"{snap.fraction:.0%} of {job.n_rows} rows"
+    text = (
+        "waiting for the explainer to start"
+        if snap.state == "queued"
+        else f"{snap.fraction:.0%} of {job.n_rows} rows"
+    )
     bar.progress(snap.fraction, text=text)
     if cancel.button("Cancel", icon=":material/stop:", key="explain.cancel"):
         job.cancel()
@@ -38,33 +42,54 @@ except core.FinTuneError as exc:
     st.stop()
 
 left, middle, right = st.columns(3)
-source = left.radio("Rows to explain", ["test", "upload"], key=state.EXPLAIN_SOURCE, horizontal=True,
-                    persist_state=state.PERSIST,
-                    format_func={"test": "the run's test rows", "upload": "rows of a file"}.get)
+source = left.radio(
+    "Rows to explain",
+    ["test", "upload"],
+    key=state.EXPLAIN_SOURCE,
+    horizontal=True,
+    persist_state=state.PERSIST,
+    format_func={"test": "the run's test rows", "upload": "rows of a file"}.get,
+)
 state.init_widget(state.EXPLAIN_ROWS, core.DEFAULT_EXPLAIN_ROWS)
-n_rows = int(middle.number_input("How many (the first N)", min_value=1, max_value=core.MAX_EXPLAIN_ROWS,
-                                 key=state.EXPLAIN_ROWS, persist_state=state.PERSIST,
-                                 help="Time grows with every row."))
+n_rows = int(
+    middle.number_input(
+        "How many (the first N)",
+        min_value=1,
+        max_value=core.MAX_EXPLAIN_ROWS,
+        key=state.EXPLAIN_ROWS,
+        persist_state=state.PERSIST,
+        help="Time grows with every row.",
+    )
+)
 if spec.task == "multiclass":
     if st.session_state.get(state.EXPLAIN_CLASS) not in spec.classes:
         st.session_state[state.EXPLAIN_CLASS] = spec.classes[-1]
-    label = right.selectbox("Class whose probability is explained", list(spec.classes), key=state.EXPLAIN_CLASS,
-                            persist_state=state.PERSIST)
+    label = right.selectbox(
+        "Class whose probability is explained",
+        list(spec.classes),
+        key=state.EXPLAIN_CLASS,
+        persist_state=state.PERSIST,
+    )
 elif spec.task == "regression":
     label = None
     right.caption(f"Explains the predicted **{spec.target}**, in its units.")
 else:
     label = spec.positive_class
     other = next(c for c in spec.classes if c != label)
-    right.caption(f"Explains the probability of **{label}** (the positive class; "
-                  f"the other class, {other}, moves the opposite way).")
+    right.caption(
+        f"Explains the probability of **{label}** (the positive class; "
+        f"the other class, {other}, moves the opposite way)."
+    )
 
 try:
     if source == "test":
         rows, rows_key = core.test_rows(summary.path, n_rows), ("test", n_rows)
     else:
-        upload = st.file_uploader("File with the run's columns (CSV or Parquet)", type=["csv", "parquet", "pq"],
-                                  key="explain.upload")
+        upload = st.file_uploader(
+            "File with the run's columns (CSV or Parquet)",
+            type=["csv", "parquet", "pq"],
+            key="explain.upload",
+        )
         if upload is None:
             st.info("Upload a file whose rows to explain.")
             st.stop()
@@ -87,8 +112,10 @@ if snap is not None and snap.state == "failed":
 elif snap is not None and snap.state == "cancelled":
     st.warning("The explanation was cancelled.", icon=":material/cancel:")
 if snap is None or snap.state in ("failed", "cancelled"):
-    st.caption(f"{len(rows)} rows, each compared with one summary row of the training data "
-               "(medians, most frequent categories, empty text).")
+    st.caption(
+        f"{len(rows)} rows, each compared with one summary row of the training data "
+        "(medians, most frequent categories, empty text)."
+    )
     if not st.button("Compute explanations", type="primary", icon=":material/play_arrow:"):
         st.stop()
     job = jobs.start(key, summary.path, rows, class_index=label)
@@ -100,8 +127,10 @@ if not snap.finished:
 explanation = snap.explanation
 output = ui.output_label(explanation, spec.task)
 stats = explanation.stats
-st.caption(f"{len(rows)} rows explained in {stats.seconds:.1f} s: {stats.backbone_passes:,} backbone passes, "
-           f"{stats.model_rows:,} model rows ({stats.precision}). Each bar and point is on the scale of {output}.")
+st.caption(
+    f"{len(rows)} rows explained in {stats.seconds:.1f} s: {stats.backbone_passes:,} backbone passes, "
+    f"{stats.model_rows:,} model rows ({stats.precision}). Each bar and point is on the scale of {output}."
+)
 
 st.subheader("Global importance")
 left, right = st.columns(2)
@@ -110,18 +139,28 @@ with left:
     ui.plot(ui.importance_bar(explanation, output), height=height)
 with right:
     ui.plot(ui.beeswarm(explanation, output), height=height)
-ui.download_csv(core.explanation_frame(explanation), f"{summary.run_id}-shap.csv", "Download SHAP values (CSV)")
+ui.download_csv(
+    core.explanation_frame(explanation), f"{summary.run_id}-shap.csv", "Download SHAP values (CSV)"
+)
 
 st.subheader("One row: columns and words")
 names = list(explanation.instance_names)
 predictions = np.asarray(explanation.base_values).reshape(-1) + explanation.values.sum(axis=1)
 if st.session_state.get(state.EXPLAIN_ROW) not in names:
     st.session_state[state.EXPLAIN_ROW] = names[0]
-picked = st.selectbox("Row", names, key=state.EXPLAIN_ROW, persist_state=state.PERSIST,
-                      format_func=lambda r: f"row {r} · {output} = {predictions[names.index(r)]:.3f}")
+picked = st.selectbox(
+    "Row",
+    names,
+    key=state.EXPLAIN_ROW,
+    persist_state=state.PERSIST,
+    format_func=lambda r: f"row {r} · {output} = {predictions[names.index(r)]:.3f}",
+)
 i = names.index(picked)
 with st.container(border=True):
-    ui.plot(ui.waterfall(explanation, i, output), height=140 + 28 * min(13, len(explanation.feature_names)))
+    ui.plot(
+        ui.waterfall(explanation, i, output),
+        height=140 + 28 * min(13, len(explanation.feature_names)),
+    )
     scale = float(np.abs(explanation.values[i]).max())
     for column in spec.columns("text"):
         text = rows.at[picked, column]
@@ -130,8 +169,13 @@ with st.container(border=True):
             continue
         try:
             with st.spinner(f"Explaining the words of {column} ..."):
-                words = jobs.tokens(key + (picked, column), summary.path, rows.loc[[picked]], column,
-                                    class_index=label)
+                words = jobs.tokens(
+                    key + (picked, column),
+                    summary.path,
+                    rows.loc[[picked]],
+                    column,
+                    class_index=label,
+                )
         except core.FinTuneError as exc:
             st.error(str(exc), icon=":material/error:")
             continue
@@ -142,6 +186,8 @@ with st.container(border=True):
         st.html(ui.highlighted_tokens(tokens, values, strongest))
         # Shaded relative to the strongest word, so the words stay readable; the numbers say how
         # that compares with the columns above, in the same units.
-        st.caption(f"Green words raise {output}, red ones lower it; the darkest moves it by {strongest:.3f} "
-                   f"(the largest column above: {scale:.3f}). With every word masked {output} is {start:.3f}; "
-                   f"the words bring it to {start + float(values.sum()):.3f}. Hover a word for its value.")
+        st.caption(
+            f"Green words raise {output}, red ones lower it; the darkest moves it by {strongest:.3f} "
+            f"(the largest column above: {scale:.3f}). With every word masked {output} is {start:.3f}; "
+            f"the words bring it to {start + float(values.sum()):.3f}. Hover a word for its value."
+        )

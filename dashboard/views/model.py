@@ -12,15 +12,39 @@ from dashboard import state
 # (section, field, label, widget options); the default values come from core.default_config.
 HYPERPARAMETERS = [
     ("train", "epochs", "Epochs", {"min_value": 1, "max_value": 100, "step": 1}),
-    ("train", "max_steps", "Max steps (optional)", {"min_value": 1, "step": 10, "placeholder": "all"}),
+    (
+        "train",
+        "max_steps",
+        "Max steps (optional)",
+        {"min_value": 1, "step": 10, "placeholder": "all"},
+    ),
     ("train", "batch_size", "Batch size", {"min_value": 1, "max_value": 1024, "step": 8}),
-    ("train", "lr", "Backbone learning rate", {"min_value": 1e-7, "max_value": 0.1, "step": 1e-5, "format": "%.1e"}),
-    ("train", "head_lr", "Head learning rate", {"min_value": 1e-7, "max_value": 0.1, "step": 1e-4, "format": "%.1e"}),
+    (
+        "train",
+        "lr",
+        "Backbone learning rate",
+        {"min_value": 1e-7, "max_value": 0.1, "step": 1e-5, "format": "%.1e"},
+    ),
+    (
+        "train",
+        "head_lr",
+        "Head learning rate",
+        {"min_value": 1e-7, "max_value": 0.1, "step": 1e-4, "format": "%.1e"},
+    ),
     ("train", "weight_decay", "Weight decay", {"min_value": 0.0, "max_value": 1.0, "step": 0.01}),
     ("train", "warmup_ratio", "Warm-up ratio", {"min_value": 0.0, "max_value": 0.9, "step": 0.05}),
-    ("train", "patience", "Early-stopping patience (epochs)", {"min_value": 1, "max_value": 100, "step": 1}),
-    ("model", "max_length", "Max tokens per row (optional)", {"min_value": 8, "max_value": 4096, "step": 8,
-                                                              "placeholder": "automatic"}),
+    (
+        "train",
+        "patience",
+        "Early-stopping patience (epochs)",
+        {"min_value": 1, "max_value": 100, "step": 1},
+    ),
+    (
+        "model",
+        "max_length",
+        "Max tokens per row (optional)",
+        {"min_value": 8, "max_value": 4096, "step": 8, "placeholder": "automatic"},
+    ),
     ("model", "dropout", "Dropout", {"min_value": 0.0, "max_value": 0.9, "step": 0.05}),
     ("train", "seed", "Seed", {"min_value": 0, "step": 1}),
 ]
@@ -73,15 +97,35 @@ st.title("Model")
 defaults = state.defaults()
 infos = {info.name: info for info in backbones()}
 state.init_widget(state.BACKBONE, defaults.model.backbone)
-name = st.selectbox("Backbone", list(infos), key=state.BACKBONE, persist_state=state.PERSIST,
-                    format_func=lambda n: f"{n} · {infos[n].size_label}, {infos[n].n_layers} layers"
-                    + ("" if infos[n].available else " · needs download"))
+name = st.selectbox(
+    "Backbone",
+    list(infos),
+    key=state.BACKBONE,
+    persist_state=state.PERSIST,
+    format_func=lambda n: (
+        f"{n} · {infos[n].size_label}, {infos[n].n_layers} layers"
+        + ("" if infos[n].available else " · needs download")
+    ),
+)
 info = infos[name]
 st.caption(f"{info.description}. Source: {info.source}.")
 with st.expander("All backbones"):
-    st.dataframe(pd.DataFrame([{"backbone": b.name, "size": b.size_label, "layers": b.n_layers,
-                                "available here": b.available, "source": b.source, "about": b.description}
-                               for b in infos.values()]), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "backbone": b.name,
+                    "size": b.size_label,
+                    "layers": b.n_layers,
+                    "available here": b.available,
+                    "source": b.source,
+                    "about": b.description,
+                }
+                for b in infos.values()
+            ]
+        ),
+        hide_index=True,
+    )
 try:
     counts = trainable_by_depth(name)
 except core.FinTuneError as exc:
@@ -93,41 +137,88 @@ state.init_widget(freeze_key, defaults.model.freeze_depth)
 if st.session_state[freeze_key] > info.n_layers:
     st.session_state[freeze_key] = info.n_layers
 left, right = st.columns([3, 2])
-depth = left.slider("Freeze depth: embeddings + bottom layers frozen", 0, info.n_layers, key=freeze_key, persist_state=state.PERSIST)
+depth = left.slider(
+    "Freeze depth: embeddings + bottom layers frozen",
+    0,
+    info.n_layers,
+    key=freeze_key,
+    persist_state=state.PERSIST,
+)
 trainable, total = counts[depth]
-right.metric("Trainable backbone parameters", f"{ui.millions(trainable)} of {ui.millions(total)}",
-             f"{trainable / total:.0%} of the backbone", delta_color="off")
+right.metric(
+    "Trainable backbone parameters",
+    f"{ui.millions(trainable)} of {ui.millions(total)}",
+    f"{trainable / total:.0%} of the backbone",
+    delta_color="off",
+)
 state.init_widget(state.LORA_ON, defaults.model.lora_rank > 0)
-use_lora = st.toggle("LoRA adapters instead of training the backbone's weights", key=state.LORA_ON,
-                     persist_state=state.PERSIST,
-                     help="Low-rank adapters (peft) beside the linear layers of every block above the freeze depth; "
-                          "the pretrained weights stay frozen and the saved run keeps only adapters and head.")
+use_lora = st.toggle(
+    "LoRA adapters instead of training the backbone's weights",
+    key=state.LORA_ON,
+    persist_state=state.PERSIST,
+    help="Low-rank adapters (peft) beside the linear layers of every block above the freeze depth; "
+    "the pretrained weights stay frozen and the saved run keeps only adapters and head.",
+)
 if use_lora:
     lora = core.ModelConfig(lora_rank=core.DEFAULT_LORA_RANK)  # the engine's own LoRA defaults
-    for key, value in (("model.lora_rank", lora.lora_rank), ("model.lora_alpha", 2.0 * lora.lora_rank),
-                       ("model.lora_dropout", lora.lora_dropout), ("model.lora_targets", "")):
+    for key, value in (
+        ("model.lora_rank", lora.lora_rank),
+        ("model.lora_alpha", 2.0 * lora.lora_rank),
+        ("model.lora_dropout", lora.lora_dropout),
+        ("model.lora_targets", ""),
+    ):
         state.init_widget(key, value)
     c = st.columns(4)
-    rank = c[0].number_input("Rank", min_value=1, max_value=256, step=1, key="model.lora_rank",
-                             persist_state=state.PERSIST)
-    c[1].number_input("Alpha", min_value=0.5, max_value=1024.0, step=1.0, key="model.lora_alpha",
-                      persist_state=state.PERSIST, help="Scale of the update: alpha / rank")
-    c[2].number_input("Dropout", min_value=0.0, max_value=0.9, step=0.05, key="model.lora_dropout",
-                      persist_state=state.PERSIST)
-    targets_text = c[3].text_input("Target layers", key="model.lora_targets", persist_state=state.PERSIST,
-                                   placeholder="all linear layers", help="Comma-separated, e.g. query,value")
+    rank = c[0].number_input(
+        "Rank",
+        min_value=1,
+        max_value=256,
+        step=1,
+        key="model.lora_rank",
+        persist_state=state.PERSIST,
+    )
+    c[1].number_input(
+        "Alpha",
+        min_value=0.5,
+        max_value=1024.0,
+        step=1.0,
+        key="model.lora_alpha",
+        persist_state=state.PERSIST,
+        help="Scale of the update: alpha / rank",
+    )
+    c[2].number_input(
+        "Dropout",
+        min_value=0.0,
+        max_value=0.9,
+        step=0.05,
+        key="model.lora_dropout",
+        persist_state=state.PERSIST,
+    )
+    targets_text = c[3].text_input(
+        "Target layers",
+        key="model.lora_targets",
+        persist_state=state.PERSIST,
+        placeholder="all linear layers",
+        help="Comma-separated, e.g. query,value",
+    )
     targets = tuple(t.strip() for t in targets_text.split(",") if t.strip()) or None
     try:
         added = lora_parameters(name, int(rank), targets, depth)
-        st.metric("Trainable backbone parameters (adapters)", ui.millions(added),
-                  f"{added / total:.2%} of the backbone", delta_color="off")
+        st.metric(
+            "Trainable backbone parameters (adapters)",
+            ui.millions(added),
+            f"{added / total:.2%} of the backbone",
+            delta_color="off",
+        )
     except core.FinTuneError as exc:
         st.error(str(exc), icon=":material/error:")
 try:
     device = core.device_label(core.resolve_device(defaults.train.device))
 except core.FinTuneError as exc:
     device = str(exc)
-st.caption(f"Training will run on **{device}**. The fusion head (numeric encoder and classifier) always trains.")
+st.caption(
+    f"Training will run on **{device}**. The fusion head (numeric encoder and classifier) always trains."
+)
 
 st.subheader("Hyperparameters")
 grid = st.columns(4)
@@ -141,13 +232,26 @@ if problem:
 
 st.subheader("Imbalanced targets")
 left, right = st.columns(2)
-for key, value in (("train.class_weights", defaults.train.class_weights), ("train.loss", defaults.train.loss)):
+for key, value in (
+    ("train.class_weights", defaults.train.class_weights),
+    ("train.loss", defaults.train.loss),
+):
     state.init_widget(key, value)
-left.selectbox("Class weights", ["auto", "balanced", "none"], key="train.class_weights", persist_state=state.PERSIST,
-               help="auto: softened balanced weights when the rarest class is under 25% of rows")
-right.selectbox("Loss", ["cross_entropy", "focal"], key="train.loss", persist_state=state.PERSIST,
-                format_func={"cross_entropy": "Cross-entropy", "focal": "Focal loss (γ = 2)"}.get,
-                help="Focal loss down-weights easy rows so rare, hard ones (fraud) drive learning.")
+left.selectbox(
+    "Class weights",
+    ["auto", "balanced", "none"],
+    key="train.class_weights",
+    persist_state=state.PERSIST,
+    help="auto: softened balanced weights when the rarest class is under 25% of rows",
+)
+right.selectbox(
+    "Loss",
+    ["cross_entropy", "focal"],
+    key="train.loss",
+    persist_state=state.PERSIST,
+    format_func={"cross_entropy": "Cross-entropy", "focal": "Focal loss (γ = 2)"}.get,
+    help="Focal loss down-weights easy rows so rare, hard ones (fraud) drive learning.",
+)
 
 st.subheader("What the model reads")
 try:
@@ -158,14 +262,23 @@ except LookupError:
 except core.FinTuneError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
-st.caption(f"Three training rows of **{spec.target}** ({spec.task}), exactly as the backbone and the "
-           "numeric encoder receive them.")
+st.caption(
+    f"Three training rows of **{spec.target}** ({spec.task}), exactly as the backbone and the "
+    "numeric encoder receive them."
+)
 _, tokenizer = backbone(name)
-for row in inspect(st.session_state[state.DATA_DIGEST], json.dumps(config.to_dict()), frame, tokenizer):
+for row in inspect(
+    st.session_state[state.DATA_DIGEST], json.dumps(config.to_dict()), frame, tokenizer
+):
     with st.container(border=True):
-        st.markdown(f"**Row {row['row']}** · target `{row['target']}` · {len(row['tokens'])} tokens")
-        st.code(row["text"] or "(no text: this row is read through the numeric inputs only)",
-                language=None, wrap_lines=True)
+        st.markdown(
+            f"**Row {row['row']}** · target `{row['target']}` · {len(row['tokens'])} tokens"
+        )
+        st.code(
+            row["text"] or "(no text: this row is read through the numeric inputs only)",
+            language=None,
+            wrap_lines=True,
+        )
         with st.expander("Tokens"):
             st.code(" ".join(row["tokens"]), language=None, wrap_lines=True)
         if row["numeric"]:

@@ -16,7 +16,9 @@ def score(run_dir: str, file_id: str, name: str, threshold: float | None, _raw: 
 
 st.title("Predict")
 summary = ui.pick_finished_run(state.PREDICT_RUN)
-st.caption(f"The file needs the columns this run was trained on; `{summary.target}` may be missing.")
+st.caption(
+    f"The file needs the columns this run was trained on; `{summary.target}` may be missing."
+)
 try:
     decision = core.read_decision(summary.path)
 except core.FinTuneError as exc:
@@ -24,16 +26,27 @@ except core.FinTuneError as exc:
     st.stop()
 threshold = None
 if decision is not None:
-    threshold = st.slider(f"Flag rows with P({decision.positive_class}) at or above", 0.0, 1.0,
-                          float(decision.threshold), 0.005, format="%.3f", key=f"predict.threshold.{summary.run_id}",
-                          help="Starts at the run's saved threshold (set it on the Results page).")
-upload = st.file_uploader("File to score (CSV or Parquet)", type=["csv", "parquet", "pq"], key="predict.upload")
+    threshold = st.slider(
+        f"Flag rows with P({decision.positive_class}) at or above",
+        0.0,
+        1.0,
+        float(decision.threshold),
+        0.005,
+        format="%.3f",
+        key=f"predict.threshold.{summary.run_id}",
+        help="Starts at the run's saved threshold (set it on the Results page).",
+    )
+upload = st.file_uploader(
+    "File to score (CSV or Parquet)", type=["csv", "parquet", "pq"], key="predict.upload"
+)
 if upload is None:
     st.info("Upload a file to score.")
     st.stop()
 
 try:
-    predictions, warnings, drift = score(str(summary.path), upload.file_id, upload.name, threshold, upload.getvalue())
+    predictions, warnings, drift = score(
+        str(summary.path), upload.file_id, upload.name, threshold, upload.getvalue()
+    )
 except core.FinTuneError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
@@ -51,11 +64,18 @@ ui.download_csv(predictions, f"{summary.run_id}-predictions.csv", "Download pred
 if not drift.empty:
     st.subheader("Stability against the training data")
     rows = core.read_metrics(summary.path).get("rows", {}).get("train", 0)
-    st.caption(f"PSI of each input and of the score, this file against the training rows. With {len(predictions):,} "
-               f"rows, about {core.psi_chance_level(rows, len(predictions)):.2f} is reached by chance alone.")
+    st.caption(
+        f"PSI of each input and of the score, this file against the training rows. With {len(predictions):,} "
+        f"rows, about {core.psi_chance_level(rows, len(predictions)):.2f} is reached by chance alone."
+    )
     shifted = drift[drift["level"] != "stable"]
     for row in shifted.itertuples():
-        st.warning(f"{row.input!r} has shifted since training (PSI {row.psi:.3f}: {row.level}); predictions on "
-                   "these rows may be less reliable than the test metrics say.", icon=":material/warning:")
-    ui.plot(core.psi_figure(drift, "Stability: this file vs training rows"),
-            height=max(300, 26 * len(drift.head(25))))
+        st.warning(
+            f"{row.input!r} has shifted since training (PSI {row.psi:.3f}: {row.level}); predictions on "
+            "these rows may be less reliable than the test metrics say.",
+            icon=":material/warning:",
+        )
+    ui.plot(
+        core.psi_figure(drift, "Stability: this file vs training rows"),
+        height=max(300, 26 * len(drift.head(25))),
+    )

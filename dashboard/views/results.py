@@ -28,18 +28,24 @@ except core.FinTuneError as exc:
 task, target = metrics.get("task", ""), summary.target
 positive = metrics.get("positive_class")
 rows = metrics.get("rows", {})
-st.caption(f"Split: {metrics.get('split', 'not recorded')} · train {rows.get('train', '?')}, "
-           f"validation {rows.get('val', '?')}, test {rows.get('test', '?')} rows"
-           + (f" · positive class **{positive}**" if positive else "")
-           + " · intervals are bootstrap 95%")
+st.caption(
+    f"Split: {metrics.get('split', 'not recorded')} · train {rows.get('train', '?')}, "
+    f"validation {rows.get('val', '?')}, test {rows.get('test', '?')} rows"
+    + (f" · positive class **{positive}**" if positive else "")
+    + " · intervals are bootstrap 95%"
+)
 for warning in metrics.get("warnings", []):
     st.warning(warning["message"], icon=":material/warning:")
 
 report_file = summary.path / core.REPORT_FILE
-if st.button("Model report", icon=":material/description:", key=f"results.report.{summary.run_id}",
-             help="One self-contained HTML file for model-risk review: data fingerprint, split, "
-                  "model, reproducibility, metrics with intervals, calibration, SHAP, stability, "
-                  "limitations."):
+if st.button(
+    "Model report",
+    icon=":material/description:",
+    key=f"results.report.{summary.run_id}",
+    help="One self-contained HTML file for model-risk review: data fingerprint, split, "
+    "model, reproducibility, metrics with intervals, calibration, SHAP, stability, "
+    "limitations.",
+):
     with st.spinner(f"Writing the model report (SHAP on {core.DEFAULT_SHAP_ROWS} test rows) ..."):
         try:
             core.write_model_report(summary.path)
@@ -47,36 +53,51 @@ if st.button("Model report", icon=":material/description:", key=f"results.report
             st.error(str(exc), icon=":material/error:")
 if report_file.is_file():
     written = pd.Timestamp(report_file.stat().st_mtime, unit="s")
-    st.download_button("Download the model report (HTML)", data=report_file.read_bytes,
-                       mime="text/html", file_name=f"{summary.run_id}-model-report.html",
-                       on_click="ignore", icon=":material/download:",
-                       key=f"results.report.download.{summary.run_id}",
-                       help=f"Written {written:%Y-%m-%d %H:%M} UTC; press Model report to write it "
-                            "again (after changing the threshold, say).")
+    st.download_button(
+        "Download the model report (HTML)",
+        data=report_file.read_bytes,
+        mime="text/html",
+        file_name=f"{summary.run_id}-model-report.html",
+        on_click="ignore",
+        icon=":material/download:",
+        key=f"results.report.download.{summary.run_id}",
+        help=f"Written {written:%Y-%m-%d %H:%M} UTC; press Model report to write it "
+        "again (after changing the threshold, say).",
+    )
 
 st.subheader("Scorecard: fine-tuned vs baselines (test)")
 if "test_intervals" not in metrics:
-    st.info("This run was trained before baselines and intervals were recorded: retrain it to "
-            "see them.")
+    st.info(
+        "This run was trained before baselines and intervals were recorded: retrain it to see them."
+    )
 st.dataframe(charts.scorecard(metrics), hide_index=True, width="stretch")
 if task == "binary":
-    st.caption("Accuracy and F1 here label each row with its more probable class; at the chosen "
-               "threshold they are on the Decision threshold tab.")
+    st.caption(
+        "Accuracy and F1 here label each row with its more probable class; at the chosen "
+        "threshold they are on the Decision threshold tab."
+    )
 if isinstance(metrics.get("baselines"), dict) and "error" in metrics["baselines"]:
     st.warning(f"The baselines could not be fitted: {metrics['baselines']['error']}")
 if baselines:
-    comparison = against_baselines(str(summary.path),
-                                   (summary.path / "metrics.json").stat().st_mtime)
+    comparison = against_baselines(
+        str(summary.path), (summary.path / "metrics.json").stat().st_mtime
+    )
     if not comparison.delong.empty:
-        st.caption("DeLong test of each baseline's ROC AUC against the fine-tuned model (same test "
-                   "rows):")
+        st.caption(
+            "DeLong test of each baseline's ROC AUC against the fine-tuned model (same test rows):"
+        )
         st.dataframe(charts.delong_table(comparison), hide_index=True, width="stretch")
     elif not comparison.differences.empty:
         st.dataframe(charts.differences_table(comparison), hide_index=True, width="stretch")
 
 binary = task == "binary" and positive is not None
-names = (["Curves", "Calibration", "Gain & lift", "Decision threshold"] if binary
-         else ["Fit"] if task == "regression" else ["Curves"])
+names = (
+    ["Curves", "Calibration", "Gain & lift", "Decision threshold"]
+    if binary
+    else ["Fit"]
+    if task == "regression"
+    else ["Curves"]
+)
 names += ["Stability", "Training", "Predictions"]
 tabs = dict(zip(names, st.tabs(names), strict=True))
 
@@ -94,17 +115,32 @@ if binary:
     with tabs["Calibration"]:
         c1, c2 = st.columns([3, 2])
         with c1:
-            ui.plot(core.reliability_figure(diagnostics.get("reliability", []),
-                                            predicted=f"predicted P({positive})",
-                                            observed=f"observed share {positive}"), height=380)
+            ui.plot(
+                core.reliability_figure(
+                    diagnostics.get("reliability", []),
+                    predicted=f"predicted P({positive})",
+                    observed=f"observed share {positive}",
+                ),
+                height=380,
+            )
         with c2:
-            st.metric("Expected calibration error", charts.with_interval(
-                metrics["test"].get("ece"), metrics.get("test_intervals", {}).get("ece")))
-            st.metric("Brier score", charts.with_interval(
-                metrics["test"].get("brier"), metrics.get("test_intervals", {}).get("brier")))
-            st.caption("Points on the diagonal mean a predicted 30% really happens 30% of the "
-                       "time. Class weights push probabilities towards the rare class: read them "
-                       "as scores, or check here before using them as probabilities.")
+            st.metric(
+                "Expected calibration error",
+                charts.with_interval(
+                    metrics["test"].get("ece"), metrics.get("test_intervals", {}).get("ece")
+                ),
+            )
+            st.metric(
+                "Brier score",
+                charts.with_interval(
+                    metrics["test"].get("brier"), metrics.get("test_intervals", {}).get("brier")
+                ),
+            )
+            st.caption(
+                "Points on the diagonal mean a predicted 30% really happens 30% of the "
+                "time. Class weights push probabilities towards the rare class: read them "
+                "as scores, or check here before using them as probabilities."
+            )
     with tabs["Gain & lift"]:
         if diagnostics.get("gain_lift"):
             c1, c2 = st.columns(2)
@@ -112,8 +148,9 @@ if binary:
                 ui.plot(core.gain_figure(diagnostics["gain_lift"]))
             with c2:
                 ui.plot(core.lift_figure(diagnostics["gain_lift"]))
-            st.dataframe(charts.gain_lift_table(diagnostics["gain_lift"]), hide_index=True,
-                         width="stretch")
+            st.dataframe(
+                charts.gain_lift_table(diagnostics["gain_lift"]), hide_index=True, width="stretch"
+            )
     with tabs["Decision threshold"]:
         ui.decision_panel(summary, metrics, predictions)
 elif task == "regression":
@@ -127,8 +164,9 @@ else:
     with tabs["Curves"]:
         classes = [str(c) for c in metrics.get("classes", [])]
         curves = core.curves_by_class(predictions, classes, target)
-        confusion = core.confusion_table(predictions[target].astype(str),
-                                         predictions["prediction"].astype(str), classes)
+        confusion = core.confusion_table(
+            predictions[target].astype(str), predictions["prediction"].astype(str), classes
+        )
         c1, c2, c3 = st.columns(3)
         with c1:
             ui.plot(core.confusion_figure(confusion))
@@ -144,22 +182,34 @@ with tabs["Stability"]:
     else:
         report = pd.DataFrame(stability["inputs"])
         chance = stability.get("chance_level")
-        st.caption("Population stability index of each input and of the model's score, test rows "
-                   "against training rows: under 0.1 stable, 0.1-0.25 watch, 0.25 and above a real "
-                   "shift." + (f" With these split sizes about {chance:.2f} is reached by chance "
-                               "alone." if chance else ""))
-        ui.plot(core.psi_figure(report, "Stability: test vs train"),
-                height=max(300, 26 * len(report.head(25))))
+        st.caption(
+            "Population stability index of each input and of the model's score, test rows "
+            "against training rows: under 0.1 stable, 0.1-0.25 watch, 0.25 and above a real "
+            "shift."
+            + (
+                f" With these split sizes about {chance:.2f} is reached by chance alone."
+                if chance
+                else ""
+            )
+        )
+        ui.plot(
+            core.psi_figure(report, "Stability: test vs train"),
+            height=max(300, 26 * len(report.head(25))),
+        )
 
 with tabs["Training"]:
     left, right = st.columns(2)
     with left:
         ui.plot(ui.loss_curve([e for e in history if e.get("type") == "step"]))
     with right:
-        ui.plot(ui.validation_curve([e for e in history if e.get("type") == "epoch"],
-                                    core.headline_metric(task)))
+        ui.plot(
+            ui.validation_curve(
+                [e for e in history if e.get("type") == "epoch"], core.headline_metric(task)
+            )
+        )
 
 with tabs["Predictions"]:
     st.dataframe(predictions, hide_index=True, height=320, width="stretch")
-    ui.download_csv(predictions, f"{summary.run_id}-test-predictions.csv",
-                    "Download test predictions")
+    ui.download_csv(
+        predictions, f"{summary.run_id}-test-predictions.csv", "Download test predictions"
+    )

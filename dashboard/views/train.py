@@ -21,18 +21,30 @@ except core.FinTuneError as exc:
 
 if spec is not None:
     m, t = config.model, config.train
-    budget = f"{t.epochs} epoch{'s' if t.epochs > 1 else ''}" + (f", at most {t.max_steps} steps" if t.max_steps else "")
+    budget = f"{t.epochs} epoch{'s' if t.epochs > 1 else ''}" + (
+        f", at most {t.max_steps} steps" if t.max_steps else ""
+    )
     tuning = f"freeze depth {m.freeze_depth}" + (
         f", LoRA r{m.lora_rank} (alpha {m.lora_scale:g}, {', '.join(m.lora_targets or ['all linear layers'])})"
-        if m.lora_rank else "")
-    st.markdown(f"**{name}** → predict **{spec.target}** ({spec.task}) with **{m.backbone}**, "
-                f"{tuning}, {budget}, batch {t.batch_size}, lr {t.lr:g}.")
+        if m.lora_rank
+        else ""
+    )
+    st.markdown(
+        f"**{name}** → predict **{spec.target}** ({spec.task}) with **{m.backbone}**, "
+        f"{tuning}, {budget}, batch {t.batch_size}, lr {t.lr:g}."
+    )
     gpus = distributed.gpu_count()
     if gpus > 1:
         n_gpus = st.number_input(
-            "Launch on N GPUs", min_value=1, max_value=gpus, value=gpus, step=1, key="train.gpus",
+            "Launch on N GPUs",
+            min_value=1,
+            max_value=gpus,
+            value=gpus,
+            step=1,
+            key="train.gpus",
             help=f"This machine has {gpus} GPUs. Each GPU runs one process (DDP under Hugging Face Accelerate) and "
-                 f"takes its share of every batch of {t.batch_size} rows, so results match a one-GPU run.")
+            f"takes its share of every batch of {t.batch_size} rows, so results match a one-GPU run.",
+        )
         if n_gpus > 1:
             try:
                 config = config.replace(train={"num_processes": int(n_gpus), "device": "auto"})
@@ -40,14 +52,20 @@ if spec is not None:
                 st.error(str(exc), icon=":material/error:")
                 config = None
     start, sweep = st.columns([1, 2])
-    if start.button("Start fine-tuning", type="primary", icon=":material/play_arrow:", disabled=config is None):
+    if start.button(
+        "Start fine-tuning", type="primary", icon=":material/play_arrow:", disabled=config is None
+    ):
         try:
             st.session_state[state.CURRENT_RUN] = jobs.submit(config, frame, source=name)
         except core.FinTuneError as exc:
             st.error(str(exc), icon=":material/error:")
-    if sweep.button("Sweep freeze depth", icon=":material/stacked_line_chart:", disabled=config is None,
-                    help="One run per freeze depth, from all layers frozen to none, plus LoRA (rank 8), with "
-                         "these settings; then validation metric, trainable parameters, time and memory per setting."):
+    if sweep.button(
+        "Sweep freeze depth",
+        icon=":material/stacked_line_chart:",
+        disabled=config is None,
+        help="One run per freeze depth, from all layers frozen to none, plus LoRA (rank 8), with "
+        "these settings; then validation metric, trainable parameters, time and memory per setting.",
+    ):
         try:
             n_layers = core.describe_backbone(config.model.backbone).n_layers
             started = core.start_sweep(jobs, config, frame, n_layers, source=name)
@@ -77,17 +95,38 @@ def latest_sweep() -> None:
     table = core.sweep_results(jobs.runs_dir, sweep)
     done = int((table["state"] == "succeeded").sum())
     st.subheader("Freeze-depth sweep")
-    st.caption(f"Sweep {sweep.sweep_id} on {sweep.source or 'the table'}: {done} of {len(table)} runs finished. "
-               "The knee (red) is the cheapest setting that gets most of the way to the best validation score.")
+    st.caption(
+        f"Sweep {sweep.sweep_id} on {sweep.source or 'the table'}: {done} of {len(table)} runs finished. "
+        "The knee (red) is the cheapest setting that gets most of the way to the best validation score."
+    )
     ui.plot(charts.sweep_figure(table), key=f"sweep.{sweep.sweep_id}", height=560)
     number = st.column_config.NumberColumn
-    st.dataframe(table[["label", "state", "val_metric", "test_metric", "trainable_parameters", "wall_s",
-                        "peak_memory_mb", "knee", "run_id"]], hide_index=True, width="stretch",
-                 column_config={"label": "setting", "val_metric": number("validation", format="%.4f"),
-                                "test_metric": number("test", format="%.4f"),
-                                "trainable_parameters": number("trainable parameters", format="localized"),
-                                "wall_s": number("training s", format="%.1f"),
-                                "peak_memory_mb": number("peak MB", format="%.0f"), "run_id": "run"})
+    st.dataframe(
+        table[
+            [
+                "label",
+                "state",
+                "val_metric",
+                "test_metric",
+                "trainable_parameters",
+                "wall_s",
+                "peak_memory_mb",
+                "knee",
+                "run_id",
+            ]
+        ],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "label": "setting",
+            "val_metric": number("validation", format="%.4f"),
+            "test_metric": number("test", format="%.4f"),
+            "trainable_parameters": number("trainable parameters", format="localized"),
+            "wall_s": number("training s", format="%.1f"),
+            "peak_memory_mb": number("peak MB", format="%.0f"),
+            "run_id": "run",
+        },
+    )
 
 
 progress()

@@ -26,11 +26,21 @@ ERRORS = [c.name for c in CASES if c.expect == "error"]
 # file's frame (the engine test checks that) and emoji covers latin1's non-ASCII names; the upload
 # limit is the dashboard's; 10,000 columns make every row a 69,000-token text: one run took 190 s
 # on 2 cores.
-CLI_LEFT_OUT = {"semicolon", "latin1", "utf16", "utf32", "mac_line_ends", "trailing_delimiter",
-                "over_upload_limit", "wide"}
+CLI_LEFT_OUT = {
+    "semicolon",
+    "latin1",
+    "utf16",
+    "utf32",
+    "mac_line_ends",
+    "trailing_delimiter",
+    "over_upload_limit",
+    "wide",
+}
 CLI_LOADS = [c.name for c in CASES if c.expect == "loads" and c.name not in CLI_LEFT_OUT]
 SLOW_PAGES = {"wide"}  # the Data page takes ~25 s on 10,000 columns (leakage check, roles table)
-PAGE_CASES = [pytest.param(c.name, marks=pytest.mark.slow) if c.name in SLOW_PAGES else c.name for c in CASES]
+PAGE_CASES = [
+    pytest.param(c.name, marks=pytest.mark.slow) if c.name in SLOW_PAGES else c.name for c in CASES
+]
 
 
 def _describe(case):
@@ -78,8 +88,20 @@ def test_loaded_cells_keep_their_meaning(corpus):
 
 
 def _train(fintune, case, backbone, runs_dir):
-    return fintune("train", case.file, "--target", case.target, "--backbone", backbone, "--max-steps", "1",
-                   "--epochs", "1", "--runs-dir", runs_dir)
+    return fintune(
+        "train",
+        case.file,
+        "--target",
+        case.target,
+        "--backbone",
+        backbone,
+        "--max-steps",
+        "1",
+        "--epochs",
+        "1",
+        "--runs-dir",
+        runs_dir,
+    )
 
 
 @pytest.mark.parametrize("name", ERRORS)
@@ -123,7 +145,10 @@ def test_data_page_shows_the_message_and_keeps_working(corpus, name, app):
     assert not app.exception
     shown = texts(app.error)
     if case.upload_limit_mb is not None:
-        assert f"{case.file.name} is 1.0 MB, over the dashboard's upload limit of {case.upload_limit_mb} MB" in shown
+        assert (
+            f"{case.file.name} is 1.0 MB, over the dashboard's upload limit of {case.upload_limit_mb} MB"
+            in shown
+        )
         assert "`fintune train`" in shown
         assert "credit_risk.csv" in texts(app.caption)  # the file was never read
         return

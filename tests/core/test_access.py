@@ -10,8 +10,9 @@ def test_loopback_addresses_are_local(host):
     assert is_loopback(host)
 
 
-@pytest.mark.parametrize("host", [None, "", "  ", "0.0.0.0", "::", "10.1.2.3", "192.168.0.5",
-                                  "no-such-host.invalid"])
+@pytest.mark.parametrize(
+    "host", [None, "", "  ", "0.0.0.0", "::", "10.1.2.3", "192.168.0.5", "no-such-host.invalid"]
+)
 def test_unset_open_and_other_addresses_are_not_local(host):
     # unset is what Streamlit and uvicorn treat as every interface
     assert not is_loopback(host)

@@ -60,10 +60,17 @@ def test_a_lora_run_trains_only_adapters_and_head_and_loads_back(tiny_config, cr
     named = dict(tuner.model_.named_parameters())
     adapters = [n for n in named if "lora_" in n]
     assert adapters
-    trainable, total = runs.read_metrics(run_dir)["trainable_parameters"], runs.read_metrics(run_dir)["total_parameters"]
-    backbone_only = total - sum(p.numel() for n, p in named.items() if not n.startswith("backbone."))
+    trainable, total = (
+        runs.read_metrics(run_dir)["trainable_parameters"],
+        runs.read_metrics(run_dir)["total_parameters"],
+    )
+    backbone_only = total - sum(
+        p.numel() for n, p in named.items() if not n.startswith("backbone.")
+    )
     adapter_count = sum(named[n].numel() for n in adapters)
-    assert trainable == adapter_count + sum(p.numel() for n, p in named.items() if not n.startswith("backbone."))
+    assert trainable == adapter_count + sum(
+        p.numel() for n, p in named.items() if not n.startswith("backbone.")
+    )
     assert adapter_count < 0.2 * backbone_only
 
     # Only adapters, numeric encoder and head are saved: the pretrained weights come from the backbone.
@@ -81,23 +88,31 @@ def test_a_lora_run_trains_only_adapters_and_head_and_loads_back(tiny_config, cr
     assert np.allclose(probabilities, recorded[columns].to_numpy(dtype=float), atol=1e-4)
 
 
-def _lora_run_on_own_backbone(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path, *, rank: int,
-                              max_steps: int) -> tuple[Path, Path]:
+def _lora_run_on_own_backbone(
+    tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path, *, rank: int, max_steps: int
+) -> tuple[Path, Path]:
     """A finished LoRA run on a private copy of the tiny backbone (which the test may then change or delete)."""
     backbone_dir = tmp_path / "backbone"
     shutil.copytree(tiny_backbones["bert"], backbone_dir)
-    config = tiny_config("credit_risk", model={"lora_rank": rank, "backbone": str(backbone_dir)}, epochs=1,
-                         max_steps=max_steps)
+    config = tiny_config(
+        "credit_risk",
+        model={"lora_rank": rank, "backbone": str(backbone_dir)},
+        epochs=1,
+        max_steps=max_steps,
+    )
     run_dir = runs.create_run(runs_dir, config, credit_df)
     assert execute(run_dir) == "succeeded"
     return run_dir, backbone_dir
 
 
-def test_a_lora_run_refuses_changed_base_weights(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path):
+def test_a_lora_run_refuses_changed_base_weights(
+    tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path
+):
     from transformers import AutoModel
 
-    run_dir, backbone_dir = _lora_run_on_own_backbone(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path,
-                                                      rank=2, max_steps=2)
+    run_dir, backbone_dir = _lora_run_on_own_backbone(
+        tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path, rank=2, max_steps=2
+    )
     changed = AutoModel.from_pretrained(backbone_dir)
     with torch.no_grad():
         changed.encoder.layer[0].attention.self.query.weight.add_(0.5)
@@ -107,20 +122,29 @@ def test_a_lora_run_refuses_changed_base_weights(tiny_config, credit_df, runs_di
 
 
 def test_merged_copy_gives_the_same_outputs_without_peft(tiny_config, sentiment_df):
-    tuner = FineTuner(tiny_config("label", model={"lora_rank": 4, "freeze_depth": 1}, epochs=1)).fit(sentiment_df)
+    tuner = FineTuner(
+        tiny_config("label", model={"lora_rank": 4, "freeze_depth": 1}, epochs=1)
+    ).fit(sentiment_df)
     plain = tuner.plain_model().eval()
     model = tuner.model_.eval()
     from peft.tuners.lora import LoraLayer
 
     assert not any(isinstance(m, LoraLayer) for m in plain.modules())
-    assert any(isinstance(m, LoraLayer) for m in model.modules())  # the fitted model is left as it was
-    batch = collate(tuner.encode(sentiment_df.head(6), with_targets=False), np.arange(6), pad_id=tuner.pad_id_)
+    assert any(
+        isinstance(m, LoraLayer) for m in model.modules()
+    )  # the fitted model is left as it was
+    batch = collate(
+        tuner.encode(sentiment_df.head(6), with_targets=False), np.arange(6), pad_id=tuner.pad_id_
+    )
     with torch.no_grad():
         a = model(batch["input_ids"], batch["attention_mask"], batch["numeric"])
         b = plain(batch["input_ids"], batch["attention_mask"], batch["numeric"])
     assert torch.allclose(a, b, atol=1e-5)
-    assert torch.allclose(merged_copy(model)(batch["input_ids"], batch["attention_mask"], batch["numeric"]), b,
-                          atol=1e-5)
+    assert torch.allclose(
+        merged_copy(model)(batch["input_ids"], batch["attention_mask"], batch["numeric"]),
+        b,
+        atol=1e-5,
+    )
 
 
 def test_adapter_count_matches_what_training_adds(tiny_backbone):
@@ -129,7 +153,9 @@ def test_adapter_count_matches_what_training_adds(tiny_backbone):
     expected = adapter_parameter_count(backbone, rank=4, targets=("query", "value"), from_layer=1)
     from core.model.adapters import add_lora
 
-    added = add_lora(backbone, rank=4, alpha=8, dropout=0.0, targets=("query", "value"), from_layer=1)
+    added = add_lora(
+        backbone, rank=4, alpha=8, dropout=0.0, targets=("query", "value"), from_layer=1
+    )
     assert added == expected == count_parameters(backbone)[0]
     assert before > added
 
@@ -142,9 +168,23 @@ def test_lora_on_the_pretrained_minilm_learns(fintune, tmp_path):
     from tests.conftest import PROJECT_ROOT
 
     data = tmp_path / "headlines.csv"
-    pd.read_csv(PROJECT_ROOT / "sample_data" / "fin_sentiment.csv").sample(600, random_state=0).to_csv(data, index=False)
-    result = fintune("train", data, "--target", "label", "--lora-rank", "8", "--epochs", "2", "--max-length", "48",
-                     "--runs-dir", tmp_path / "runs")
+    pd.read_csv(PROJECT_ROOT / "sample_data" / "fin_sentiment.csv").sample(
+        600, random_state=0
+    ).to_csv(data, index=False)
+    result = fintune(
+        "train",
+        data,
+        "--target",
+        "label",
+        "--lora-rank",
+        "8",
+        "--epochs",
+        "2",
+        "--max-length",
+        "48",
+        "--runs-dir",
+        tmp_path / "runs",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     run_dir = result.stdout.strip().splitlines()[-1]
     metrics = runs.read_metrics(run_dir)
@@ -152,12 +192,15 @@ def test_lora_on_the_pretrained_minilm_learns(fintune, tmp_path):
     assert metrics["test"]["roc_auc"] > 0.7, metrics["test"]  # chance is 0.5; 28 steps on 420 rows
 
 
-def test_exporting_a_lora_run_folds_the_adapters_in(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path):
+def test_exporting_a_lora_run_folds_the_adapters_in(
+    tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path
+):
     """The export stands alone: it loads and predicts the same with the pretrained backbone gone."""
     from core.serving.export import export_run
 
-    run_dir, backbone_dir = _lora_run_on_own_backbone(tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path,
-                                                      rank=4, max_steps=3)
+    run_dir, backbone_dir = _lora_run_on_own_backbone(
+        tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path, rank=4, max_steps=3
+    )
     before = FineTuner.load(run_dir / "model").predict_proba(credit_df.head(10))
     exported = export_run(run_dir, tmp_path / "export")
     shutil.rmtree(backbone_dir)  # the pretrained weights are gone

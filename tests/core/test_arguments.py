@@ -6,8 +6,10 @@ from core.arguments import parser, with_flags
 
 
 def test_a_message_naming_settings_gets_their_flags():
-    message = ("Out of memory on cpu with batch size 16: try batch size 8 (or a shorter max length, "
-               "or a higher freeze depth).")
+    message = (
+        "Out of memory on cpu with batch size 16: try batch size 8 (or a shorter max length, "
+        "or a higher freeze depth)."
+    )
     flags = "(command line: --batch-size, --max-length, --freeze)"
     assert with_flags(message) == f"{message} {flags}"
     assert with_flags("lower the learning rate (e.g. to 5e-05)").endswith("(command line: --lr)")

@@ -28,7 +28,11 @@ def loaded(tiny_backbones):
 
 
 def _embedding_parameters(model) -> list[str]:
-    names = [n for n, _ in model.named_parameters() if "embed" in n.split(".")[0] or "rel_embeddings" in n]
+    names = [
+        n
+        for n, _ in model.named_parameters()
+        if "embed" in n.split(".")[0] or "rel_embeddings" in n
+    ]
     encoder_norm = [n for n, _ in model.named_parameters() if n.startswith("encoder.LayerNorm")]
     return names + encoder_norm
 
@@ -46,7 +50,9 @@ def test_tiny_layouts_load_with_their_layers(loaded, layout, tiny_layers):
     model, tokenizer = loaded[layout]
     assert n_layers(model) == tiny_layers
     batch = tokenizer(["purpose: new car | housing: own"], return_tensors="pt")
-    hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
     assert hidden.shape[-1] == 32
 
 
@@ -92,15 +98,24 @@ def test_trainable_count_falls_with_depth(loaded, layout, tiny_layers):
 def test_out_of_range_depth(loaded, tiny_layers):
     model, _ = loaded["bert"]
     for depth in (-1, tiny_layers + 1):
-        with pytest.raises(ConfigError, match=rf"Freeze depth {depth} is out of range: this backbone has {tiny_layers} layers"):
+        with pytest.raises(
+            ConfigError,
+            match=rf"Freeze depth {depth} is out of range: this backbone has {tiny_layers} layers",
+        ):
             freeze(model, depth)
 
 
 def test_list_backbones_has_the_curated_entries():
     infos = {info.name: info for info in list_backbones()}
     assert set(infos) == set(CURATED)
-    for name in ("ProsusAI/finbert", "yiyanghkust/finbert-tone", "distilroberta-base", "bert-base-uncased",
-                 "microsoft/deberta-v3-small", DEFAULT_BACKBONE):
+    for name in (
+        "ProsusAI/finbert",
+        "yiyanghkust/finbert-tone",
+        "distilroberta-base",
+        "bert-base-uncased",
+        "microsoft/deberta-v3-small",
+        DEFAULT_BACKBONE,
+    ):
         assert name in infos
         assert infos[name].n_layers > 0 and infos[name].n_parameters > 1e6
         assert infos[name].size_label.endswith("M parameters")

@@ -39,8 +39,11 @@ class Model:
 def job(values, *, deadline: float | None = None, lengths=None) -> Job:
     values = np.asarray(values, dtype=np.float32)
     lengths = lengths or [3] * len(values)
-    return Job([[1] * n for n in lengths], values[:, None],
-               deadline=time.monotonic() + 30 if deadline is None else deadline)
+    return Job(
+        [[1] * n for n in lengths],
+        values[:, None],
+        deadline=time.monotonic() + 30 if deadline is None else deadline,
+    )
 
 
 def test_queued_requests_share_one_forward_pass_and_get_their_own_rows():
@@ -116,8 +119,12 @@ def test_call_jobs_run_alone_and_can_be_stopped():
     model = Model()
     worker = InferenceWorker(model, batch_size=8)
     seen = []
-    call = worker.submit(CallJob(lambda should_stop: seen.append(should_stop()) or "explained",
-                                 deadline=time.monotonic() + 30))
+    call = worker.submit(
+        CallJob(
+            lambda should_stop: seen.append(should_stop()) or "explained",
+            deadline=time.monotonic() + 30,
+        )
+    )
     assert call.future.result(10) == "explained" and seen == [False]
     late = CallJob(lambda should_stop: should_stop(), deadline=time.monotonic() - 1)
     assert late.should_stop()

@@ -34,8 +34,22 @@ def trained(tmp_path_factory, tiny_backbone, make_table, fintune):
     data = root / "credit.csv"
     make_table("credit").to_csv(data, index=False)
     runs_dir = root / "runs"
-    result = fintune("train", data, "--target", "credit_risk", "--backbone", tiny_backbone, "--max-steps", "3",
-                     "--epochs", "1", "--batch-size", "16", "--runs-dir", runs_dir)
+    result = fintune(
+        "train",
+        data,
+        "--target",
+        "credit_risk",
+        "--backbone",
+        tiny_backbone,
+        "--max-steps",
+        "3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--runs-dir",
+        runs_dir,
+    )
     return result, runs_dir, data
 
 
@@ -72,7 +86,9 @@ def test_predict_names_missing_columns_and_warns_on_extra(trained, tmp_path, cre
     credit_df.drop(columns=["credit_risk"]).assign(loan_officer="Ng").to_csv(extra, index=False)
     scored = fintune("predict", run_dir, extra, "-o", tmp_path / "o.csv")
     assert scored.returncode == 0, scored.stderr
-    assert "warning: Column 'loan_officer' was not seen in training and is ignored." in scored.stderr
+    assert (
+        "warning: Column 'loan_officer' was not seen in training and is ignored." in scored.stderr
+    )
 
 
 def test_predict_reads_trailing_delimiters_like_the_clean_file(trained, tmp_path, fintune):
@@ -99,15 +115,19 @@ def test_predict_refuses_a_row_with_an_extra_value(trained, tmp_path, fintune):
     extra = tmp_path / "extra.csv"
     extra.write_text("\n".join(lines) + "\n")
     out = tmp_path / "o.csv"
-    _assert_bad_input(fintune("predict", run_dir, extra, "-o", out),
-                      "extra.csv could not be parsed at line 5: it has 10 fields but the header "
-                      "has 9 (extra value 'oops')",
-                      "Remove the extra field(s) or add a column name to the header.")
+    _assert_bad_input(
+        fintune("predict", run_dir, extra, "-o", out),
+        "extra.csv could not be parsed at line 5: it has 10 fields but the header "
+        "has 9 (extra value 'oops')",
+        "Remove the extra field(s) or add a column name to the header.",
+    )
     assert not out.exists()
 
 
 def test_predict_with_a_run_that_has_no_model(tmp_path, credit_csv, fintune):
-    _assert_bad_input(fintune("predict", tmp_path, credit_csv, "-o", tmp_path / "o.csv"), "no saved model")
+    _assert_bad_input(
+        fintune("predict", tmp_path, credit_csv, "-o", tmp_path / "o.csv"), "no saved model"
+    )
 
 
 def test_runs_lists_the_run(trained, fintune):
@@ -125,17 +145,25 @@ def test_runs_on_an_empty_folder(tmp_path, fintune):
 
 
 def test_bad_input_missing_file(tmp_path, fintune):
-    _assert_bad_input(fintune("train", tmp_path / "absent.csv", "--target", "y"), "absent.csv", "does not exist")
+    _assert_bad_input(
+        fintune("train", tmp_path / "absent.csv", "--target", "y"), "absent.csv", "does not exist"
+    )
 
 
 def test_bad_input_missing_target(credit_csv, fintune):
-    _assert_bad_input(fintune("train", credit_csv, "--target", "credit_risc"), "'credit_risc'", "Did you mean 'credit_risk'")
+    _assert_bad_input(
+        fintune("train", credit_csv, "--target", "credit_risc"),
+        "'credit_risc'",
+        "Did you mean 'credit_risk'",
+    )
 
 
 def test_bad_input_one_class(tmp_path, credit_df, fintune):
     path = tmp_path / "one.csv"
     credit_df.assign(credit_risk="good").to_csv(path, index=False)
-    _assert_bad_input(fintune("train", path, "--target", "credit_risk"), "'credit_risk' has only one class")
+    _assert_bad_input(
+        fintune("train", path, "--target", "credit_risk"), "'credit_risk' has only one class"
+    )
 
 
 def test_bad_input_duplicate_columns(tmp_path, fintune):
@@ -145,22 +173,40 @@ def test_bad_input_duplicate_columns(tmp_path, fintune):
 
 
 def test_bad_input_split(credit_csv, fintune):
-    _assert_bad_input(fintune("train", credit_csv, "--target", "credit_risk", "--split", "weekly"), "'weekly'")
+    _assert_bad_input(
+        fintune("train", credit_csv, "--target", "credit_risk", "--split", "weekly"), "'weekly'"
+    )
 
 
 def test_bad_input_split_column(credit_csv, fintune):
-    _assert_bad_input(fintune("train", credit_csv, "--target", "credit_risk", "--split", "time:when"), "'when'")
+    _assert_bad_input(
+        fintune("train", credit_csv, "--target", "credit_risk", "--split", "time:when"), "'when'"
+    )
 
 
-@pytest.mark.parametrize(("role", "fragment"), [("housing=blob", "'blob' for column 'housing'"),
-                                                ("housing", "'housing' is not COLUMN=ROLE")])
+@pytest.mark.parametrize(
+    ("role", "fragment"),
+    [("housing=blob", "'blob' for column 'housing'"), ("housing", "'housing' is not COLUMN=ROLE")],
+)
 def test_bad_input_role(credit_csv, role, fragment, fintune):
-    _assert_bad_input(fintune("train", credit_csv, "--target", "credit_risk", "--role", role), fragment)
+    _assert_bad_input(
+        fintune("train", credit_csv, "--target", "credit_risk", "--role", role), fragment
+    )
 
 
 def test_bad_input_freeze_depth(credit_csv, tiny_backbone, tmp_path, fintune):
-    result = fintune("train", credit_csv, "--target", "credit_risk", "--backbone", tiny_backbone, "--freeze", "7",
-                     "--runs-dir", tmp_path / "runs")
+    result = fintune(
+        "train",
+        credit_csv,
+        "--target",
+        "credit_risk",
+        "--backbone",
+        tiny_backbone,
+        "--freeze",
+        "7",
+        "--runs-dir",
+        tmp_path / "runs",
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "Freeze depth 7" in result.stderr and "(command line: --freeze)" in result.stderr
 

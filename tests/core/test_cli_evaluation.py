@@ -23,8 +23,24 @@ def two_runs(tmp_path_factory, tiny_backbone, make_table, fintune):
     make_table("credit").to_csv(data, index=False)
     folders = []
     for lr in ("5e-5", "1e-4"):
-        result = fintune("train", data, "--target", "credit_risk", "--backbone", tiny_backbone, "--max-steps", "4",
-                         "--epochs", "1", "--batch-size", "16", "--lr", lr, "--runs-dir", root / "runs")
+        result = fintune(
+            "train",
+            data,
+            "--target",
+            "credit_risk",
+            "--backbone",
+            tiny_backbone,
+            "--max-steps",
+            "4",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--lr",
+            lr,
+            "--runs-dir",
+            root / "runs",
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         folders.append(Path(result.stdout.strip().splitlines()[-1]))
     return folders, data
@@ -107,7 +123,9 @@ def test_predict_uses_the_saved_threshold_unless_told(own_run, two_runs, tmp_pat
 
 def test_bad_thresholds(own_run, fintune):
     _assert_bad_input(fintune("threshold", own_run, "--threshold", "1.5"), "1.5", "between 0 and 1")
-    _assert_bad_input(fintune("threshold", own_run, "--cost-fp", "0", "--cost-fn", "0"), "at least one above 0")
+    _assert_bad_input(
+        fintune("threshold", own_run, "--cost-fp", "0", "--cost-fn", "0"), "at least one above 0"
+    )
     _assert_bad_input(fintune("threshold", own_run, "--approval-rate", "2"), "Approval rate 2.0")
 
 
@@ -126,14 +144,21 @@ def test_compare_needs_two_runs(two_runs, fintune):
 
 def test_bad_split_options(two_runs, fintune):
     data = two_runs[1]
-    _assert_bad_input(fintune("train", data, "--target", "credit_risk", "--split", "random", "--embargo", "3"),
-                      "embargo needs a time split")
-    _assert_bad_input(fintune("train", data, "--target", "credit_risk", "--positive-class", "maybe"),
-                      "'maybe'", "['bad', 'good']")
+    _assert_bad_input(
+        fintune("train", data, "--target", "credit_risk", "--split", "random", "--embargo", "3"),
+        "embargo needs a time split",
+    )
+    _assert_bad_input(
+        fintune("train", data, "--target", "credit_risk", "--positive-class", "maybe"),
+        "'maybe'",
+        "['bad', 'good']",
+    )
 
 
 def test_market_features_then_train_chronologically(tmp_path, project_root, tiny_backbone, fintune):
-    prices = pd.read_csv(project_root / "sample_data" / "market_daily.csv")[["date", "close", "volume", "headline"]]
+    prices = pd.read_csv(project_root / "sample_data" / "market_daily.csv")[
+        ["date", "close", "volume", "headline"]
+    ]
     source = tmp_path / "prices.csv"
     prices.head(400).to_csv(source, index=False)
     derived = tmp_path / "features.csv"
@@ -141,10 +166,30 @@ def test_market_features_then_train_chronologically(tmp_path, project_root, tiny
     assert result.returncode == 0, result.stderr
     assert "--target next_5d_direction" in result.stderr and "--embargo 5" in result.stderr
     table = pd.read_csv(derived)
-    assert {"return_1d", "return_5d", "return_20d", "volatility_20d", "volume_ratio_20d", "next_5d_direction"} <= set(
-        table.columns)
-    trained = fintune("train", derived, "--target", "next_5d_direction", "--backbone", tiny_backbone, "--embargo", "5",
-                      "--max-steps", "2", "--epochs", "1", "--runs-dir", tmp_path / "runs")
+    assert {
+        "return_1d",
+        "return_5d",
+        "return_20d",
+        "volatility_20d",
+        "volume_ratio_20d",
+        "next_5d_direction",
+    } <= set(table.columns)
+    trained = fintune(
+        "train",
+        derived,
+        "--target",
+        "next_5d_direction",
+        "--backbone",
+        tiny_backbone,
+        "--embargo",
+        "5",
+        "--max-steps",
+        "2",
+        "--epochs",
+        "1",
+        "--runs-dir",
+        tmp_path / "runs",
+    )
     assert trained.returncode == 0, trained.stderr[-2000:]
     run_dir = Path(trained.stdout.strip().splitlines()[-1])
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -160,4 +205,6 @@ def test_market_features_then_train_chronologically(tmp_path, project_root, tiny
 def test_market_features_without_prices_is_a_clear_error(tmp_path, fintune):
     path = tmp_path / "no_prices.csv"
     pd.DataFrame({"a": [1, 2, 3], "b": [4, 5, 6]}).to_csv(path, index=False)
-    _assert_bad_input(fintune("market-features", path, "-o", tmp_path / "o.csv"), "--date and --close")
+    _assert_bad_input(
+        fintune("market-features", path, "-o", tmp_path / "o.csv"), "--date and --close"
+    )

@@ -18,17 +18,27 @@ from core.review.compare import (
     spec_from_metrics,
 )
 
-BINARY = TableSpec(target="risk", task="binary", roles={}, classes=("bad", "good"), positive_class="bad")
+BINARY = TableSpec(
+    target="risk", task="binary", roles={}, classes=("bad", "good"), positive_class="bad"
+)
 N_BOOT = 100
 
 
-def _binary_table(y: np.ndarray, signal: float, seed: int, rows: np.ndarray | None = None) -> pd.DataFrame:
+def _binary_table(
+    y: np.ndarray, signal: float, seed: int, rows: np.ndarray | None = None
+) -> pd.DataFrame:
     """A prediction table whose P(bad) separates the classes with strength ``signal``."""
     rng = np.random.default_rng(seed)
     p_bad = 1 / (1 + np.exp(-(signal * (y == "bad") + rng.normal(-0.5 * signal, 1, len(y)))))
-    return pd.DataFrame({"row": np.arange(len(y)) if rows is None else rows, "risk": y,
-                         "prediction": np.where(p_bad >= 0.5, "bad", "good"),
-                         "prob_bad": p_bad, "prob_good": 1 - p_bad})
+    return pd.DataFrame(
+        {
+            "row": np.arange(len(y)) if rows is None else rows,
+            "risk": y,
+            "prediction": np.where(p_bad >= 0.5, "bad", "good"),
+            "prob_bad": p_bad,
+            "prob_good": 1 - p_bad,
+        }
+    )
 
 
 def _labels(n: int = 300, seed: int = 0) -> np.ndarray:
@@ -40,13 +50,19 @@ def _labels(n: int = 300, seed: int = 0) -> np.ndarray:
 
 def test_binary_metrics_one_row_per_model():
     y = _labels()
-    tables = {"A": _binary_table(y, 1.0, 1), "B": _binary_table(y, 2.5, 2), "C": _binary_table(y, 0.0, 3)}
+    tables = {
+        "A": _binary_table(y, 1.0, 1),
+        "B": _binary_table(y, 2.5, 2),
+        "C": _binary_table(y, 0.0, 3),
+    }
     result = compare_predictions(BINARY, tables, n_boot=N_BOOT)
     assert result.models == ["A", "B", "C"]
     assert result.metrics["model"].tolist() == ["A", "B", "C"]
     for name, table in tables.items():
         row = result.metrics.set_index("model").loc[name]
-        assert row["roc_auc"] == pytest.approx(roc_auc_score(table["risk"] == "bad", table["prob_bad"]))
+        assert row["roc_auc"] == pytest.approx(
+            roc_auc_score(table["risk"] == "bad", table["prob_bad"])
+        )
 
 
 def test_binary_differences_and_delong_when_rows_align():
@@ -79,7 +95,9 @@ def test_lower_is_better_metrics_marked_better_when_smaller():
 def test_delong_scores_the_positive_class():
     y = _labels()
     tables = {"A": _binary_table(y, 0.5, 1), "B": _binary_table(y, 3.0, 2)}
-    spec = TableSpec(target="risk", task="binary", roles={}, classes=("bad", "good"), positive_class="good")
+    spec = TableSpec(
+        target="risk", task="binary", roles={}, classes=("bad", "good"), positive_class="good"
+    )
     result = compare_predictions(spec, tables, n_boot=N_BOOT)
     (delong,) = result.delong.to_dict("records")
     expected = roc_auc_score(tables["B"]["risk"] == "good", tables["B"]["prob_good"])
@@ -106,7 +124,10 @@ def test_same_row_ids_but_different_labels_are_not_aligned():
 
 def test_shuffled_rows_are_not_aligned():
     y = _labels(200)
-    tables = {"A": _binary_table(y, 1.0, 1), "B": _binary_table(y, 1.0, 2, rows=np.arange(200)[::-1])}
+    tables = {
+        "A": _binary_table(y, 1.0, 1),
+        "B": _binary_table(y, 1.0, 2, rows=np.arange(200)[::-1]),
+    }
     assert not compare_predictions(BINARY, tables, n_boot=N_BOOT).same_rows
 
 
@@ -128,8 +149,13 @@ def test_multiclass_compare_has_no_delong():
     for name, strength in (("A", 0.5), ("B", 2.0)):
         logits = rng.normal(size=(240, 3)) + strength * (y[:, None] == np.array(classes))
         proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        tables[name] = pd.DataFrame({"row": np.arange(240), "label": y,
-                                     **{f"prob_{c}": proba[:, i] for i, c in enumerate(classes)}})
+        tables[name] = pd.DataFrame(
+            {
+                "row": np.arange(240),
+                "label": y,
+                **{f"prob_{c}": proba[:, i] for i, c in enumerate(classes)},
+            }
+        )
     spec = TableSpec(target="label", task="multiclass", roles={}, classes=classes)
     result = compare_predictions(spec, tables, n_boot=N_BOOT)
     assert result.same_rows and result.delong.empty
@@ -141,14 +167,18 @@ def test_regression_compare():
     rng = np.random.default_rng(5)
     y = rng.normal(0, 0.02, 200)  # returns: both signs
     tables = {
-        name: pd.DataFrame({"row": np.arange(200), "ret": y, "prediction": y + rng.normal(0, noise, 200)})
+        name: pd.DataFrame(
+            {"row": np.arange(200), "ret": y, "prediction": y + rng.normal(0, noise, 200)}
+        )
         for name, noise in (("A", 0.02), ("B", 0.005))
     }
     spec = TableSpec(target="ret", task="regression", roles={}, classes=())
     result = compare_predictions(spec, tables, n_boot=N_BOOT)
     rmse = result.metrics.set_index("model")["rmse"]
     for name, table in tables.items():
-        assert rmse[name] == pytest.approx(np.sqrt(mean_squared_error(table["ret"], table["prediction"])))
+        assert rmse[name] == pytest.approx(
+            np.sqrt(mean_squared_error(table["ret"], table["prediction"]))
+        )
     assert "directional_accuracy" in result.metrics.columns
     diff = result.differences.set_index("metric").loc["rmse"]
     assert diff["difference"] < 0 and bool(diff["better"])
@@ -160,8 +190,14 @@ def test_regression_compare():
 
 def test_config_differences_lists_only_differing_settings():
     configs = {
-        "run1": {"train": {"epochs": 3, "lr": 1e-3}, "data": {"target": "y", "roles": {"a": "text"}}},
-        "run2": {"train": {"epochs": 5, "lr": 1e-3}, "data": {"target": "y", "roles": {"a": "text"}}},
+        "run1": {
+            "train": {"epochs": 3, "lr": 1e-3},
+            "data": {"target": "y", "roles": {"a": "text"}},
+        },
+        "run2": {
+            "train": {"epochs": 5, "lr": 1e-3},
+            "data": {"target": "y", "roles": {"a": "text"}},
+        },
     }
     table = config_differences(configs)
     assert table["setting"].tolist() == ["train.epochs"]
@@ -171,7 +207,10 @@ def test_config_differences_lists_only_differing_settings():
 def test_config_differences_missing_key_and_roles_unflattened():
     configs = {
         "run1": {"model": {"backbone": "x"}, "data": {"roles": {"a": "text"}}},
-        "run2": {"model": {"backbone": "x", "dropout": 0.2}, "data": {"roles": {"a": "categorical"}}},
+        "run2": {
+            "model": {"backbone": "x", "dropout": 0.2},
+            "data": {"roles": {"a": "categorical"}},
+        },
     }
     table = config_differences(configs).set_index("setting")
     assert sorted(table.index) == ["data.roles", "model.dropout"]
@@ -185,7 +224,9 @@ def test_config_differences_needs_two_runs():
 def test_spec_from_metrics_defaults_positive_to_second_class():
     spec = spec_from_metrics({"task": "binary", "classes": ["no", "yes"]}, "target")
     assert spec.positive_class == "yes" and spec.positive_index == 1
-    spec = spec_from_metrics({"task": "binary", "classes": ["no", "yes"], "positive_class": "no"}, "target")
+    spec = spec_from_metrics(
+        {"task": "binary", "classes": ["no", "yes"], "positive_class": "no"}, "target"
+    )
     assert spec.positive_index == 0
 
 

@@ -167,7 +167,9 @@ def test_chronological_split_keeps_order_and_ties(credit_df):
     frame = credit_df.copy()
     days = pd.date_range("2024-01-01", periods=len(frame) // 3 + 1, freq="D")
     frame["application_date"] = np.repeat(days, 3)[: len(frame)].strftime("%Y-%m-%d")
-    frame = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)  # file order is not time order
+    frame = frame.sample(frac=1.0, random_state=0).reset_index(
+        drop=True
+    )  # file order is not time order
     config = DataConfig(target="credit_risk", split="time:application_date")
     spec = describe_table(frame, config)
     parts = split_rows(frame, spec, config, seed=0)
@@ -200,7 +202,9 @@ def test_preprocessing_fitted_on_train_rows_only(credit_df, tiny_config):
     train_rows = first.splits_["train"]
 
     changed = credit_df.copy()
-    changed.loc[changed.index[test_rows], "monthly_income"] = 1e9  # wild values only in the test split
+    changed.loc[changed.index[test_rows], "monthly_income"] = (
+        1e9  # wild values only in the test split
+    )
     changed.loc[changed.index[first.splits_["val"]], "age_years"] = -500
     second = FineTuner(config).fit(changed)
 
@@ -243,7 +247,9 @@ def test_missing_file(tmp_path):
 
 
 def test_target_missing_suggests_a_close_name(credit_df):
-    with pytest.raises(DataError, match=r"'credit_risc' is not in the table\. Did you mean 'credit_risk'\?"):
+    with pytest.raises(
+        DataError, match=r"'credit_risc' is not in the table\. Did you mean 'credit_risk'\?"
+    ):
         describe_table(credit_df, DataConfig(target="credit_risc"))
 
 
@@ -260,7 +266,12 @@ def test_one_class_target(credit_df):
 
 def test_more_than_1000_classes():
     n = 1100
-    frame = pd.DataFrame({"text": [f"row {i} words here" for i in range(n)], "account": [f"acct-{i}" for i in range(n)]})
+    frame = pd.DataFrame(
+        {
+            "text": [f"row {i} words here" for i in range(n)],
+            "account": [f"acct-{i}" for i in range(n)],
+        }
+    )
     with pytest.raises(DataError, match=r"'account' has 1100 classes, more than 1000"):
         describe_table(frame, DataConfig(target="account"))
 
@@ -294,8 +305,12 @@ def test_no_usable_feature():
 @pytest.mark.parametrize(
     "content",
     [
-        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(range(256)) * 4, id="png"),
-        pytest.param(b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + bytes(range(256)) * 4, id="xlsx"),
+        pytest.param(
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00" + bytes(range(256)) * 4, id="png"
+        ),
+        pytest.param(
+            b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + bytes(range(256)) * 4, id="xlsx"
+        ),
     ],
 )
 def test_binary_garbage(tmp_path, content):
@@ -315,7 +330,9 @@ def test_ragged_csv_names_the_line(tmp_path):
 
 
 def test_semicolon_csv_reads_decimal_commas():
-    text = "id;amount;rate;label\n" + "".join(f"R{i};1.{100 + i},50;{i % 7},25;{'yes' if i % 2 else 'no'}\n" for i in range(30))
+    text = "id;amount;rate;label\n" + "".join(
+        f"R{i};1.{100 + i},50;{i % 7},25;{'yes' if i % 2 else 'no'}\n" for i in range(30)
+    )
     frame = read_table(text.encode("latin-1"), filename="eu.csv")
     assert frame["amount"].iloc[0] == pytest.approx(1100.5)
     assert frame["rate"].iloc[1] == pytest.approx(1.25)
@@ -325,20 +342,26 @@ def test_semicolon_csv_reads_decimal_commas():
 # --------------------------------------------------------------------------- hostile inputs
 
 
-TRAILING_ROWS = [["Zürich", "1.5", "café, crème"], ["Genève", "2.25", "déjà vu"],
-                 ["Köln", "3.0", 'say "hi"']]
+TRAILING_ROWS = [
+    ["Zürich", "1.5", "café, crème"],
+    ["Genève", "2.25", "déjà vu"],
+    ["Köln", "3.0", 'say "hi"'],
+]
 
 
 def _delimited(rows: list[list[str]], delimiter: str, trailing: list[bool]) -> bytes:
     """Header and rows, quoting a field that holds the delimiter or a quote; a trailing delimiter
     after the rows where ``trailing`` says so."""
+
     def field(value: str) -> str:
         quoted = delimiter in value or '"' in value
         return '"' + value.replace('"', '""') + '"' if quoted else value
 
     lines = [delimiter.join(["city", "price", "note"])]
-    lines += [delimiter.join(map(field, row)) + (delimiter if end else "")
-              for row, end in zip(rows, trailing, strict=True)]
+    lines += [
+        delimiter.join(map(field, row)) + (delimiter if end else "")
+        for row, end in zip(rows, trailing, strict=True)
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -351,7 +374,8 @@ def _assert_trailing_rows(frame: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t"])
 @pytest.mark.parametrize(
-    "trailing", [[True, True, True], [False, True, False], [True, False, False]],
+    "trailing",
+    [[True, True, True], [False, True, False], [True, False, False]],
     ids=["every-row", "a-later-row", "first-row-only"],
 )
 def test_trailing_delimiter_reads_without_shifting(delimiter, trailing):
@@ -371,11 +395,16 @@ def test_several_empty_trailing_fields_read():
 
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t"])
-@pytest.mark.parametrize(("rows", "line", "value"), [
-    pytest.param([["1", "2", "3", "x"], ["4", "5", "6"]], 2, "x", id="first-row"),
-    pytest.param([["1", "2", "3"], ["4", "5", "6", "", "y"]], 3, "y", id="later-row"),
-    pytest.param([["1", "2", "3", ""], ["4", "5", "6", "z"]], 3, "z", id="after-a-trailing-one"),
-])
+@pytest.mark.parametrize(
+    ("rows", "line", "value"),
+    [
+        pytest.param([["1", "2", "3", "x"], ["4", "5", "6"]], 2, "x", id="first-row"),
+        pytest.param([["1", "2", "3"], ["4", "5", "6", "", "y"]], 3, "y", id="later-row"),
+        pytest.param(
+            [["1", "2", "3", ""], ["4", "5", "6", "z"]], 3, "z", id="after-a-trailing-one"
+        ),
+    ],
+)
 def test_a_row_with_an_extra_value_is_refused_with_its_line(delimiter, rows, line, value):
     text = "\n".join(delimiter.join(row) for row in [["a", "b", "c"], *rows]) + "\n"
     with pytest.raises(DataError) as refused:
@@ -414,14 +443,26 @@ def _rows(make_row, n: int = 30) -> str:
 @pytest.mark.parametrize(
     ("text", "delimiter"),
     [
-        pytest.param("text\tlabel\n" + _rows(lambda i: f"good, strong, results {i}\tpos"), "\t",
-                     id="tab-with-commas-in-cells"),
-        pytest.param("a;b;c\n" + _rows(lambda i: f"{i},5;{i},25;0,{i}"), ";",
-                     id="semicolon-with-decimal-commas-everywhere"),
-        pytest.param("a;b;c\n" + _rows(lambda i: f"{i},5;{i},25;0,{i};"), ";",
-                     id="semicolon-decimal-commas-and-a-trailing-delimiter"),
-        pytest.param("name,memo\n" + _rows(lambda i: f'n{i},"a; b; c | d"'), ",",
-                     id="other-delimiters-only-inside-quotes"),
+        pytest.param(
+            "text\tlabel\n" + _rows(lambda i: f"good, strong, results {i}\tpos"),
+            "\t",
+            id="tab-with-commas-in-cells",
+        ),
+        pytest.param(
+            "a;b;c\n" + _rows(lambda i: f"{i},5;{i},25;0,{i}"),
+            ";",
+            id="semicolon-with-decimal-commas-everywhere",
+        ),
+        pytest.param(
+            "a;b;c\n" + _rows(lambda i: f"{i},5;{i},25;0,{i};"),
+            ";",
+            id="semicolon-decimal-commas-and-a-trailing-delimiter",
+        ),
+        pytest.param(
+            "name,memo\n" + _rows(lambda i: f'n{i},"a; b; c | d"'),
+            ",",
+            id="other-delimiters-only-inside-quotes",
+        ),
         pytest.param("a|b|c\n" + _rows(lambda i: f"{i}|x{i}|y"), "|", id="pipe"),
     ],
 )
@@ -433,14 +474,18 @@ def test_delimiter_detection_picks_the_consistent_one(text, delimiter):
     assert read_table(text.encode(), filename="t.csv").shape[1] == columns
 
 
-@pytest.mark.parametrize("hostile", [
-    pytest.param("text\n" + ',"a' * 21843, id="64KB-of-quote-delimiter"),
-    pytest.param("text\n" + ',"a' * 350_000, id="1MB-of-quote-delimiter"),
-    pytest.param("text\n" + '"a,' * 350_000, id="1MB-of-quoted-delimiters"),
-    pytest.param("text\n" + (',"a' * 20 + "\n") * 17_000, id="1MB-in-short-lines"),
-    pytest.param("text,label\n" + _rows(lambda i: f'"{i},""aaa",yes', 60_000),
-                 id="1MB-of-quoted-cells"),
-])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        pytest.param("text\n" + ',"a' * 21843, id="64KB-of-quote-delimiter"),
+        pytest.param("text\n" + ',"a' * 350_000, id="1MB-of-quote-delimiter"),
+        pytest.param("text\n" + '"a,' * 350_000, id="1MB-of-quoted-delimiters"),
+        pytest.param("text\n" + (',"a' * 20 + "\n") * 17_000, id="1MB-in-short-lines"),
+        pytest.param(
+            "text,label\n" + _rows(lambda i: f'"{i},""aaa",yes', 60_000), id="1MB-of-quoted-cells"
+        ),
+    ],
+)
 def test_hostile_quotes_are_read_in_linear_time(hostile):
     # csv.Sniffer took ~9 s (115 s on a slower machine) on the 64 KB input, holding the GIL.
     started = time.perf_counter()
@@ -498,8 +543,11 @@ def test_parquet_text_that_decodes_past_the_budget_is_refused(tmp_path, monkeypa
     memo = pa.table({"memo": ["x" * 1000] * 20_000, "label": ["yes", "no"] * 10_000})
     path = _parquet(memo, tmp_path / "memo.parquet")
     monkeypatch.setattr(data, "MAX_DECODED_BYTES", 8 * 2**20)
-    with pytest.raises(DataError, match=r"memo\.parquet holds 1\d\.\d MB of values once decoded, "
-                                        r"more than FinTune reads at once \(8\.0 MB\): sample"):
+    with pytest.raises(
+        DataError,
+        match=r"memo\.parquet holds 1\d\.\d MB of values once decoded, "
+        r"more than FinTune reads at once \(8\.0 MB\): sample",
+    ):
         read_table(path)
     monkeypatch.setattr(data, "MAX_DECODED_BYTES", 64 * 2**20)
     assert read_table(path).shape == (20_000, 2)
@@ -509,16 +557,22 @@ def test_parquet_stored_size_over_the_budget_is_refused(tmp_path, monkeypatch):
     numbers = pd.DataFrame({"x": np.arange(100_000, dtype=float)})
     path = _parquet_frame(numbers, tmp_path / "big.parquet")
     monkeypatch.setenv("FINTUNE_MAX_DECODED_BYTES", str(2**19))
-    with pytest.raises(DataError, match=r"big\.parquet holds \d\.\d MB .* \(0\.5 MB\).*raise "
-                                        r"FINTUNE_MAX_DECODED_BYTES"):
+    with pytest.raises(
+        DataError,
+        match=r"big\.parquet holds \d\.\d MB .* \(0\.5 MB\).*raise "
+        r"FINTUNE_MAX_DECODED_BYTES",
+    ):
         read_table(path)
 
 
 def test_cell_limit_applies_to_csv_before_parsing_and_can_be_raised(monkeypatch):
     text = ("a,b,c,label\n" + "1,2,3,yes\n" * 40).encode()
     monkeypatch.setenv("FINTUNE_MAX_CELLS", "100")
-    with pytest.raises(DataError, match=r"t\.csv has about 164 cells \(about 41 rows x 4 "
-                                        r"columns\), more than FinTune reads at once \(100\)"):
+    with pytest.raises(
+        DataError,
+        match=r"t\.csv has about 164 cells \(about 41 rows x 4 "
+        r"columns\), more than FinTune reads at once \(100\)",
+    ):
         read_table(text, filename="t.csv")
     monkeypatch.setenv("FINTUNE_MAX_CELLS", "1_000")
     assert read_table(text, filename="t.csv").shape == (40, 4)
@@ -534,8 +588,12 @@ def test_realistic_tables_pass_the_limits(tmp_path):
     numbers.to_csv(tmp_path / "numbers.csv", index=False)
     assert read_table(tmp_path / "numbers.csv").shape == (30_000, 24)
     words = np.array(["quarterly", "revenue", "guidance", "margin", "loan", "card", "refund"])
-    texts = pd.DataFrame({"text": [" ".join(rng.choice(words, 40)) for _ in range(12_000)],
-                          "label": rng.choice(["pos", "neg", "neutral"], 12_000)})
+    texts = pd.DataFrame(
+        {
+            "text": [" ".join(rng.choice(words, 40)) for _ in range(12_000)],
+            "label": rng.choice(["pos", "neg", "neutral"], 12_000),
+        }
+    )
     assert read_table(_parquet_frame(texts, tmp_path / "texts.parquet")).shape == (12_000, 2)
 
 
@@ -551,10 +609,11 @@ def _map(pa):
     return pa.array([[("a", 1)], [("b", 2)]] * 15, type=pa.map_(pa.string(), pa.int64()))
 
 
-@pytest.mark.parametrize(("column", "kind"), [(_list, "list of string"),
-                                              (_struct, "struct of city, zip"),
-                                              (_map, "map of string to int64")],
-                         ids=["list", "struct", "map"])
+@pytest.mark.parametrize(
+    ("column", "kind"),
+    [(_list, "list of string"), (_struct, "struct of city, zip"), (_map, "map of string to int64")],
+    ids=["list", "struct", "map"],
+)
 def test_nested_parquet_columns_are_refused_by_name_and_type(tmp_path, column, kind):
     import pyarrow as pa
 
@@ -570,8 +629,14 @@ def test_nested_parquet_columns_are_refused_by_name_and_type(tmp_path, column, k
 def test_every_nested_parquet_column_is_named(tmp_path):
     import pyarrow as pa
 
-    table = pa.table({"tags": pa.array([["a"]] * 30), "amount": list(range(30)),
-                      "owner": pa.array([{"name": "x"}] * 30), "label": ["yes", "no"] * 15})
+    table = pa.table(
+        {
+            "tags": pa.array([["a"]] * 30),
+            "amount": list(range(30)),
+            "owner": pa.array([{"name": "x"}] * 30),
+            "label": ["yes", "no"] * 15,
+        }
+    )
     named = r"'tags' \(list of string\), 'owner' \(struct of name\)\. Flatten"
     with pytest.raises(DataError, match=named):
         read_table(_parquet(table, tmp_path / "nested.parquet"))

@@ -67,7 +67,12 @@ def test_one_process_cluster_is_the_identity():
     import torch
 
     cluster = Cluster("cpu")
-    assert (cluster.rank, cluster.world, cluster.is_main, cluster.distributed) == (0, 1, True, False)
+    assert (cluster.rank, cluster.world, cluster.is_main, cluster.distributed) == (
+        0,
+        1,
+        True,
+        False,
+    )
     index = np.arange(7)
     assert cluster.shard(index).tolist() == index.tolist()
     outputs = np.arange(6, dtype=np.float32).reshape(3, 2)
@@ -85,7 +90,9 @@ def test_a_rank_error_becomes_the_run_failure(tmp_path: Path):
     run_dir.mkdir()
     write_status(run_dir, "running", processes=2)
     assert read_rank_errors(run_dir) == []
-    write_rank_error(run_dir, 1, "out_of_memory", "Out of memory on cuda with batch size 64: try batch size 32.")
+    write_rank_error(
+        run_dir, 1, "out_of_memory", "Out of memory on cuda with batch size 64: try batch size 32."
+    )
     assert read_rank_errors(run_dir)[0]["rank"] == 1
     kind, message = rank_failure(read_rank_errors(run_dir)[0], 2)
     assert kind == "out_of_memory" and message.startswith("Process 1 of 2 failed: Out of memory")
@@ -109,8 +116,13 @@ def minilm_without_dropout(tmp_path_factory) -> Path:
 
     source = bundled_minilm_path()
     folder = tmp_path_factory.mktemp("minilm-nodrop")
-    for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                 "special_tokens_map.json"):
+    for name in (
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+    ):
         if (source / name).exists():
             (folder / name).symlink_to(source / name)
     config = json.loads((source / "config.json").read_text())
@@ -127,9 +139,34 @@ def headlines(tmp_path_factory) -> Path:
 
 
 def _train_args(data: Path, backbone: Path, runs_dir: Path) -> list[str]:
-    return ["train", str(data), "--target", "label", "--backbone", str(backbone), "--freeze", "3",
-            "--max-length", "32", "--dropout", "0", "--epochs", "2", "--batch-size", "16", "--precision", "fp32",
-            "--class-weights", "none", "--seed", "0", "--device", "cpu", "--runs-dir", str(runs_dir)]
+    return [
+        "train",
+        str(data),
+        "--target",
+        "label",
+        "--backbone",
+        str(backbone),
+        "--freeze",
+        "3",
+        "--max-length",
+        "32",
+        "--dropout",
+        "0",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--precision",
+        "fp32",
+        "--class-weights",
+        "none",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--runs-dir",
+        str(runs_dir),
+    ]
 
 
 def _epoch_metrics(run_dir: Path) -> list[dict]:
@@ -141,13 +178,19 @@ def _close(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.integration
-def test_two_processes_reach_the_one_process_metrics(tmp_path, fintune, minilm_without_dropout, headlines):
+def test_two_processes_reach_the_one_process_metrics(
+    tmp_path, fintune, minilm_without_dropout, headlines
+):
     one = fintune(*_train_args(headlines, minilm_without_dropout, tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-2000:]
-    two = fintune(*_train_args(headlines, minilm_without_dropout, tmp_path / "two"), "--num-processes", "2")
+    two = fintune(
+        *_train_args(headlines, minilm_without_dropout, tmp_path / "two"), "--num-processes", "2"
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     run_one, run_two = (Path(r.stdout.strip().splitlines()[-1]) for r in (one, two))
-    assert [p.name for p in (tmp_path / "two").iterdir()] == [run_two.name]  # one run folder, not one per rank
+    assert [p.name for p in (tmp_path / "two").iterdir()] == [
+        run_two.name
+    ]  # one run folder, not one per rank
 
     for a, b in zip(_epoch_metrics(run_one), _epoch_metrics(run_two), strict=True):
         assert _close(a, b), (a, b)
@@ -157,18 +200,33 @@ def test_two_processes_reach_the_one_process_metrics(tmp_path, fintune, minilm_w
     assert config.train.num_processes == 2 and runs.read_metrics(run_two)["processes"] == 2
     history = runs.read_history(run_two)
     steps = [e for e in history if e["type"] == "step"]
-    assert steps and all(e["processes"] == 2 and [r["rank"] for r in e["ranks"]] == [0, 1] for e in steps)
+    assert steps and all(
+        e["processes"] == 2 and [r["rank"] for r in e["ranks"]] == [0, 1] for e in steps
+    )
     assert all(r["samples_per_s"] > 0 for r in steps[-1]["ranks"])
     # The checkpoint is taken once per improving epoch, by the main process alone.
     checkpoints = [e["epoch"] for e in history if e["type"] == "checkpoint"]
     assert checkpoints and len(checkpoints) == len(set(checkpoints))
-    assert checkpoints == [e["epoch"] for e in runs.read_history(run_one) if e["type"] == "checkpoint"]
+    assert checkpoints == [
+        e["epoch"] for e in runs.read_history(run_one) if e["type"] == "checkpoint"
+    ]
     assert not (run_two / "ranks").exists()  # no rank failed, so no other process wrote anything
 
     # The same run, launched the multi-node way (every process runs the CLI; rank 0 owns the folder).
     launched = subprocess.run(
-        launch_command(2, ["-m", "core.cli", *_train_args(headlines, minilm_without_dropout, tmp_path / "launch")]),
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+        launch_command(
+            2,
+            [
+                "-m",
+                "core.cli",
+                *_train_args(headlines, minilm_without_dropout, tmp_path / "launch"),
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=300,
+    )
     assert launched.returncode == 0, launched.stderr[-2000:]
     (run_three,) = (tmp_path / "launch").iterdir()
     assert read_status(run_three)["state"] == "succeeded"
@@ -209,8 +267,25 @@ FAULT = textwrap.dedent('''
 
 
 def _tiny_args(data: Path, backbone: str, runs_dir: Path, *extra: str) -> list[str]:
-    return ["train", str(data), "--target", "label", "--backbone", backbone, "--epochs", "2", "--batch-size", "8",
-            "--device", "cpu", "--runs-dir", str(runs_dir), "--num-processes", "2", *extra]
+    return [
+        "train",
+        str(data),
+        "--target",
+        "label",
+        "--backbone",
+        backbone,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--runs-dir",
+        str(runs_dir),
+        "--num-processes",
+        "2",
+        *extra,
+    ]
 
 
 def _leftover_workers(run_dir: Path) -> list[int]:
@@ -231,15 +306,23 @@ def test_a_failing_rank_fails_the_run_with_its_error(tmp_path, tiny_backbone, he
     (tmp_path / "fault" / "sitecustomize.py").write_text(FAULT)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "fault"), str(PROJECT_ROOT)]))
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "core.cli", *_tiny_args(headlines, tiny_backbone, tmp_path / "r")],
-                            capture_output=True, text=True, cwd=PROJECT_ROOT, env=env, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-m", "core.cli", *_tiny_args(headlines, tiny_backbone, tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=env,
+        timeout=180,
+    )
     assert result.returncode == 1, result.stderr[-2000:]
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     status = read_status(run_dir)
     assert status["state"] == "failed" and status["kind"] == "non_finite_loss"
     assert status["message"] == "Process 1 of 2 failed: injected fault: process 1 stopped at step 2"
     assert "Process 1 of 2 failed" in result.stderr
-    assert time.monotonic() - started < 120  # the healthy rank did not wait out a collective timeout
+    assert (
+        time.monotonic() - started < 120
+    )  # the healthy rank did not wait out a collective timeout
     assert _leftover_workers(run_dir) == []  # and it exited
 
 
@@ -247,9 +330,18 @@ def test_a_failing_rank_fails_the_run_with_its_error(tmp_path, tiny_backbone, he
 def test_a_killed_rank_fails_the_run_and_the_other_exits(tmp_path, tiny_backbone, headlines):
     big = tmp_path / "big.csv"
     pd.concat([pd.read_csv(headlines)] * 8, ignore_index=True).to_csv(big, index=False)
-    process = subprocess.Popen([sys.executable, "-m", "core.cli", *_tiny_args(big, tiny_backbone, tmp_path / "r",
-                                                                              "--epochs", "30")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "core.cli",
+            *_tiny_args(big, tiny_backbone, tmp_path / "r", "--epochs", "30"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
     try:
         deadline = time.monotonic() + 120
         victim = None
@@ -261,7 +353,10 @@ def test_a_killed_rank_fails_the_run_and_the_other_exits(tmp_path, tiny_backbone
                 continue
             for pid in _leftover_workers(run_dir):
                 environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-                if b"RANK=1" in environ and b"-m\0core.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if (
+                    b"RANK=1" in environ
+                    and b"-m\0core.runs.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                ):
                     victim = pid
         assert victim is not None, "rank 1 never started training"
         os.kill(victim, signal.SIGKILL)  # what the out-of-memory killer does
@@ -272,7 +367,9 @@ def test_a_killed_rank_fails_the_run_and_the_other_exits(tmp_path, tiny_backbone
     assert process.returncode == 1, stderr[-2000:]
     status = read_status(run_dir)
     assert status["state"] == "failed"
-    assert "Training on 2 processes stopped because another process died" in status["message"], status["message"]
+    assert "Training on 2 processes stopped because another process died" in status["message"], (
+        status["message"]
+    )
     assert _leftover_workers(run_dir) == []
 
 
@@ -280,12 +377,25 @@ def test_a_killed_rank_fails_the_run_and_the_other_exits(tmp_path, tiny_backbone
 def test_two_process_teardown_exits_cleanly_every_time(tmp_path, tiny_backbone, headlines):
     """A rank that aborts while leaving the process group makes the launcher exit 1: launch it repeatedly."""
     for attempt in range(5):
-        run_dir = runs.create_run(tmp_path / "runs", runs.RunConfig.from_dict({
-            "data": {"target": "label"}, "model": {"backbone": tiny_backbone},
-            "train": {"epochs": 1, "batch_size": 16, "num_processes": 2, "device": "cpu"}}),
-            pd.read_csv(headlines), source="headlines.csv")
-        launched = subprocess.run(launch_command(2, ["-m", "core.runs.worker", str(run_dir)]), capture_output=True,
-                                  text=True, cwd=PROJECT_ROOT, timeout=180)
+        run_dir = runs.create_run(
+            tmp_path / "runs",
+            runs.RunConfig.from_dict(
+                {
+                    "data": {"target": "label"},
+                    "model": {"backbone": tiny_backbone},
+                    "train": {"epochs": 1, "batch_size": 16, "num_processes": 2, "device": "cpu"},
+                }
+            ),
+            pd.read_csv(headlines),
+            source="headlines.csv",
+        )
+        launched = subprocess.run(
+            launch_command(2, ["-m", "core.runs.worker", str(run_dir)]),
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+            timeout=180,
+        )
         assert launched.returncode == 0, f"attempt {attempt}: {launched.stderr[-3000:]}"
         assert read_status(run_dir)["state"] == "succeeded"
 
@@ -310,13 +420,24 @@ def test_main_process_stops_waiting_for_a_failed_rank(tmp_path):
     run_dir.mkdir()
     write_status(run_dir, "running", processes=2)
     watcher = subprocess.Popen(
-        [sys.executable, "-c", "import sys, threading; from pathlib import Path; import core.runs.worker as w; "
-         "w.RANK_GRACE_S = 0.5; w._heartbeat(Path(sys.argv[1]), threading.Event(), 2)", str(run_dir)],
-        cwd=PROJECT_ROOT)
+        [
+            sys.executable,
+            "-c",
+            "import sys, threading; from pathlib import Path; import core.runs.worker as w; "
+            "w.RANK_GRACE_S = 0.5; w._heartbeat(Path(sys.argv[1]), threading.Event(), 2)",
+            str(run_dir),
+        ],
+        cwd=PROJECT_ROOT,
+    )
     try:
         time.sleep(1.0)
         assert watcher.poll() is None  # nothing failed yet: it keeps watching
-        write_rank_error(run_dir, 1, "out_of_memory", "Out of memory on cuda with batch size 64: try batch size 32.")
+        write_rank_error(
+            run_dir,
+            1,
+            "out_of_memory",
+            "Out of memory on cuda with batch size 64: try batch size 32.",
+        )
         assert watcher.wait(timeout=30) == 1
     finally:
         if watcher.poll() is None:

@@ -24,18 +24,35 @@ def test_learns_an_easy_table(easy_df, tiny_config):
 def test_fit_binary_sets_fitted_attributes(credit_df, tiny_config):
     tuner = FineTuner(tiny_config("credit_risk", max_steps=2))
     assert tuner.fit(credit_df) is tuner
-    for name in ("spec_", "preprocessor_", "model_", "tokenizer_", "max_length_", "splits_", "history_"):
+    for name in (
+        "spec_",
+        "preprocessor_",
+        "model_",
+        "tokenizer_",
+        "max_length_",
+        "splits_",
+        "history_",
+    ):
         assert hasattr(tuner, name), name
     proba = tuner.predict_proba(credit_df.head(7))
     assert proba.shape == (7, 2) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
     assert set(tuner.predict(credit_df.head(7))) <= {"bad", "good"}
-    assert 16 <= tuner.max_length_ <= 128  # auto length: the 95th percentile, within the model's limit
+    assert (
+        16 <= tuner.max_length_ <= 128
+    )  # auto length: the 95th percentile, within the model's limit
 
 
 def test_fit_multiclass(sentiment_df, tiny_config):
     tuner = FineTuner(tiny_config("label", max_steps=3)).fit(sentiment_df)
     frame = tuner.predictions_frame(sentiment_df.head(5))
-    assert list(frame.columns) == ["row", "label", "prediction", "prob_bearish", "prob_bullish", "prob_neutral"]
+    assert list(frame.columns) == [
+        "row",
+        "label",
+        "prediction",
+        "prob_bearish",
+        "prob_bullish",
+        "prob_neutral",
+    ]
     metrics = tuner.evaluate(sentiment_df.iloc[tuner.splits_["val"]])
     assert set(metrics) == {"roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"}
 
@@ -49,18 +66,28 @@ def test_fit_regression(regression_df, tiny_config):
     assert metrics["rmse"] < regression_df["spread_bps"].std()  # better than predicting the mean
     with pytest.raises(RunError, match="predict_proba is for classification"):
         tuner.predict_proba(regression_df.head(2))
-    assert list(tuner.predictions_frame(regression_df.head(2)).columns) == ["row", "spread_bps", "prediction"]
+    assert list(tuner.predictions_frame(regression_df.head(2)).columns) == [
+        "row",
+        "spread_bps",
+        "prediction",
+    ]
 
 
 @pytest.mark.parametrize("layout", ["roberta", "distilbert", "deberta-v2", "electra"])
 def test_fit_other_layouts_with_freezing(credit_df, tiny_config, tiny_backbones, layout):
-    config = tiny_config("credit_risk", max_steps=2, model={"backbone": str(tiny_backbones[layout]), "freeze_depth": 2})
+    config = tiny_config(
+        "credit_risk",
+        max_steps=2,
+        model={"backbone": str(tiny_backbones[layout]), "freeze_depth": 2},
+    )
     tuner = FineTuner(config).fit(credit_df)
     assert tuner.predict_proba(credit_df.head(3)).shape == (3, 2)
 
 
 def test_freeze_depth_beyond_the_backbone(credit_df, tiny_config):
-    with pytest.raises(ConfigError, match=r"Freeze depth 9 is more than .* has layers \(3\): choose 0-3"):
+    with pytest.raises(
+        ConfigError, match=r"Freeze depth 9 is more than .* has layers \(3\): choose 0-3"
+    ):
         FineTuner(tiny_config("credit_risk", model={"freeze_depth": 9})).fit(credit_df)
 
 
@@ -89,16 +116,24 @@ def test_class_weights_auto_for_imbalanced_targets(credit_df, tiny_config, monke
 
     seen = []
     original = core.training.loop._loss_fn
-    monkeypatch.setattr(core.training.loop, "_loss_fn", lambda task, weights, config: seen.append(weights) or original(task, weights, config))
+    monkeypatch.setattr(
+        core.training.loop,
+        "_loss_fn",
+        lambda task, weights, config: seen.append(weights) or original(task, weights, config),
+    )
 
     imbalanced = credit_df.copy()
-    imbalanced["credit_risk"] = np.where(np.arange(len(imbalanced)) % 10 == 0, "bad", "good")  # 10% bad
+    imbalanced["credit_risk"] = np.where(
+        np.arange(len(imbalanced)) % 10 == 0, "bad", "good"
+    )  # 10% bad
     FineTuner(tiny_config("credit_risk", max_steps=1)).fit(imbalanced)
     weights = seen[-1]
     assert weights is not None
     bad, good = weights.tolist()
     assert bad > good  # the rare class weighs more ...
-    assert bad / good == pytest.approx(3.0, rel=0.01)  # ... by sqrt(90/10): softened, not fully balanced
+    assert bad / good == pytest.approx(
+        3.0, rel=0.01
+    )  # ... by sqrt(90/10): softened, not fully balanced
 
     balanced = credit_df.copy()
     balanced["credit_risk"] = np.where(np.arange(len(balanced)) % 2 == 0, "bad", "good")
@@ -125,7 +160,9 @@ def test_compiled_model_trains(credit_df, tiny_config):
 
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    tuner = FineTuner(tiny_config("credit_risk", max_steps=3, precision="fp32", compile=True)).fit(credit_df)
+    tuner = FineTuner(tiny_config("credit_risk", max_steps=3, precision="fp32", compile=True)).fit(
+        credit_df
+    )
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
     assert np.isfinite(tuner.history_[0]["train_loss"])
     proba = tuner.predict_proba(credit_df.head(20))

@@ -17,17 +17,45 @@ from core.training.events import (
     parse_event,
 )
 
-STEP = {"type": "step", "step": 3, "total_steps": 10, "epoch": 1, "loss": 0.69, "lr": 1e-4,
-        "samples_per_s": 120.5, "eta_s": 4.2, "elapsed_s": 1.8}
+STEP = {
+    "type": "step",
+    "step": 3,
+    "total_steps": 10,
+    "epoch": 1,
+    "loss": 0.69,
+    "lr": 1e-4,
+    "samples_per_s": 120.5,
+    "eta_s": 4.2,
+    "elapsed_s": 1.8,
+}
 EVENTS = [
     STEP,
-    {**STEP, "processes": 2, "ranks": [{"rank": 0, "loss": 0.7, "samples_per_s": 60.0},
-                                       {"rank": 1, "loss": 0.68, "samples_per_s": 60.5}]},
-    {"type": "epoch", "epoch": 1, "step": 10, "total_steps": 10, "train_loss": 0.65,
-     "val": {"roc_auc": 0.71, "log_loss": None}, "elapsed_s": 6.0},
+    {
+        **STEP,
+        "processes": 2,
+        "ranks": [
+            {"rank": 0, "loss": 0.7, "samples_per_s": 60.0},
+            {"rank": 1, "loss": 0.68, "samples_per_s": 60.5},
+        ],
+    },
+    {
+        "type": "epoch",
+        "epoch": 1,
+        "step": 10,
+        "total_steps": 10,
+        "train_loss": 0.65,
+        "val": {"roc_auc": 0.71, "log_loss": None},
+        "elapsed_s": 6.0,
+    },
     {"type": "phase", "phase": "Checking the data"},
-    {"type": "phase", "phase": "Tokenising", "trainable_parameters": 10, "total_parameters": 20,
-     "max_length": 64, "rows": {"train": 140, "val": 30, "test": 30}},
+    {
+        "type": "phase",
+        "phase": "Tokenising",
+        "trainable_parameters": 10,
+        "total_parameters": 20,
+        "max_length": 64,
+        "rows": {"train": 140, "val": 30, "test": 30},
+    },
     {"type": "checkpoint", "epoch": 1, "step": 10},
     {"type": "warning", "message": "MLflow tracking is off for the rest of this run."},
 ]
@@ -45,8 +73,10 @@ def test_round_trip_keeps_the_json_as_written(raw):
 def test_typed_fields():
     step = parse_event(EVENTS[1])
     assert isinstance(step, StepEvent) and step.loss == 0.69 and step.processes == 2
-    assert step.ranks == (RankProgress(rank=0, loss=0.7, samples_per_s=60.0),
-                          RankProgress(rank=1, loss=0.68, samples_per_s=60.5))
+    assert step.ranks == (
+        RankProgress(rank=0, loss=0.7, samples_per_s=60.0),
+        RankProgress(rank=1, loss=0.68, samples_per_s=60.5),
+    )
     epoch = parse_event(EVENTS[2])
     assert isinstance(epoch, EpochEvent) and epoch.val["roc_auc"] == 0.71
     assert isinstance(parse_event(EVENTS[3]), PhaseEvent)
@@ -67,29 +97,38 @@ def test_partial_step_and_epoch_lines_still_read():
     assert parse_event({"type": "epoch", "epoch": 1, "val": None}).val == {}
 
 
-@pytest.mark.parametrize("raw", [
-    None, [1, 2], "step", 3,
-    {}, {"type": None}, {"type": "done"}, {"type": ["step"]},
-    {"type": "step", "step": "x"},
-    {"type": "step", "step": -1},
-    {"type": "step", "step": True},
-    {"type": "step", "step": 1.5},
-    {"type": "step", "loss": "low"},
-    {"type": "step", "loss": float("nan")},
-    {"type": "step", "ranks": {"rank": 0}},
-    {"type": "step", "ranks": [{"rank": 0, "loss": None, "samples_per_s": 1.0}]},
-    {"type": "step", "ranks": [3]},
-    {"type": "step", "time": "noon"},
-    {"type": "epoch", "val": {}},
-    {"type": "epoch", "epoch": 1, "val": []},
-    {"type": "epoch", "epoch": "1"},
-    {"type": "phase"},
-    {"type": "phase", "phase": 3},
-    {"type": "phase", "phase": "Tokenising", "rows": [140]},
-    {"type": "checkpoint", "step": 3},
-    {"type": "warning"},
-    {"type": "warning", "message": {"text": "x"}},
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        [1, 2],
+        "step",
+        3,
+        {},
+        {"type": None},
+        {"type": "done"},
+        {"type": ["step"]},
+        {"type": "step", "step": "x"},
+        {"type": "step", "step": -1},
+        {"type": "step", "step": True},
+        {"type": "step", "step": 1.5},
+        {"type": "step", "loss": "low"},
+        {"type": "step", "loss": float("nan")},
+        {"type": "step", "ranks": {"rank": 0}},
+        {"type": "step", "ranks": [{"rank": 0, "loss": None, "samples_per_s": 1.0}]},
+        {"type": "step", "ranks": [3]},
+        {"type": "step", "time": "noon"},
+        {"type": "epoch", "val": {}},
+        {"type": "epoch", "epoch": 1, "val": []},
+        {"type": "epoch", "epoch": "1"},
+        {"type": "phase"},
+        {"type": "phase", "phase": 3},
+        {"type": "phase", "phase": "Tokenising", "rows": [140]},
+        {"type": "checkpoint", "step": 3},
+        {"type": "warning"},
+        {"type": "warning", "message": {"text": "x"}},
+    ],
+)
 def test_malformed_or_unknown_lines_parse_to_none(raw):
     assert parse_event(raw) is None
 
@@ -103,7 +142,14 @@ def test_read_history_skips_bad_lines_and_keeps_the_format(tmp_path):
     with open(tmp_path / "history.jsonl", "a") as handle:
         handle.write('{"type": "bogus"}\n[1]\n{"type": "step", "step": "x"}\n{"type": "epo')
     events = runs.read_events(tmp_path)
-    assert [type(e) for e in events] == [StepEvent, StepEvent, EpochEvent, PhaseEvent, PhaseEvent,
-                                         CheckpointEvent, WarningEvent]
+    assert [type(e) for e in events] == [
+        StepEvent,
+        StepEvent,
+        EpochEvent,
+        PhaseEvent,
+        PhaseEvent,
+        CheckpointEvent,
+        WarningEvent,
+    ]
     assert all(isinstance(e.time, float) for e in events)
     assert runs.read_history(tmp_path) == [json.loads(line) for line in written]

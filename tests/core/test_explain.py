@@ -27,7 +27,15 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def _config(backbone: str, target: str, **train) -> RunConfig:
-    train = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "head_lr": 1e-2, "seed": 0, "precision": "fp32", **train}
+    train = {
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 1e-3,
+        "head_lr": 1e-2,
+        "seed": 0,
+        "precision": "fp32",
+        **train,
+    }
     return RunConfig(
         data=DataConfig(target=target),
         model=ModelConfig(backbone=backbone, d_hidden=32, d_numeric=16),
@@ -43,7 +51,11 @@ def _run(root, config: RunConfig, frame: pd.DataFrame):
 
 @pytest.fixture(scope="module")
 def credit_run(tmp_path_factory, tiny_backbone):
-    return _run(tmp_path_factory.mktemp("explain"), _config(tiny_backbone, "credit_risk", max_steps=4), credit_table())
+    return _run(
+        tmp_path_factory.mktemp("explain"),
+        _config(tiny_backbone, "credit_risk", max_steps=4),
+        credit_table(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +79,13 @@ def test_rows_add_up_to_the_engines_probability(credit_run):
     assert explanation.shape == (12, len(columns))
     assert list(explanation.feature_names) == columns
     assert explanation.output_names == tuner.spec_.positive_class  # binary: the positive class
-    assert (explanation.data == rows[columns].to_numpy(dtype=object)).sum() == rows[columns].notna().sum().sum()
+    assert (explanation.data == rows[columns].to_numpy(dtype=object)).sum() == rows[
+        columns
+    ].notna().sum().sum()
     total = explanation.base_values + explanation.values.sum(axis=1)
-    np.testing.assert_allclose(total, tuner.predict_proba(rows)[:, tuner.spec_.positive_index], atol=1e-3)
+    np.testing.assert_allclose(
+        total, tuner.predict_proba(rows)[:, tuner.spec_.positive_index], atol=1e-3
+    )
     # One summary row as reference: the same base value for every row.
     assert np.ptp(explanation.base_values) == 0
 
@@ -78,13 +94,19 @@ def test_rows_add_up_with_a_background_sample_and_bf16(credit_run):
     rows = credit_table(seed=5).head(6)
     explanation = explain_rows(credit_run, rows, background=8, precision="bf16", n_permutations=2)
     frame = explanation_frame(explanation)
-    np.testing.assert_allclose(frame["prediction"], load_model(credit_run).predict_proba(rows)[:, load_model(credit_run).spec_.positive_index], atol=2e-2)
+    np.testing.assert_allclose(
+        frame["prediction"],
+        load_model(credit_run).predict_proba(rows)[:, load_model(credit_run).spec_.positive_index],
+        atol=2e-2,
+    )
     assert explanation.stats.precision == "bf16"
 
 
 def test_regression_explains_the_predicted_value(regression_tuner):
     rows = regression_table(seed=9).head(10)
-    explanation = explain_rows(regression_tuner, rows, background=regression_table().head(4), precision="fp32")
+    explanation = explain_rows(
+        regression_tuner, rows, background=regression_table().head(4), precision="fp32"
+    )
     total = explanation.base_values + explanation.values.sum(axis=1)
     np.testing.assert_allclose(total, regression_tuner.predict(rows), atol=1e-3)
     assert explanation.output_names == "spread_bps"
@@ -95,7 +117,9 @@ def test_multiclass_explains_the_chosen_class(multiclass_tuner):
     background = sentiment_table().head(3)
     probabilities = multiclass_tuner.predict_proba(rows)
     for chosen, index in (("bearish", 0), (1, 1), (None, 2)):
-        explanation = explain_rows(multiclass_tuner, rows, background=background, class_index=chosen, precision="fp32")
+        explanation = explain_rows(
+            multiclass_tuner, rows, background=background, class_index=chosen, precision="fp32"
+        )
         assert explanation.output_names == multiclass_tuner.spec_.classes[index]
         total = explanation.base_values + explanation.values.sum(axis=1)
         np.testing.assert_allclose(total, probabilities[:, index], atol=1e-3)
@@ -107,7 +131,10 @@ def test_tokens_add_up_to_the_rows_output(credit_run):
     tokens = [t.strip() for t in explanation.data[0] if t.strip()]
     assert "request" in tokens and len(tokens) >= 5
     total = explanation.base_values[0] + explanation.values[0].sum()
-    assert total == pytest.approx(load_model(credit_run).predict_proba(row)[0, load_model(credit_run).spec_.positive_index], abs=1e-3)
+    assert total == pytest.approx(
+        load_model(credit_run).predict_proba(row)[0, load_model(credit_run).spec_.positive_index],
+        abs=1e-3,
+    )
 
 
 # --------------------------------------------------------------------------- the right columns
@@ -116,13 +143,15 @@ def test_tokens_add_up_to_the_rows_output(credit_run):
 def test_the_two_columns_that_decide_the_label_rank_first(tiny_backbone):
     rng = np.random.default_rng(0)
     n = 600
-    frame = pd.DataFrame({
-        "sector": rng.choice(["banking", "energy", "retail", "mining"], size=n),
-        "score": rng.normal(size=n).round(3),
-        "region": rng.choice(["north", "south", "east", "west"], size=n),
-        "volume": rng.normal(size=n).round(3),
-        "tenure": rng.uniform(0, 10, size=n).round(2),
-    })
+    frame = pd.DataFrame(
+        {
+            "sector": rng.choice(["banking", "energy", "retail", "mining"], size=n),
+            "score": rng.normal(size=n).round(3),
+            "region": rng.choice(["north", "south", "east", "west"], size=n),
+            "volume": rng.normal(size=n).round(3),
+            "tenure": rng.uniform(0, 10, size=n).round(2),
+        }
+    )
     signal = 2.0 * frame["sector"].isin(["banking", "energy"]) + 2.0 * frame["score"] - 1.0
     frame["outcome"] = np.where(signal > 0, "yes", "no")
     tuner = FineTuner(_config(tiny_backbone, "outcome", epochs=6, patience=6)).fit(frame)
@@ -210,7 +239,9 @@ def test_cli_writes_one_line_per_row(credit_run, tmp_path, fintune):
     columns = load_model(credit_run).spec_.feature_columns
     assert list(frame.columns) == ["row", *columns, "base_value", "prediction"]
     assert len(frame) == 5
-    np.testing.assert_allclose(frame["base_value"] + frame[columns].sum(axis=1), frame["prediction"], atol=1e-6)
+    np.testing.assert_allclose(
+        frame["base_value"] + frame[columns].sum(axis=1), frame["prediction"], atol=1e-6
+    )
     assert "bad" in result.stderr and "backbone passes" in result.stderr
 
 
@@ -218,10 +249,14 @@ def test_cli_bad_input_exits_2(credit_run, tmp_path, fintune):
     data = tmp_path / "new.csv"
     credit_table().drop(columns=["housing"]).to_csv(data, index=False)
     result = fintune("explain", credit_run, data, "-o", tmp_path / "o.csv")
-    assert result.returncode == 2 and "'housing'" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2 and "'housing'" in result.stderr and "Traceback" not in result.stderr
+    )
     credit_table().to_csv(data, index=False)
     result = fintune("explain", credit_run, data, "--class", "medium", "-o", tmp_path / "o.csv")
-    assert result.returncode == 2 and "'medium'" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2 and "'medium'" in result.stderr and "Traceback" not in result.stderr
+    )
 
 
 # --------------------------------------------------------------------------- real MiniLM
@@ -232,8 +267,23 @@ def test_token_shap_ranks_the_planted_word_first():
     from core.config import default_config
 
     rng = np.random.default_rng(0)
-    fillers = ["the", "company", "said", "quarterly", "results", "for", "its", "retail", "unit", "today",
-               "analysts", "expected", "shares", "group", "bank"]
+    fillers = [
+        "the",
+        "company",
+        "said",
+        "quarterly",
+        "results",
+        "for",
+        "its",
+        "retail",
+        "unit",
+        "today",
+        "analysts",
+        "expected",
+        "shares",
+        "group",
+        "bank",
+    ]
     cues = {"up": "profit", "down": "loss"}
     labels = rng.choice(list(cues), size=400)
     texts = []
@@ -242,10 +292,14 @@ def test_token_shap_ranks_the_planted_word_first():
         words.insert(int(rng.integers(1, 8)), cues[label])
         texts.append(" ".join(words))
     frame = pd.DataFrame({"headline": texts, "direction": labels})
-    config = default_config("direction").replace(model={"freeze_depth": 4}, train={"epochs": 2, "seed": 0})
+    config = default_config("direction").replace(
+        model={"freeze_depth": 4}, train={"epochs": 2, "seed": 0}
+    )
     tuner = FineTuner(config).fit(frame)
     row = pd.DataFrame({"headline": ["analysts said the retail loss for the group today"]})
     explanation = explain_tokens(tuner, row, "headline", class_index="up")
     tokens = [t.strip() for t in explanation.data[0]]
-    assert tokens[int(np.argmax(np.abs(explanation.values[0])))] == "loss", list(zip(tokens, explanation.values[0], strict=True))
+    assert tokens[int(np.argmax(np.abs(explanation.values[0])))] == "loss", list(
+        zip(tokens, explanation.values[0], strict=True)
+    )
     assert explanation.values[0][tokens.index("loss")] < 0  # it pushes away from "up"

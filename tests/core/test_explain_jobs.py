@@ -18,10 +18,14 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory, tiny_backbone):
-    config = RunConfig(data=DataConfig(target="label"),
-                       model=ModelConfig(backbone=tiny_backbone, d_hidden=32, d_numeric=16),
-                       train=TrainConfig(epochs=1, batch_size=16, max_steps=2, seed=0))
-    run_dir = runs.create_run(tmp_path_factory.mktemp("explain_jobs"), config, sentiment_table(), source="test")
+    config = RunConfig(
+        data=DataConfig(target="label"),
+        model=ModelConfig(backbone=tiny_backbone, d_hidden=32, d_numeric=16),
+        train=TrainConfig(epochs=1, batch_size=16, max_steps=2, seed=0),
+    )
+    run_dir = runs.create_run(
+        tmp_path_factory.mktemp("explain_jobs"), config, sentiment_table(), source="test"
+    )
     assert execute(run_dir) == "succeeded", read_status(run_dir)
     return run_dir
 

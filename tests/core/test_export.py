@@ -24,9 +24,11 @@ def tiny_run(tmp_path_factory, tiny_backbone, make_table) -> object:
     """A succeeded one-epoch binary run on the tiny BERT (shared: tests copy it before changing anything)."""
     from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
-    config = RunConfig(data=DataConfig(target="credit_risk"),
-                       model=ModelConfig(backbone=tiny_backbone, d_hidden=32, d_numeric=16),
-                       train=TrainConfig(epochs=1, batch_size=16, lr=1e-3, head_lr=1e-2, seed=0))
+    config = RunConfig(
+        data=DataConfig(target="credit_risk"),
+        model=ModelConfig(backbone=tiny_backbone, d_hidden=32, d_numeric=16),
+        train=TrainConfig(epochs=1, batch_size=16, lr=1e-3, head_lr=1e-2, seed=0),
+    )
     run_dir = runs.create_run(tmp_path_factory.mktemp("runs"), config, make_table("credit"))
     assert execute(run_dir) == "succeeded"
     return run_dir
@@ -55,18 +57,33 @@ def test_export_loads_without_the_run_folder(tiny_run, tmp_path):
     shutil.rmtree(run_dir)  # nothing may point back into it
 
     names = {p.name for p in out.iterdir()}
-    assert {"model.safetensors", "fintune_model.json", "backbone", "config.json", "metrics.json",
-            "decision.json", MODEL_CARD, EXPORT_FILE} <= names
+    assert {
+        "model.safetensors",
+        "fintune_model.json",
+        "backbone",
+        "config.json",
+        "metrics.json",
+        "decision.json",
+        MODEL_CARD,
+        EXPORT_FILE,
+    } <= names
     assert ONNX_FILE not in names and not list(tmp_path.glob(".export-export-*"))
     assert {"config.json", "tokenizer.json"} <= {p.name for p in (out / "backbone").iterdir()}
     tuner = FineTuner.load(out)
     np.testing.assert_array_equal(tuner.predict_proba(rows), expected)
 
     card = (out / MODEL_CARD).read_text()
-    assert "credit_risk" in card and "FineTuner.load" in card and "roc_auc" in card and "`notes` | text" in card
+    assert (
+        "credit_risk" in card
+        and "FineTuner.load" in card
+        and "roc_auc" in card
+        and "`notes` | text" in card
+    )
 
 
-def test_export_refuses_unfinished_runs_and_used_folders(tiny_run, runs_dir, tiny_config, credit_df, tmp_path):
+def test_export_refuses_unfinished_runs_and_used_folders(
+    tiny_run, runs_dir, tiny_config, credit_df, tmp_path
+):
     queued = runs.create_run(runs_dir, tiny_config("credit_risk"), credit_df)
     with pytest.raises(RunError, match="no saved model"):
         export_run(queued, tmp_path / "out")
@@ -93,8 +110,12 @@ def test_onnx_falls_back_to_the_torchscript_exporter(tiny_run, tmp_path, monkeyp
     assert json.loads((out / EXPORT_FILE).read_text())["onnx"]["exporter"] == "torchscript"
     tuner = _fp32(FineTuner.load(out))
     rows = runs.test_rows(tiny_run, 7)
-    np.testing.assert_allclose(_onnx_outputs(out / ONNX_FILE, tuner, rows), tuner.raw_outputs(rows),
-                               atol=ONNX_TOLERANCE, rtol=0)
+    np.testing.assert_allclose(
+        _onnx_outputs(out / ONNX_FILE, tuner, rows),
+        tuner.raw_outputs(rows),
+        atol=ONNX_TOLERANCE,
+        rtol=0,
+    )
 
 
 @pytest.mark.integration
@@ -102,10 +123,14 @@ def test_onnx_matches_pytorch_on_minilm(runs_dir, project_root, tmp_path):
     from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from core.model.backbones import bundled_minilm_path
 
-    frame = pd.read_csv(project_root / "sample_data" / "fin_sentiment.csv").sample(150, random_state=0)
-    config = RunConfig(data=DataConfig(target="label"),
-                       model=ModelConfig(backbone=str(bundled_minilm_path()), freeze_depth=4, max_length=32),
-                       train=TrainConfig(epochs=1, batch_size=16, max_steps=2, seed=0))
+    frame = pd.read_csv(project_root / "sample_data" / "fin_sentiment.csv").sample(
+        150, random_state=0
+    )
+    config = RunConfig(
+        data=DataConfig(target="label"),
+        model=ModelConfig(backbone=str(bundled_minilm_path()), freeze_depth=4, max_length=32),
+        train=TrainConfig(epochs=1, batch_size=16, max_steps=2, seed=0),
+    )
     run_dir = runs.create_run(runs_dir, config, frame)
     assert execute(run_dir) == "succeeded"
 
@@ -113,17 +138,27 @@ def test_onnx_matches_pytorch_on_minilm(runs_dir, project_root, tmp_path):
     exported = json.loads((out / EXPORT_FILE).read_text())["onnx"]
     tuner = _fp32(FineTuner.load(out))
     by_length = frame.assign(n=frame["text"].str.len()).sort_values("n")
-    rows = pd.concat([by_length.head(3), by_length.tail(3)]).drop(columns="n")  # short and truncated rows
+    rows = pd.concat([by_length.head(3), by_length.tail(3)]).drop(
+        columns="n"
+    )  # short and truncated rows
     feed = onnx_inputs(tuner, rows)
-    assert feed["input_ids"].shape[0] == 6 and feed["input_ids"].shape[1] != 16  # not the export example's (2, 16)
-    assert len({int(m.sum()) for m in feed["attention_mask"]}) > 1  # rows of different lengths, padded
+    assert (
+        feed["input_ids"].shape[0] == 6 and feed["input_ids"].shape[1] != 16
+    )  # not the export example's (2, 16)
+    assert (
+        len({int(m.sum()) for m in feed["attention_mask"]}) > 1
+    )  # rows of different lengths, padded
 
     expected = tuner.raw_outputs(rows)
     batched = _onnx_outputs(out / ONNX_FILE, tuner, rows)
-    one_by_one = np.concatenate([_onnx_outputs(out / ONNX_FILE, tuner, rows.iloc[[i]]) for i in range(len(rows))])
+    one_by_one = np.concatenate(
+        [_onnx_outputs(out / ONNX_FILE, tuner, rows.iloc[[i]]) for i in range(len(rows))]
+    )
     difference = max(np.abs(batched - expected).max(), np.abs(one_by_one - expected).max())
-    print(f"ONNX ({exported['exporter']} exporter, opset {exported['opset']}) vs PyTorch fp32: "
-          f"max abs difference {difference:.2e}")
+    print(
+        f"ONNX ({exported['exporter']} exporter, opset {exported['opset']}) vs PyTorch fp32: "
+        f"max abs difference {difference:.2e}"
+    )
     assert difference <= ONNX_TOLERANCE
 
 
@@ -131,7 +166,9 @@ def test_cli_export(fintune, tiny_run, tmp_path):
     result = fintune("export", tiny_run, "-o", tmp_path / "cli-export")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(tmp_path / "cli-export")
-    assert FineTuner.load(tmp_path / "cli-export").predict(runs.test_rows(tiny_run, 3)).shape == (3,)
+    assert FineTuner.load(tmp_path / "cli-export").predict(runs.test_rows(tiny_run, 3)).shape == (
+        3,
+    )
 
     again = fintune("export", tiny_run, "-o", tmp_path / "cli-export")
     assert again.returncode == 2 and "not an empty folder" in again.stderr

@@ -35,8 +35,11 @@ def _wait_for(predicate, timeout: float = 90.0):
 
 
 def _fingerprint(folder) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _long(tiny_config):
@@ -48,7 +51,9 @@ def finished(runs_dir, credit_df, tiny_config):
     """An earlier succeeded run whose files must survive every fault."""
     run_dir = runs.create_run(runs_dir, tiny_config("credit_risk", max_steps=2), credit_df)
     assert worker.execute(run_dir) == "succeeded"
-    assert not (run_dir / checkpoint.CHECKPOINT).exists()  # dropped once model/ holds the same weights
+    assert not (
+        run_dir / checkpoint.CHECKPOINT
+    ).exists()  # dropped once model/ holds the same weights
     return run_dir, _fingerprint(run_dir)
 
 
@@ -72,8 +77,11 @@ def test_sigkill_mid_run_keeps_the_best_checkpoint(finished, runs_dir, credit_df
 
 def test_killed_with_the_app_is_interrupted_at_next_start(runs_dir, credit_df, tiny_config):
     run_dir = runs.create_run(runs_dir, _long(tiny_config), credit_df)
-    process = subprocess.Popen([sys.executable, "-m", "core.runs.worker", str(run_dir)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "core.runs.worker", str(run_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for(lambda: (run_dir / checkpoint.CHECKPOINT / "checkpoint.json").is_file())
     finally:
@@ -105,8 +113,9 @@ def _disk_fills_after(monkeypatch, good_saves: int) -> list[int]:
     return calls
 
 
-def test_full_disk_keeps_the_last_good_checkpoint_and_says_so(finished, runs_dir, credit_df, tiny_config,
-                                                              monkeypatch):
+def test_full_disk_keeps_the_last_good_checkpoint_and_says_so(
+    finished, runs_dir, credit_df, tiny_config, monkeypatch
+):
     earlier, before = finished
     calls = _disk_fills_after(monkeypatch, good_saves=1)
     # Epoch-wise improving validation is likely but not certain: allow a few epochs.
@@ -117,8 +126,14 @@ def test_full_disk_keeps_the_last_good_checkpoint_and_says_so(finished, runs_dir
     assert "The disk is full" in status["message"] and "free space" in status["message"]
     assert "checkpoint" in status["message"] and len(calls) >= 2
     assert not (run_dir / "model").exists()  # the half-written model never became model/
-    assert not [p for p in run_dir.iterdir() if p.name.startswith(".model-") or p.name.startswith(".checkpoint-")]
-    tuner = FineTuner.load(run_dir / checkpoint.CHECKPOINT / "model")  # epoch 1's checkpoint is whole
+    assert not [
+        p
+        for p in run_dir.iterdir()
+        if p.name.startswith(".model-") or p.name.startswith(".checkpoint-")
+    ]
+    tuner = FineTuner.load(
+        run_dir / checkpoint.CHECKPOINT / "model"
+    )  # epoch 1's checkpoint is whole
     assert tuner.predict_proba(credit_df.head(2)).shape == (2, 2)
     assert _fingerprint(earlier) == before
 

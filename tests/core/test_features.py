@@ -25,7 +25,14 @@ def test_text_serialisation_format(credit_df):
     row = credit_df.iloc[0]
     assert text == f"notes: {row['notes']} | purpose: {row['purpose']} | housing: {row['housing']}"
     # identifiers, constants, dates and (with words present) numbers stay out of the text
-    for absent in ("applicant", "branch", "application", "age years", "monthly income", "credit risk"):
+    for absent in (
+        "applicant",
+        "branch",
+        "application",
+        "age years",
+        "monthly income",
+        "credit risk",
+    ):
         assert absent not in text
 
 
@@ -41,7 +48,9 @@ def test_missing_values_are_omitted(credit_df):
 
 
 def test_whitespace_in_text_is_collapsed():
-    frame = pd.DataFrame({"memo": [f"line one\n\n  line   two {i}" for i in range(30)], "y": [0, 1] * 15})
+    frame = pd.DataFrame(
+        {"memo": [f"line one\n\n  line   two {i}" for i in range(30)], "y": [0, 1] * 15}
+    )
     pre = _fit(frame, "y")
     assert pre.texts(frame.head(1)) == ["memo: line one line two 0"]
 
@@ -68,12 +77,21 @@ def test_numbers_go_to_text_only_without_words(regression_df):
 def test_bins_follow_train_quantiles(regression_df):
     frame = regression_df[["leverage", "spread_bps"]].copy()
     pre = _fit(frame, "spread_bps")
-    probe = pd.DataFrame({"leverage": [-1e6, frame["leverage"].median(), 1e6, np.nan], "spread_bps": 0.0})
-    assert pre.texts(probe) == ["leverage: very low", "leverage: medium", "leverage: very high", "(no text)"]
+    probe = pd.DataFrame(
+        {"leverage": [-1e6, frame["leverage"].median(), 1e6, np.nan], "spread_bps": 0.0}
+    )
+    assert pre.texts(probe) == [
+        "leverage: very low",
+        "leverage: medium",
+        "leverage: very high",
+        "(no text)",
+    ]
 
 
 def test_underscores_become_spaces():
-    frame = pd.DataFrame({"merchant_category_code": ["grocery", "travel", "fuel"] * 10, "is_fraud": [0, 1] * 15})
+    frame = pd.DataFrame(
+        {"merchant_category_code": ["grocery", "travel", "fuel"] * 10, "is_fraud": [0, 1] * 15}
+    )
     pre = _fit(frame, "is_fraud")
     assert pre.texts(frame.head(1)) == ["merchant category code: grocery"]
 
@@ -95,7 +113,9 @@ def test_numeric_standardisation_and_missing_indicators(credit_df):
     missing = credit_df["monthly_income"].isna().to_numpy()
     assert np.array_equal(numeric[:, 2], missing.astype(np.float32))
     median = pre.numeric_stats_["monthly_income"]["median"]
-    filled = (median - pre.numeric_stats_["monthly_income"]["mean"]) / pre.numeric_stats_["monthly_income"]["std"]
+    filled = (median - pre.numeric_stats_["monthly_income"]["mean"]) / pre.numeric_stats_[
+        "monthly_income"
+    ]["std"]
     assert np.allclose(numeric[missing, 1], filled)
 
 

@@ -20,19 +20,50 @@ from core.data.schema import TableSpec, describe_table, infer_roles
 from core.errors import DataError
 
 # database=None: a failure prints its example (add it below with @example) rather than saving it.
-SETTINGS = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 DELIMITERS = st.sampled_from([",", ";", "\t", "|"])
 LINE_ENDS = st.sampled_from(["\r\n", "\n", "\r"])
 QUOTING = st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC])
 ENCODINGS = st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32", "latin-1", "cp1252"])
 
-names = st.one_of(st.text(max_size=12), st.sampled_from(["", " ", "id", "amount", "label", "a,b", '"q"', "💰"]))
+names = st.one_of(
+    st.text(max_size=12), st.sampled_from(["", " ", "id", "amount", "label", "a,b", '"q"', "💰"])
+)
 cells = st.one_of(
-    st.integers(-10**6, 10**6),
+    st.integers(-(10**6), 10**6),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(["", "nan", "inf", "-inf", "NaN", "1,5", "1.234,5", "$12", "3.5%", "2024-01-31", "yes", "no"]),
-    st.sampled_from(["=cmd|' /C calc'!A0", "+1+1", "@SUM(A1:A2)", "-2+3", "a;b", "a\tb", "a|b", 'say "hi"',
-                     "two\nlines", "cr\rlf\r\n"]),
+    st.sampled_from(
+        [
+            "",
+            "nan",
+            "inf",
+            "-inf",
+            "NaN",
+            "1,5",
+            "1.234,5",
+            "$12",
+            "3.5%",
+            "2024-01-31",
+            "yes",
+            "no",
+        ]
+    ),
+    st.sampled_from(
+        [
+            "=cmd|' /C calc'!A0",
+            "+1+1",
+            "@SUM(A1:A2)",
+            "-2+3",
+            "a;b",
+            "a\tb",
+            "a|b",
+            'say "hi"',
+            "two\nlines",
+            "cr\rlf\r\n",
+        ]
+    ),
     st.text(max_size=20),
 )
 
@@ -53,7 +84,9 @@ def tables(draw) -> list[list]:
 def _serialise(rows: list[list], draw) -> bytes:
     """CSV bytes in a random delimiter, line end, quoting and (where it can hold the text) encoding."""
     out = io.StringIO()
-    csv.writer(out, delimiter=draw(DELIMITERS), lineterminator=draw(LINE_ENDS), quoting=draw(QUOTING)).writerows(rows)
+    csv.writer(
+        out, delimiter=draw(DELIMITERS), lineterminator=draw(LINE_ENDS), quoting=draw(QUOTING)
+    ).writerows(rows)
     try:
         return out.getvalue().encode(draw(ENCODINGS))
     except UnicodeEncodeError:
@@ -72,9 +105,15 @@ words = st.text(alphabet=st.characters(categories=["L"]), min_size=1, max_size=8
 def plain_tables(draw) -> tuple[list[str], int, bytes]:
     """(names, row count, CSV bytes) of a well-formed table: unique names; numbers, words, phrases."""
     names = draw(st.lists(words, min_size=2, max_size=5, unique=True))
-    cell = st.one_of(st.integers(-1000, 10**6), st.floats(-1e6, 1e6).map(lambda x: round(x, 3)), words,
-                     st.lists(words, min_size=2, max_size=4).map(" ".join))
-    rows = draw(st.lists(st.lists(cell, min_size=len(names), max_size=len(names)), min_size=1, max_size=25))
+    cell = st.one_of(
+        st.integers(-1000, 10**6),
+        st.floats(-1e6, 1e6).map(lambda x: round(x, 3)),
+        words,
+        st.lists(words, min_size=2, max_size=4).map(" ".join),
+    )
+    rows = draw(
+        st.lists(st.lists(cell, min_size=len(names), max_size=len(names)), min_size=1, max_size=25)
+    )
     return names, len(rows), _serialise([names, *rows], draw)
 
 
@@ -98,8 +137,12 @@ def test_csv_bytes_give_a_frame_or_a_data_error(raw):
 
 @SETTINGS
 @given(table=plain_tables())
-@example(table=(["a", "b"], 2, b"a,b\r1,x\r2,y\r"))  # classic-Mac line ends were "no readable header row"
-@example(table=(["a", "b"], 1, "a,b\n1,x\n".encode("utf-32")))  # UTF-32 was read as UTF-16: NULs in names
+@example(
+    table=(["a", "b"], 2, b"a,b\r1,x\r2,y\r")
+)  # classic-Mac line ends were "no readable header row"
+@example(
+    table=(["a", "b"], 1, "a,b\n1,x\n".encode("utf-32"))
+)  # UTF-32 was read as UTF-16: NULs in names
 def test_plain_tables_come_back_whole(table):
     names, n_rows, raw = table
     frame = read_table(raw, filename="x.csv")

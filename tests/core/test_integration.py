@@ -36,8 +36,21 @@ def test_fine_tune_minilm_on_a_sample(tmp_path, project_root, fintune, name, tar
     data = tmp_path / name
     frame = _slice(project_root / "sample_data" / name, target)
     frame.to_csv(data, index=False)
-    result = fintune("train", data, "--target", target, "--max-steps", "3", "--epochs", "1", "--batch-size", "16",
-                     "--runs-dir", tmp_path / "runs", *extra)
+    result = fintune(
+        "train",
+        data,
+        "--target",
+        target,
+        "--max-steps",
+        "3",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--runs-dir",
+        tmp_path / "runs",
+        *extra,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = Path(result.stdout.strip().splitlines()[-1])
 
@@ -54,13 +67,20 @@ def test_fine_tune_minilm_on_a_sample(tmp_path, project_root, fintune, name, tar
     assert list(metrics["baselines"]) == [reference, "Majority class"]
     assert (run_dir / "baselines" / "majority-class.csv").is_file()
     if metrics["task"] == "binary":
-        assert {"ks", "gini", "pr_auc"} <= set(metrics["test"]) and "roc_auc" in metrics["test_intervals"]
-        assert json.loads((run_dir / "decision.json").read_text())["positive_class"] == metrics["positive_class"]
+        assert {"ks", "gini", "pr_auc"} <= set(metrics["test"]) and "roc_auc" in metrics[
+            "test_intervals"
+        ]
+        assert (
+            json.loads((run_dir / "decision.json").read_text())["positive_class"]
+            == metrics["positive_class"]
+        )
 
     predictions = pd.read_csv(run_dir / "predictions.csv")
     classes = sorted(frame[target].astype(str).unique())
     assert target in predictions.columns and "prediction" in predictions.columns
-    assert [c for c in predictions.columns if c.startswith("prob_")] == [f"prob_{c}" for c in classes]
+    assert [c for c in predictions.columns if c.startswith("prob_")] == [
+        f"prob_{c}" for c in classes
+    ]
     assert len(predictions) == metrics["rows"]["test"]
 
     assert (run_dir / "model" / "model.safetensors").is_file()

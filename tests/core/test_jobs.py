@@ -40,8 +40,11 @@ def _pid_gone(pid: int) -> bool:
 
 
 def _fingerprint(folder) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -65,11 +68,22 @@ def test_submit_runs_to_success(manager, runs_dir, credit_df, tiny_config):
     assert snap.finished and snap.progress == 1.0
     assert snap.step == 3 and snap.total_steps == 3 and len(snap.epochs) == 1
     run_dir = runs_dir / run_id
-    for name in ("config.json", "status.json", "history.jsonl", "metrics.json", "predictions.csv",
-                 "model/model.safetensors"):
+    for name in (
+        "config.json",
+        "status.json",
+        "history.jsonl",
+        "metrics.json",
+        "predictions.csv",
+        "model/model.safetensors",
+    ):
         assert (run_dir / name).is_file(), name
     metrics = runs.read_metrics(run_dir)
-    assert metrics["task"] == "binary" and set(metrics["test"]) >= {"roc_auc", "accuracy", "f1", "log_loss"}
+    assert metrics["task"] == "binary" and set(metrics["test"]) >= {
+        "roc_auc",
+        "accuracy",
+        "f1",
+        "log_loss",
+    }
     assert manager.active() == []
     assert [s.run_id for s in manager.list_runs()] == [run_id]
 

@@ -7,8 +7,24 @@ from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[2] / "core"
 # lowest first: a room may import only from rooms before it (and from itself)
-ORDER = ["errors", "config", "access", "stats", "data", "model", "training", "evaluation", "runs",
-         "explain", "serving", "review", "arguments", "cli", "worker", "__init__"]
+ORDER = [
+    "errors",
+    "config",
+    "access",
+    "stats",
+    "data",
+    "model",
+    "training",
+    "evaluation",
+    "runs",
+    "explain",
+    "serving",
+    "review",
+    "arguments",
+    "cli",
+    "worker",
+    "__init__",
+]
 
 
 def _room(module: str) -> str:
@@ -48,4 +64,3 @@ def test_imports_only_run_down_the_flow():
             if ORDER.index(there) > ORDER.index(here):
                 upward.append(f"{module} imports {target}")
     assert not upward, "\n".join(upward)
-

@@ -41,7 +41,9 @@ def test_recoded_target_is_a_proxy():
     assert {w.column for w in proxies} == {"outcome_code", "status_after_review"}
     warning = proxies[0]
     assert warning.value >= PROXY_THRESHOLD
-    assert f"Column {warning.column!r} alone predicts 'credit_risk' with AUC 1.00" in warning.message
+    assert (
+        f"Column {warning.column!r} alone predicts 'credit_risk' with AUC 1.00" in warning.message
+    )
     assert "role ignore" in warning.message
 
 
@@ -70,17 +72,24 @@ def test_missingness_and_non_monotone_proxies():
     # Filled in only for bad loans: the gap itself is the answer.
     frame["recovery_amount"] = np.where(bad, rng.uniform(100, 900, size=1000), np.nan)
     # Bad loans sit at both ends, good ones in the middle: AUC of the raw value is near 0.5.
-    frame["days_past_due"] = np.where(bad, rng.choice([-1, 1], size=1000) * rng.uniform(50, 60, size=1000),
-                                      rng.uniform(-10, 10, size=1000))
+    frame["days_past_due"] = np.where(
+        bad,
+        rng.choice([-1, 1], size=1000) * rng.uniform(50, 60, size=1000),
+        rng.uniform(-10, 10, size=1000),
+    )
     proxies = kinds(find_leakage(frame, spec_of(frame, "credit_risk")), "target_proxy")
     assert {w.column for w in proxies} == {"recovery_amount", "days_past_due"}
 
 
 def test_multiclass_proxy():
     frame = sentiment_table(600)
-    frame["label_code"] = frame["label"].map({"bearish": 0, "neutral": 1, "bullish": 2}).astype(float)
+    frame["label_code"] = (
+        frame["label"].map({"bearish": 0, "neutral": 1, "bullish": 2}).astype(float)
+    )
     frame["noise"] = np.random.default_rng(0).normal(size=600)
-    proxies = kinds(find_leakage(frame, spec_of(frame, "label", label_code="numeric")), "target_proxy")
+    proxies = kinds(
+        find_leakage(frame, spec_of(frame, "label", label_code="numeric")), "target_proxy"
+    )
     assert [w.column for w in proxies] == ["label_code"]
 
 

@@ -9,9 +9,13 @@ from core.review.limitations import Epochs, Evidence
 
 
 def _interval(width: float, n_test: int = 500, task: str = "binary", value: float = 0.8):
-    return lim.interval_limits(metric="roc_auc" if task != "regression" else "rmse", value=value,
-                               interval=(value - width / 2, value + width / 2), n_test=n_test,
-                               task=task)
+    return lim.interval_limits(
+        metric="roc_auc" if task != "regression" else "rmse",
+        value=value,
+        interval=(value - width / 2, value + width / 2),
+        n_test=n_test,
+        task=task,
+    )
 
 
 def test_wide_interval_fires_past_the_threshold_only():
@@ -34,20 +38,28 @@ def test_small_test_set_fires_below_the_row_count_even_when_narrow():
 
 
 def test_missing_or_undefined_interval():
-    (found,) = lim.interval_limits(metric="roc_auc", value=0.8, interval=None, n_test=50,
-                                   task="binary")
+    (found,) = lim.interval_limits(
+        metric="roc_auc", value=0.8, interval=None, n_test=50, task="binary"
+    )
     assert found.startswith("No bootstrap interval was recorded")
-    assert lim.interval_limits(metric="roc_auc", value=None, interval=(0.1, 0.9), n_test=50,
-                               task="binary") == []
-    assert lim.interval_limits(metric="roc_auc", value=0.8, interval=(float("nan"), 0.9),
-                               n_test=50, task="binary") == []
+    assert (
+        lim.interval_limits(
+            metric="roc_auc", value=None, interval=(0.1, 0.9), n_test=50, task="binary"
+        )
+        == []
+    )
+    assert (
+        lim.interval_limits(
+            metric="roc_auc", value=0.8, interval=(float("nan"), 0.9), n_test=50, task="binary"
+        )
+        == []
+    )
 
 
 def test_imbalanced_target_at_the_minority_share():
     share = lim.MINORITY_SHARE
     assert lim.imbalance_limits({"good": 1 - share, "bad": share}, class_weights="none") == []
-    (found,) = lim.imbalance_limits({"good": 0.81, "bad": share - 0.01},
-                                    class_weights="balanced")
+    (found,) = lim.imbalance_limits({"good": 0.81, "bad": share - 0.01}, class_weights="balanced")
     assert found.startswith("Class imbalance: 'bad' is 19.0%")
     assert "Class weights: balanced." in found
     assert lim.imbalance_limits({}, class_weights="none") == []
@@ -102,21 +114,26 @@ def test_leakage_truncation_shift_failed_checks_and_costs():
     assert "'income' (0.31)" in shift
     assert lim.failed_check_limits({}) == []
     assert lim.failed_check_limits({"stability": "boom"}) == [
-        "The stability check failed (boom): its evidence is missing from this report."]
+        "The stability check failed (boom): its evidence is missing from this report."
+    ]
     assert lim.cost_limits(False) == []
     assert lim.cost_limits(True)[0].startswith("The decision threshold weighs a false positive")
 
 
-@pytest.mark.parametrize(("metric", "model", "base", "fires"), [
-    ("roc_auc", 0.80, 0.80, False),  # a tie is not a beat
-    ("roc_auc", 0.80, 0.81, True),
-    ("rmse", 2.0, 2.0, False),  # lower is better
-    ("rmse", 2.0, 1.9, True),
-    ("rmse", 2.0, 2.1, False),
-])
+@pytest.mark.parametrize(
+    ("metric", "model", "base", "fires"),
+    [
+        ("roc_auc", 0.80, 0.80, False),  # a tie is not a beat
+        ("roc_auc", 0.80, 0.81, True),
+        ("rmse", 2.0, 2.0, False),  # lower is better
+        ("rmse", 2.0, 1.9, True),
+        ("rmse", 2.0, 2.1, False),
+    ],
+)
 def test_baseline_beats_the_model(metric, model, base, fires):
-    found = lim.baseline_limits(metric=metric, value=model, interval=None,
-                                baselines={"LightGBM": (base, None)})
+    found = lim.baseline_limits(
+        metric=metric, value=model, interval=None, baselines={"LightGBM": (base, None)}
+    )
     assert bool(found) is fires
     if fires:
         assert found[0].startswith("The LightGBM baseline beats the fine-tuned model")
@@ -124,14 +141,22 @@ def test_baseline_beats_the_model(metric, model, base, fires):
 
 def test_baseline_intervals_overlap_or_not():
     def verdict(base_interval):
-        (found,) = lim.baseline_limits(metric="roc_auc", value=0.70, interval=(0.65, 0.75),
-                                       baselines={"LightGBM": (0.80, base_interval)})
+        (found,) = lim.baseline_limits(
+            metric="roc_auc",
+            value=0.70,
+            interval=(0.65, 0.75),
+            baselines={"LightGBM": (0.80, base_interval)},
+        )
         return found
 
     assert "their intervals do not overlap" in verdict((0.76, 0.84))
     assert "(their intervals overlap)" in verdict((0.75, 0.84))
-    assert lim.baseline_limits(metric="roc_auc", value=None, interval=None,
-                               baselines={"x": (0.9, None)}) == []
+    assert (
+        lim.baseline_limits(
+            metric="roc_auc", value=None, interval=None, baselines={"x": (0.9, None)}
+        )
+        == []
+    )
 
 
 def _training(run, last, best, *, allowed=5, max_steps=None, last_step=100):
@@ -158,12 +183,29 @@ def test_training_rules():
 
 def _evidence(**changes) -> Evidence:
     quiet = {
-        "task": "binary", "metric": "roc_auc", "value": 0.8, "interval": (0.78, 0.82),
-        "n_test": 1000, "baselines": {}, "class_shares": {"good": 0.6, "bad": 0.4},
-        "class_weights": "none", "positive": "bad", "events": 400, "ece": 0.01,
-        "predictions": ["good", "bad"], "leakage": [],
-        "split": "random", "date_columns": [], "embargo": 0, "truncation": None, "epochs": None,
-        "epochs_allowed": 3, "max_steps": None, "patience": 2, "shifted": [], "failed_checks": {},
+        "task": "binary",
+        "metric": "roc_auc",
+        "value": 0.8,
+        "interval": (0.78, 0.82),
+        "n_test": 1000,
+        "baselines": {},
+        "class_shares": {"good": 0.6, "bad": 0.4},
+        "class_weights": "none",
+        "positive": "bad",
+        "events": 400,
+        "ece": 0.01,
+        "predictions": ["good", "bad"],
+        "leakage": [],
+        "split": "random",
+        "date_columns": [],
+        "embargo": 0,
+        "truncation": None,
+        "epochs": None,
+        "epochs_allowed": 3,
+        "max_steps": None,
+        "patience": 2,
+        "shifted": [],
+        "failed_checks": {},
         "equal_costs": False,
     }
     return Evidence(**{**quiet, **changes})
@@ -171,17 +213,39 @@ def _evidence(**changes) -> Evidence:
 
 def test_all_rules_together_in_the_report_order():
     assert lim.limitations(_evidence()) == []
-    found = lim.limitations(_evidence(notes=["A note."], n_test=100, equal_costs=True, events=3,
-                                      leakage=["Leak."], shifted=[("x", 0.4)]))
+    found = lim.limitations(
+        _evidence(
+            notes=["A note."],
+            n_test=100,
+            equal_costs=True,
+            events=3,
+            leakage=["Leak."],
+            shifted=[("x", 0.4)],
+        )
+    )
     assert [text.split(":")[0].split(" ")[0] for text in found] == [
-        "A", "Small", "Few", "Leakage", "Population", "The"]
+        "A",
+        "Small",
+        "Few",
+        "Leakage",
+        "Population",
+        "The",
+    ]
 
 
 def test_events_are_only_read_for_binary_runs():
-    multiclass = _evidence(task="multiclass", events=1, class_shares={"a": 0.5, "b": 0.5},
-                           predictions=["a", "b"])
+    multiclass = _evidence(
+        task="multiclass", events=1, class_shares={"a": 0.5, "b": 0.5}, predictions=["a", "b"]
+    )
     assert lim.limitations(multiclass) == []
-    regression = _evidence(task="regression", metric="rmse", value=10.0, interval=(9.5, 10.5),
-                           class_shares={}, ece=0.9, predictions=[1.0, 1.0])
+    regression = _evidence(
+        task="regression",
+        metric="rmse",
+        value=10.0,
+        interval=(9.5, 10.5),
+        class_shares={},
+        ece=0.9,
+        predictions=[1.0, 1.0],
+    )
     (constant,) = lim.limitations(regression)  # calibration is not a regression's limitation
     assert constant.startswith("Constant predictions")

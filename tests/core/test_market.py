@@ -9,7 +9,14 @@ import pytest
 from core.data.market import derive_market_features, market_columns
 from core.errors import ConfigError, DataError
 
-FEATURES = ["return_1d", "return_5d", "return_20d", "volatility_20d", "volume_ratio_20d", "log_volume"]
+FEATURES = [
+    "return_1d",
+    "return_5d",
+    "return_20d",
+    "volatility_20d",
+    "volume_ratio_20d",
+    "log_volume",
+]
 
 
 def random_walk(n: int = 300, seed: int = 0, start: str = "2022-01-03") -> pd.DataFrame:
@@ -30,8 +37,12 @@ def random_walk(n: int = 300, seed: int = 0, start: str = "2022-01-03") -> pd.Da
 def test_features_match_hand_computation():
     closes = [10.0, 11.0, 12.1, 11.0, 13.2, 14.0]
     volumes = [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
-    frame = pd.DataFrame({"day": pd.date_range("2024-03-01", periods=6), "px": closes, "vol": volumes})
-    out = derive_market_features(frame, date="day", close="px", volume="vol", lags=(1, 2), vol_window=3)
+    frame = pd.DataFrame(
+        {"day": pd.date_range("2024-03-01", periods=6), "px": closes, "vol": volumes}
+    )
+    out = derive_market_features(
+        frame, date="day", close="px", volume="vol", lags=(1, 2), vol_window=3
+    )
     # Warm-up is max(lags, vol_window) = 3 rows; the last row has no next close.
     assert len(out) == 2
     assert list(out.index) == [0, 1]
@@ -46,8 +57,9 @@ def test_features_match_hand_computation():
     assert out["log_volume"].tolist() == pytest.approx(np.log1p([400.0, 500.0]))
     assert out["next_1d_direction"].tolist() == ["up", "up"]
 
-    returns = derive_market_features(frame, date="day", close="px", lags=(1, 2), vol_window=3,
-                                     target="return", horizon=2)
+    returns = derive_market_features(
+        frame, date="day", close="px", lags=(1, 2), vol_window=3, target="return", horizon=2
+    )
     assert returns["next_2d_return"].tolist() == pytest.approx([14.0 / 11.0 - 1])
     assert "volume_ratio_3d" not in returns.columns
 
@@ -78,14 +90,16 @@ def test_flat_price_is_down():
 def test_changing_the_future_leaves_past_features_and_targets_alone(horizon):
     frame = random_walk(300)
     cut = pd.Timestamp(frame.loc[200, "date"])
-    before = derive_market_features(frame, date="date", close="close", volume="volume",
-                                    horizon=horizon, target="return")
+    before = derive_market_features(
+        frame, date="date", close="close", volume="volume", horizon=horizon, target="return"
+    )
     wild = frame.copy()
     after_cut = pd.to_datetime(wild["date"]) > cut
     wild.loc[after_cut, "close"] *= 100
     wild.loc[after_cut, "volume"] *= 1000
-    after = derive_market_features(wild, date="date", close="close", volume="volume",
-                                   horizon=horizon, target="return")
+    after = derive_market_features(
+        wild, date="date", close="close", volume="volume", horizon=horizon, target="return"
+    )
 
     dates = pd.to_datetime(before["date"])
     past = (dates <= cut).to_numpy()
@@ -103,7 +117,9 @@ def test_no_derived_feature_copies_the_target():
     frame = random_walk(300, seed=4)
     # Future information planted by the user; the helper keeps it but must not create its own.
     frame["planted_next_return"] = frame["close"].shift(-1) / frame["close"] - 1
-    out = derive_market_features(frame, date="date", close="close", volume="volume", target="return")
+    out = derive_market_features(
+        frame, date="date", close="close", volume="volume", target="return"
+    )
     assert out["planted_next_return"].corr(out["next_1d_return"]) > 0.99
     for column in FEATURES:
         assert abs(out[column].corr(out["next_1d_return"])) < 0.9, column
@@ -118,8 +134,9 @@ def test_tickers_never_mix():
     for ticker, alone in (("AAA", a), ("BBB", b)):
         expected = derive_market_features(alone, date="date", close="close", volume="volume")
         got = out[out["ticker"] == ticker].reset_index(drop=True)
-        pd.testing.assert_frame_equal(got[FEATURES + ["next_1d_direction"]],
-                                      expected[FEATURES + ["next_1d_direction"]])
+        pd.testing.assert_frame_equal(
+            got[FEATURES + ["next_1d_direction"]], expected[FEATURES + ["next_1d_direction"]]
+        )
     assert out["return_1d"].abs().max() < 1
 
 
@@ -153,7 +170,9 @@ def test_duplicate_dates_are_named():
     # The same date in two tickers is fine.
     a, b = random_walk(40), random_walk(40, seed=3)
     a["ticker"], b["ticker"] = "AAA", "BBB"
-    derive_market_features(pd.concat([a, b], ignore_index=True), date="date", close="close", group="ticker")
+    derive_market_features(
+        pd.concat([a, b], ignore_index=True), date="date", close="close", group="ticker"
+    )
 
 
 def test_too_short_and_bad_options():
@@ -169,10 +188,20 @@ def test_too_short_and_bad_options():
 
 
 def test_market_columns_guesses_common_names():
-    frame = pd.DataFrame(columns=["Date", "Open", "Close", "Adj Close", "Volume", "Symbol", "Headline"])
+    frame = pd.DataFrame(
+        columns=["Date", "Open", "Close", "Adj Close", "Volume", "Symbol", "Headline"]
+    )
     assert market_columns(frame) == {
-        "date": "Date", "close": "Adj Close", "volume": "Volume", "group": "Symbol"}
+        "date": "Date",
+        "close": "Adj Close",
+        "volume": "Volume",
+        "group": "Symbol",
+    }
     assert market_columns(pd.DataFrame(columns=["timestamp", "PRICE"])) == {
-        "date": "timestamp", "close": "PRICE", "volume": None, "group": None}
+        "date": "timestamp",
+        "close": "PRICE",
+        "volume": None,
+        "group": None,
+    }
     assert market_columns(pd.DataFrame(columns=["date", "revenue"])) is None
     assert market_columns(pd.DataFrame(columns=["close", "volume"])) is None

@@ -109,7 +109,9 @@ def test_binary_log_loss_matches_sklearn():
     y, score = _tied_binary(300, 6)
     score = np.clip(score, 0.05, 0.95)
     result = classification_metrics(y.astype(int), _binary_proba(score))
-    assert result["log_loss"] == pytest.approx(log_loss(y.astype(int), _binary_proba(score)), rel=1e-9)
+    assert result["log_loss"] == pytest.approx(
+        log_loss(y.astype(int), _binary_proba(score)), rel=1e-9
+    )
 
 
 def test_binary_f1_is_of_positive_class():
@@ -150,7 +152,9 @@ def test_multiclass_metrics_match_sklearn():
     assert result["log_loss"] == pytest.approx(log_loss(y, proba, labels=[0, 1, 2, 3]), rel=1e-9)
     assert result["f1"] == pytest.approx(f1_score(y, predicted, average="macro"))
     assert result["accuracy"] == pytest.approx(np.mean(predicted == y))
-    assert result["roc_auc"] == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+    assert result["roc_auc"] == pytest.approx(
+        roc_auc_score(y, proba, multi_class="ovr", average="macro")
+    )
 
 
 def test_single_class_auc_is_nan():

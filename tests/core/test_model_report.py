@@ -26,8 +26,17 @@ pytestmark = pytest.mark.timeout(300)
 HOSTILE_COLUMN = "<script>alert(1)</script>"
 HOSTILE_SOURCE = "<img src=x onerror=alert(2)>.csv"
 HOSTILE_CLASS = "<b>bearish</b>"
-HEADINGS = ("Data fingerprint", "Split", "Model", "Reproducibility", "Test metrics", "Calibration",
-            "Top attributions", "Stability and leakage", "Known limitations")
+HEADINGS = (
+    "Data fingerprint",
+    "Split",
+    "Model",
+    "Reproducibility",
+    "Test metrics",
+    "Calibration",
+    "Top attributions",
+    "Stability and leakage",
+    "Known limitations",
+)
 
 
 def _config(backbone: str, target: str) -> RunConfig:
@@ -48,8 +57,12 @@ def _finished(root: Path, config: RunConfig, frame, source: str) -> Path:
 def binary(tmp_path_factory, tiny_backbone):
     """A credit run with a hostile column name and file name, and its report (SHAP on 8 rows)."""
     frame = credit_table().rename(columns={"housing": HOSTILE_COLUMN})
-    run_dir = _finished(tmp_path_factory.mktemp("report_binary"), _config(tiny_backbone, "credit_risk"), frame,
-                        HOSTILE_SOURCE)
+    run_dir = _finished(
+        tmp_path_factory.mktemp("report_binary"),
+        _config(tiny_backbone, "credit_risk"),
+        frame,
+        HOSTILE_SOURCE,
+    )
     messages: list[str] = []
     path = write_model_report(run_dir, shap_rows=8, on_progress=messages.append)
     return run_dir, path, path.read_text(encoding="utf-8"), messages
@@ -59,14 +72,20 @@ def binary(tmp_path_factory, tiny_backbone):
 def multiclass(tmp_path_factory, tiny_backbone):
     frame = sentiment_table()
     frame["label"] = frame["label"].replace({"bearish": HOSTILE_CLASS})
-    run_dir = _finished(tmp_path_factory.mktemp("report_multi"), _config(tiny_backbone, "label"), frame, "news.csv")
+    run_dir = _finished(
+        tmp_path_factory.mktemp("report_multi"), _config(tiny_backbone, "label"), frame, "news.csv"
+    )
     return run_dir, write_model_report(run_dir, shap_rows=4).read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
 def regression(tmp_path_factory, tiny_backbone):
-    run_dir = _finished(tmp_path_factory.mktemp("report_reg"), _config(tiny_backbone, "spread_bps"),
-                        regression_table(), "spreads.csv")
+    run_dir = _finished(
+        tmp_path_factory.mktemp("report_reg"),
+        _config(tiny_backbone, "spread_bps"),
+        regression_table(),
+        "spreads.csv",
+    )
     return run_dir, write_model_report(run_dir, shap_rows=4).read_text(encoding="utf-8")
 
 
@@ -85,8 +104,12 @@ def test_binary_report_holds_every_section_and_the_runs_numbers(binary):
     assert f"{auc:.4f} [{low:.4f}, {high:.4f}]" in _section(page, "metrics")
     for baseline in metrics["baselines"]:
         assert f"<th>{baseline}</th>" in page  # side by side
-    assert hashlib.sha256((run_dir / "data.parquet").read_bytes()).hexdigest() in _section(page, "data")
-    assert hashlib.sha256((run_dir / "model" / "model.safetensors").read_bytes()).hexdigest() in page
+    assert hashlib.sha256((run_dir / "data.parquet").read_bytes()).hexdigest() in _section(
+        page, "data"
+    )
+    assert (
+        hashlib.sha256((run_dir / "model" / "model.safetensors").read_bytes()).hexdigest() in page
+    )
     decision = json.loads((run_dir / "decision.json").read_text())
     metrics_part = _section(page, "metrics")
     at = metrics["at_threshold"]
@@ -100,7 +123,9 @@ def test_binary_report_holds_every_section_and_the_runs_numbers(binary):
     assert "chronological by &#x27;application_date&#x27;" in _section(page, "split")
     assert "Reliability diagram" in _section(page, "calibration")
     assert f"{metrics['test']['ece']:.4f}" in _section(page, "calibration")
-    assert "Mean |SHAP|" in _section(page, "attributions") and "8 test rows" in _section(page, "attributions")
+    assert "Mean |SHAP|" in _section(page, "attributions") and "8 test rows" in _section(
+        page, "attributions"
+    )
     assert "model score" in _section(page, "stability")
     limits = _section(page, "limitations")
     assert f"{high - low:.4f} wide" in limits  # 30 test rows: the interval's own width
@@ -110,7 +135,9 @@ def test_binary_report_holds_every_section_and_the_runs_numbers(binary):
 
 def test_report_is_self_contained(binary):
     page = binary[2]
-    assert "Plotly.newPlot" in page and page.count("plotly.js v") >= 1  # the library itself, inlined
+    assert (
+        "Plotly.newPlot" in page and page.count("plotly.js v") >= 1
+    )  # the library itself, inlined
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)  # nothing to fetch
 
 
@@ -152,26 +179,38 @@ def test_shap_rows_zero_skips_attributions(binary, tmp_path):
         write_model_report(binary[0], tmp_path / "x.html", shap_rows=-1)
 
 
-@pytest.mark.parametrize("lora", [{"lora_rank": 8, "lora_alpha": 16, "lora_targets": ["query", "value"]}, None])
+@pytest.mark.parametrize(
+    "lora", [{"lora_rank": 8, "lora_alpha": 16, "lora_targets": ["query", "value"]}, None]
+)
 def test_lora_settings_are_shown_when_the_config_has_them(binary, tmp_path, lora):
     run_dir = tmp_path / binary[0].name
     shutil.copytree(binary[0], run_dir)
     raw = json.loads((run_dir / "config.json").read_text())
-    raw["model"] = {k: v for k, v in raw["model"].items() if k not in LORA_FIELDS}  # as before LoRA existed
+    raw["model"] = {
+        k: v for k, v in raw["model"].items() if k not in LORA_FIELDS
+    }  # as before LoRA existed
     raw["model"].update(lora or {})
     (run_dir / "config.json").write_text(json.dumps(raw))
     page = write_model_report(run_dir, shap_rows=0).read_text(encoding="utf-8")
     model = _section(page, "model")
     if lora is None:
-        assert "LoRA" not in page and "embeddings + bottom" not in model  # nothing frozen, no adapters
+        assert (
+            "LoRA" not in page and "embeddings + bottom" not in model
+        )  # nothing frozen, no adapters
         return
-    assert "LoRA: every pretrained weight frozen" in model and "<th>LoRA rank</th><td>8</td>" in model
+    assert (
+        "LoRA: every pretrained weight frozen" in model and "<th>LoRA rank</th><td>8</td>" in model
+    )
     assert "<th>LoRA alpha</th><td>16</td>" in model and "query, value" in model
-    assert "loaded from" in _section(page, "reproducibility")  # the weights file holds the adapters only
+    assert "loaded from" in _section(
+        page, "reproducibility"
+    )  # the weights file holds the adapters only
 
 
 def test_unfinished_and_failed_runs_are_refused(tmp_path, tiny_backbone):
-    queued = runs.create_run(tmp_path / "runs", _config(tiny_backbone, "credit_risk"), credit_table(), source="x.csv")
+    queued = runs.create_run(
+        tmp_path / "runs", _config(tiny_backbone, "credit_risk"), credit_table(), source="x.csv"
+    )
     with pytest.raises(RunError, match="has not succeeded \\(state queued\\)"):
         write_model_report(queued)
     write_status(queued, "failed", message="Out of memory: try a smaller batch size.")
@@ -193,7 +232,14 @@ def test_cli_writes_the_report_and_refuses_a_failed_run(binary, tmp_path, capsys
     # a copy of a finished run made to read as failed: status.json written as a failed run's is
     # (write_status never turns a finished run into another final state)
     status = json.loads((failed / "status.json").read_text())
-    (failed / "status.json").write_text(json.dumps({**status, "state": "failed", "message": "boom"}))
+    (failed / "status.json").write_text(
+        json.dumps({**status, "state": "failed", "message": "boom"})
+    )
     assert cli.main(["report", str(failed)]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and err.startswith("error: Run ") and "state failed: boom" in err
+    assert (
+        out == ""
+        and err.count("\n") == 1
+        and err.startswith("error: Run ")
+        and "state failed: boom" in err
+    )

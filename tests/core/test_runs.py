@@ -32,14 +32,25 @@ def _dead_pid() -> int:
 
 @pytest.fixture
 def run_dir(runs_dir, credit_df):
-    return runs.create_run(runs_dir, RunConfig(data=DataConfig(target="credit_risk")), credit_df, source="/x/credit.csv")
+    return runs.create_run(
+        runs_dir,
+        RunConfig(data=DataConfig(target="credit_risk")),
+        credit_df,
+        source="/x/credit.csv",
+    )
 
 
 def test_create_run_writes_config_data_and_status(run_dir, credit_df):
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "data.parquet",
-                                                         "split.json", "status.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "config.json",
+        "data.parquet",
+        "split.json",
+        "status.json",
+    ]
     assert runs.load_config(run_dir) == RunConfig(data=DataConfig(target="credit_risk"))
-    assert json.loads((run_dir / "config.json").read_text())["source"] == "credit.csv"  # no user paths kept
+    assert (
+        json.loads((run_dir / "config.json").read_text())["source"] == "credit.csv"
+    )  # no user paths kept
     assert runs.load_data(run_dir).equals(credit_df)
     status = read_status(run_dir)
     assert status["state"] == "queued" and status["owner_pid"] == os.getpid()
@@ -71,7 +82,11 @@ def test_status_round_trip(run_dir):
     write_status(run_dir, "running", pid=os.getpid(), phase="Tokenising")
     write_status(run_dir, "running", phase="Training")
     status = read_status(run_dir)
-    assert status["state"] == "running" and status["phase"] == "Training" and status["pid"] == os.getpid()
+    assert (
+        status["state"] == "running"
+        and status["phase"] == "Training"
+        and status["pid"] == os.getpid()
+    )
     assert "finished" not in status
     write_status(run_dir, "succeeded", message="")
     status = read_status(run_dir)
@@ -79,7 +94,10 @@ def test_status_round_trip(run_dir):
 
 
 def test_history_round_trip(run_dir):
-    events = [{"type": "step", "step": 1, "loss": 0.7}, {"type": "epoch", "epoch": 1, "val": {"roc_auc": float("nan")}}]
+    events = [
+        {"type": "step", "step": 1, "loss": 0.7},
+        {"type": "epoch", "epoch": 1, "val": {"roc_auc": float("nan")}},
+    ]
     for event in events:
         runs.append_event(run_dir, event)
     with open(run_dir / "history.jsonl", "a") as handle:
@@ -127,7 +145,9 @@ def test_list_runs_skips_foreign_folders_and_shows_damaged_ones(run_dir, runs_di
     assert summaries[1].state == "damaged"
     assert "status.json is not valid JSON" in summaries[1].message
     row = summaries[0].as_row()
-    assert row["data"] == "credit.csv" and row["target"] == "credit_risk" and row["state"] == "queued"
+    assert (
+        row["data"] == "credit.csv" and row["target"] == "credit_risk" and row["state"] == "queued"
+    )
     assert runs.list_runs(runs_dir / "absent") == []
 
 
@@ -138,7 +158,10 @@ def test_summary_reads_the_test_metric(run_dir):
     assert summary.as_row()["test metric"] == "roc_auc 0.8123"
 
 
-@pytest.mark.parametrize("bad", ["../x", "..", "/etc", "/tmp/20240101-000000-abcdef", "a/b", "", "20240101-000000-abcdef/.."])
+@pytest.mark.parametrize(
+    "bad",
+    ["../x", "..", "/etc", "/tmp/20240101-000000-abcdef", "a/b", "", "20240101-000000-abcdef/.."],
+)
 def test_run_path_refuses_foreign_ids(runs_dir, bad):
     with pytest.raises(RunError, match="is not a run id"):
         runs.run_path(runs_dir, bad)
@@ -164,8 +187,9 @@ def test_damaged_json_is_a_run_error(tmp_path):
 
 def _running_folder(folder: Path) -> Path:
     folder.mkdir()
-    write_json(folder / "status.json", {"state": "running", "pid": os.getpid(),
-                                              "heartbeat": time.time()})
+    write_json(
+        folder / "status.json", {"state": "running", "pid": os.getpid(), "heartbeat": time.time()}
+    )
     return folder
 
 
@@ -238,17 +262,29 @@ def _scored_run(run_dir: Path) -> Path:
     from core.stats.thresholds import Decision, outcome_at, table_scores
 
     prob_bad = [0.1, 0.35, 0.45, 0.6, 0.8, 0.95]
-    predictions = pd.DataFrame({"row": range(6), "credit_risk": ["good", "bad", "good", "good",
-                                                                 "bad", "bad"],
-                                "prediction": ["good"] * 3 + ["bad"] * 3,
-                                "prob_bad": prob_bad, "prob_good": [1 - p for p in prob_bad]})
+    predictions = pd.DataFrame(
+        {
+            "row": range(6),
+            "credit_risk": ["good", "bad", "good", "good", "bad", "bad"],
+            "prediction": ["good"] * 3 + ["bad"] * 3,
+            "prob_bad": prob_bad,
+            "prob_good": [1 - p for p in prob_bad],
+        }
+    )
     runs.write_predictions(run_dir, predictions)
     decision = Decision("bad", 0.5)
     scores = table_scores(predictions, "credit_risk", "bad")
-    runs.write_metrics(run_dir, {"task": "binary", "classes": ["bad", "good"],
-                                 "positive_class": "bad", "test": {"roc_auc": 0.8},
-                                 "decision": decision.to_dict(),
-                                 "at_threshold": outcome_at(*scores, decision)})
+    runs.write_metrics(
+        run_dir,
+        {
+            "task": "binary",
+            "classes": ["bad", "good"],
+            "positive_class": "bad",
+            "test": {"roc_auc": 0.8},
+            "decision": decision.to_dict(),
+            "at_threshold": outcome_at(*scores, decision),
+        },
+    )
     write_json(run_dir / "decision.json", decision.to_dict())
     return run_dir
 
@@ -264,8 +300,15 @@ def test_a_saved_decision_updates_decision_predictions_and_metrics(run_dir):
     assert metrics["decision"] == decision.to_dict()
     predictions = runs.read_predictions(run_dir)
     assert list(predictions["prediction"]) == ["good"] + ["bad"] * 5
-    assert metrics["at_threshold"] == {**metrics["at_threshold"], "threshold": 0.3, "tp": 3,
-                                       "fp": 2, "fn": 0, "tn": 1, "cost_per_row": 2 / 6}
+    assert metrics["at_threshold"] == {
+        **metrics["at_threshold"],
+        "threshold": 0.3,
+        "tp": 3,
+        "fp": 2,
+        "fn": 0,
+        "tn": 1,
+        "cost_per_row": 2 / 6,
+    }
     assert metrics["test"] == {"roc_auc": 0.8}  # the rest of metrics.json is kept
 
 

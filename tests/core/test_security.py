@@ -30,7 +30,10 @@ def test_pickled_weights_with_code_are_refused_and_never_run(tiny_backbones, tmp
     shutil.copytree(tiny_backbones["bert"], folder)
     (folder / "model.safetensors").unlink()
     marker = tmp_path / "code-was-run"
-    state = {"embeddings.word_embeddings.weight": torch.zeros(2, 2), "payload": _Payload(str(marker))}
+    state = {
+        "embeddings.word_embeddings.weight": torch.zeros(2, 2),
+        "payload": _Payload(str(marker)),
+    }
     torch.save(state, folder / "pytorch_model.bin")
     with pytest.raises(BackboneError) as caught:
         load_backbone(str(folder))
@@ -38,22 +41,39 @@ def test_pickled_weights_with_code_are_refused_and_never_run(tiny_backbones, tmp
     assert "'" + str(folder) + "'" in str(caught.value) or str(folder) in str(caught.value)
 
 
-@pytest.mark.parametrize("bad", ["../outside", "/etc/passwd", "..", "20260101-000000-abcdef/../../x",
-                                 "run id", "", "20260101-000000-ABCDEF"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../outside",
+        "/etc/passwd",
+        "..",
+        "20260101-000000-abcdef/../../x",
+        "run id",
+        "",
+        "20260101-000000-ABCDEF",
+    ],
+)
 def test_foreign_run_ids_never_become_paths(tmp_path, bad):
     with pytest.raises(RunError):
         runs.run_path(tmp_path, bad)
 
 
 def test_created_runs_live_inside_the_runs_folder(tmp_path, credit_df, tiny_config):
-    run_dir = runs.create_run(tmp_path / "runs", tiny_config("credit_risk"), credit_df, source="../../etc/passwd")
+    run_dir = runs.create_run(
+        tmp_path / "runs", tiny_config("credit_risk"), credit_df, source="../../etc/passwd"
+    )
     assert run_dir.parent == tmp_path / "runs"
     assert read_json(run_dir / "config.json")["source"] == "passwd"  # a name, never a path
 
 
 def test_exports_neutralise_formulas_in_cells_and_headers():
-    frame = pd.DataFrame({"note": ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "\tx", "plain", None],
-                          "=HYPERLINK(\"x\")": [1, 2, 3, 4, 5, 6, 7], "amount": [-1.5, 2, 3, 4, 5, 6, 7]})
+    frame = pd.DataFrame(
+        {
+            "note": ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "\tx", "plain", None],
+            '=HYPERLINK("x")': [1, 2, 3, 4, 5, 6, 7],
+            "amount": [-1.5, 2, 3, 4, 5, 6, 7],
+        }
+    )
     safe = escape_formulas(frame)
     assert list(safe["note"][:5]) == ["'=cmd|' /C calc'!A0", "'+1+1", "'-2+3", "'@SUM(A1)", "'\tx"]
     assert safe["note"][5] == "plain" and pd.isna(safe["note"][6])

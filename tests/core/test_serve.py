@@ -44,10 +44,13 @@ TOKEN = "test-token-0123456789abcdef"
 
 
 def _finished_run(root, backbone: str, target: str, frame: pd.DataFrame):
-    config = RunConfig(data=DataConfig(target=target),
-                       model=ModelConfig(backbone=backbone, d_hidden=32, d_numeric=16),
-                       train=TrainConfig(epochs=1, batch_size=16, lr=1e-3, head_lr=1e-2, max_steps=2, seed=0,
-                                         precision="fp32"))
+    config = RunConfig(
+        data=DataConfig(target=target),
+        model=ModelConfig(backbone=backbone, d_hidden=32, d_numeric=16),
+        train=TrainConfig(
+            epochs=1, batch_size=16, lr=1e-3, head_lr=1e-2, max_steps=2, seed=0, precision="fp32"
+        ),
+    )
     run_dir = runs.create_run(root, config, frame, source="test")
     assert execute(run_dir) == "succeeded", read_status(run_dir)
     return run_dir
@@ -79,7 +82,9 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def _rows(task: str, n: int = 2, seed: int = 7) -> pd.DataFrame:
-    build = {"binary": credit_table, "multiclass": sentiment_table, "regression": regression_table}[task]
+    build = {"binary": credit_table, "multiclass": sentiment_table, "regression": regression_table}[
+        task
+    ]
     return build(seed=seed).head(n)
 
 
@@ -100,7 +105,9 @@ def test_health_describes_the_run(client, served_runs):
     assert body["task"] == "binary" and body["target"] == "credit_risk"
     assert body["classes"] == ["bad", "good"] and body["positive_class"] == spec.positive_class
     assert body["backbone"] == runs.load_config(served_runs["binary"]).model.backbone
-    assert [(c["name"], c["role"]) for c in body["columns"]] == [(c, spec.roles[c]) for c in spec.feature_columns]
+    assert [(c["name"], c["role"]) for c in body["columns"]] == [
+        (c, spec.roles[c]) for c in spec.feature_columns
+    ]
     assert body["limits"]["max_predict_rows"] == MAX_PREDICT_ROWS
     assert body["limits"]["max_explain_rows"] == MAX_EXPLAIN_ROWS_PER_REQUEST
     inference = body["inference"]
@@ -117,7 +124,9 @@ def test_openapi_request_models_are_the_runs_columns(client, served_runs):
     row = schema["components"]["schemas"]["Row"]
     spec = load_model(served_runs["binary"]).spec_
     assert list(row["properties"]) == spec.feature_columns
-    assert sorted(row["required"]) == sorted(spec.feature_columns)  # present in every row, null allowed
+    assert sorted(row["required"]) == sorted(
+        spec.feature_columns
+    )  # present in every row, null allowed
     assert row["additionalProperties"] is True  # extra columns: ignored with a warning
     kinds = {"numeric": "number", "categorical": "string", "text": "string", "datetime": "string"}
     for column in spec.feature_columns:
@@ -125,7 +134,10 @@ def test_openapi_request_models_are_the_runs_columns(client, served_runs):
         assert {"type": "null"} in row["properties"][column]["anyOf"]
     rows = schema["components"]["schemas"]["PredictRequest"]["properties"]["rows"]
     assert rows["minItems"] == 1 and rows["maxItems"] == MAX_PREDICT_ROWS
-    assert schema["components"]["schemas"]["ExplainRequest"]["properties"]["rows"]["maxItems"] == MAX_EXPLAIN_ROWS_PER_REQUEST
+    assert (
+        schema["components"]["schemas"]["ExplainRequest"]["properties"]["rows"]["maxItems"]
+        == MAX_EXPLAIN_ROWS_PER_REQUEST
+    )
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}
     assert client.get("/docs").status_code == 200
@@ -139,7 +151,9 @@ def test_binary_predictions_follow_the_saved_threshold(client, served_runs):
     response = client.post("/predict", json={"rows": _records(frame)})
     assert response.status_code == 200, response.text
     body = response.json()
-    expected, _ = score_file(served_runs["binary"], frame)  # the CLI's scoring, with the run's decision
+    expected, _ = score_file(
+        served_runs["binary"], frame
+    )  # the CLI's scoring, with the run's decision
     assert body["warnings"] == [] and body["task"] == "binary"
     assert [p["row"] for p in body["predictions"]] == [0, 1]
     assert [p["prediction"] for p in body["predictions"]] == list(expected["prediction"])
@@ -158,7 +172,9 @@ def test_multiclass_and_regression_predictions(clients, served_runs, task):
     assert len(predictions) == 2
     if task == "regression":
         assert all(p["probabilities"] is None for p in predictions)
-        np.testing.assert_allclose([p["prediction"] for p in predictions], expected["prediction"], rtol=1e-5)
+        np.testing.assert_allclose(
+            [p["prediction"] for p in predictions], expected["prediction"], rtol=1e-5
+        )
     else:
         for p in predictions:
             assert set(p["probabilities"]) == {"bearish", "neutral", "bullish"}
@@ -168,12 +184,19 @@ def test_multiclass_and_regression_predictions(clients, served_runs, task):
 
 def test_csv_upload_scores_like_json(client):
     frame = _rows("binary", n=3)
-    upload = client.post("/predict", files={"file": ("rows.csv", frame.to_csv(index=False).encode(), "text/csv")})
+    upload = client.post(
+        "/predict", files={"file": ("rows.csv", frame.to_csv(index=False).encode(), "text/csv")}
+    )
     as_json = client.post("/predict", json={"rows": _records(frame)})
     assert upload.status_code == 200, upload.text
-    assert [p["prediction"] for p in upload.json()["predictions"]] == [p["prediction"] for p in as_json.json()["predictions"]]
-    np.testing.assert_allclose([p["probabilities"]["bad"] for p in upload.json()["predictions"]],
-                               [p["probabilities"]["bad"] for p in as_json.json()["predictions"]], atol=1e-6)
+    assert [p["prediction"] for p in upload.json()["predictions"]] == [
+        p["prediction"] for p in as_json.json()["predictions"]
+    ]
+    np.testing.assert_allclose(
+        [p["probabilities"]["bad"] for p in upload.json()["predictions"]],
+        [p["probabilities"]["bad"] for p in as_json.json()["predictions"]],
+        atol=1e-6,
+    )
 
 
 def test_extra_columns_are_ignored_with_a_warning(client):
@@ -181,12 +204,18 @@ def test_extra_columns_are_ignored_with_a_warning(client):
     rows[0]["branch_manager"] = "Ms <b>Ada</b>"
     response = client.post("/predict", json={"rows": rows})
     assert response.status_code == 200
-    assert response.json()["warnings"] == ["Column 'branch_manager' was not seen in training and is ignored."]
+    assert response.json()["warnings"] == [
+        "Column 'branch_manager' was not seen in training and is ignored."
+    ]
     assert response.headers["content-type"] == "application/json"
     assert response.headers["x-content-type-options"] == "nosniff"
     frame = _rows("binary").assign(internal_score=1.0)
-    upload = client.post("/predict", files={"file": ("rows.csv", frame.to_csv(index=False).encode(), "text/csv")})
-    assert upload.json()["warnings"] == ["Column 'internal_score' was not seen in training and is ignored."]
+    upload = client.post(
+        "/predict", files={"file": ("rows.csv", frame.to_csv(index=False).encode(), "text/csv")}
+    )
+    assert upload.json()["warnings"] == [
+        "Column 'internal_score' was not seen in training and is ignored."
+    ]
 
 
 # --------------------------------------------------------------------------- 422 and 413
@@ -222,9 +251,15 @@ def test_empty_too_many_and_malformed_bodies_are_422(client):
     row = _records(_rows("binary", n=1))[0]
     error = _only_error(client.post("/predict", json={"rows": [row] * (MAX_PREDICT_ROWS + 1)}))
     assert error["loc"] == ["body", "rows"] and f"at most {MAX_PREDICT_ROWS}" in error["msg"]
-    error = _only_error(client.post("/explain", json={"rows": [row] * (MAX_EXPLAIN_ROWS_PER_REQUEST + 1)}))
+    error = _only_error(
+        client.post("/explain", json={"rows": [row] * (MAX_EXPLAIN_ROWS_PER_REQUEST + 1)})
+    )
     assert f"at most {MAX_EXPLAIN_ROWS_PER_REQUEST}" in error["msg"]
-    error = _only_error(client.post("/predict", content=b"{rows: oops", headers={"content-type": "application/json"}))
+    error = _only_error(
+        client.post(
+            "/predict", content=b"{rows: oops", headers={"content-type": "application/json"}
+        )
+    )
     assert "not valid JSON" in error["msg"]
     error = _only_error(client.post("/predict", json={"rows": [row], "threshold": 0.2}))
     assert error["loc"] == ["body", "threshold"]
@@ -232,13 +267,16 @@ def test_empty_too_many_and_malformed_bodies_are_422(client):
     assert response.status_code == 415 and "application/json" in response.json()["detail"]
 
 
-@pytest.mark.parametrize(("content", "fragment"), [
-    (b"\x00\x01\x02binary\x00" * 50, "binary file"),
-    (b"age_years,monthly_income\n", "no data rows"),
-    (b"age_years,notes\n1,x\n2,x,y,z\n", "could not be parsed"),
-    (b"age_years,notes\n1,x\n", "lacks column"),
-    (b"PAR1\x00\x00", "Parquet"),
-])
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"\x00\x01\x02binary\x00" * 50, "binary file"),
+        (b"age_years,monthly_income\n", "no data rows"),
+        (b"age_years,notes\n1,x\n2,x,y,z\n", "could not be parsed"),
+        (b"age_years,notes\n1,x\n", "lacks column"),
+        (b"PAR1\x00\x00", "Parquet"),
+    ],
+)
 def test_a_csv_that_does_not_parse_is_422(client, content, fragment):
     error = _only_error(client.post("/predict", files={"file": ("rows.csv", content, "text/csv")}))
     assert error["loc"][:2] == ["body", "file"] and fragment in error["msg"], error
@@ -247,9 +285,13 @@ def test_a_csv_that_does_not_parse_is_422(client, content, fragment):
 def test_csv_values_and_the_file_field_are_checked(client):
     frame = _rows("binary", n=3).astype({"age_years": object})
     frame.loc[frame.index[2], "age_years"] = "forty"
-    error = _only_error(client.post("/predict", files={"file": ("rows.csv", frame.to_csv(index=False), "text/csv")}))
+    error = _only_error(
+        client.post("/predict", files={"file": ("rows.csv", frame.to_csv(index=False), "text/csv")})
+    )
     assert error["loc"] == ["body", "file", 2, "age_years"] and "data row 3" in error["msg"]
-    error = _only_error(client.post("/predict", data={"other": "x"}, files={"note": ("a.txt", b"x")}))
+    error = _only_error(
+        client.post("/predict", data={"other": "x"}, files={"note": ("a.txt", b"x")})
+    )
     assert error["loc"] == ["body", "file"] and "curl -F file=@rows.csv" in error["msg"]
 
 
@@ -264,7 +306,9 @@ def test_bodies_over_the_limit_are_413(served_runs):
         for _ in range(10):
             yield b" " * 500
 
-    streamed = small.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    streamed = small.post(
+        "/predict", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert streamed.status_code == 413
 
 
@@ -278,20 +322,28 @@ def test_explain_values_add_up_to_the_model_output(client, served_runs):
     body = response.json()
     spec = load_model(served_runs["binary"]).spec_
     assert body["output"] == spec.positive_class
-    probabilities = [p["probabilities"][spec.positive_class]
-                     for p in client.post("/predict", json={"rows": _records(frame)}).json()["predictions"]]
+    probabilities = [
+        p["probabilities"][spec.positive_class]
+        for p in client.post("/predict", json={"rows": _records(frame)}).json()["predictions"]
+    ]
     for row, probability in zip(body["rows"], probabilities, strict=True):
         assert list(row["values"]) == spec.feature_columns
-        assert row["base_value"] + sum(row["values"].values()) == pytest.approx(row["output_value"], abs=1e-9)
+        assert row["base_value"] + sum(row["values"].values()) == pytest.approx(
+            row["output_value"], abs=1e-9
+        )
         assert row["output_value"] == pytest.approx(probability, abs=1e-3)
     good = client.post("/explain", json={"rows": _records(frame.head(1)), "class": "good"}).json()
     assert good["output"] == "good"
-    error = _only_error(client.post("/explain", json={"rows": _records(frame.head(1)), "class": "maybe"}))
+    error = _only_error(
+        client.post("/explain", json={"rows": _records(frame.head(1)), "class": "maybe"})
+    )
     assert error["loc"] == ["body", "class"] and "['bad', 'good']" in error["msg"]
 
 
 def test_explain_regression_explains_the_value(clients):
-    response = clients["regression"].post("/explain", json={"rows": _records(_rows("regression", n=1))})
+    response = clients["regression"].post(
+        "/explain", json={"rows": _records(_rows("regression", n=1))}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["output"] == "spread_bps"
 
@@ -303,12 +355,24 @@ def test_a_token_guards_everything_but_health(served_runs):
     guarded = TestClient(create_app(served_runs["binary"], token=TOKEN))
     rows = {"rows": _records(_rows("binary"))}
     assert guarded.post("/predict", json=rows).status_code == 401
-    wrong = guarded.post("/predict", json=rows, headers={"Authorization": "Bearer " + TOKEN[:-1] + "x"})
+    wrong = guarded.post(
+        "/predict", json=rows, headers={"Authorization": "Bearer " + TOKEN[:-1] + "x"}
+    )
     assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
-    assert guarded.post("/predict", json=rows, headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
-    assert guarded.get("/openapi.json").status_code == 401 and guarded.get("/docs").status_code == 401
+    assert (
+        guarded.post("/predict", json=rows, headers={"Authorization": f"Basic {TOKEN}"}).status_code
+        == 401
+    )
+    assert (
+        guarded.get("/openapi.json").status_code == 401 and guarded.get("/docs").status_code == 401
+    )
     assert guarded.post("/explain", json=rows).status_code == 401
-    assert guarded.post("/predict", json=rows, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert (
+        guarded.post(
+            "/predict", json=rows, headers={"Authorization": f"Bearer {TOKEN}"}
+        ).status_code
+        == 200
+    )
     # /health answers everyone (probes), but shows the run's columns only with the token.
     assert guarded.get("/health").json() == {"status": "ok", "run_id": served_runs["binary"].name}
     assert "columns" in guarded.get("/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()
@@ -320,7 +384,9 @@ def test_a_token_guards_everything_but_health(served_runs):
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 _VALID_ROW = _records(credit_table(seed=11).head(1))[0]
@@ -345,17 +411,25 @@ def _mutated_rows(draw) -> dict:
     return body
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=_JSON | _mutated_rows() | st.fixed_dictionaries({"rows": _JSON}),
-       path=st.sampled_from(["/predict", "/explain"]))
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payload=_JSON | _mutated_rows() | st.fixed_dictionaries({"rows": _JSON}),
+    path=st.sampled_from(["/predict", "/explain"]),
+)
 def test_arbitrary_json_never_gives_a_server_error(client, payload, path):
     # json.dumps writes NaN and Infinity as bare words: servers meet those too.
-    response = client.post(path, content=json.dumps(payload).encode(), headers={"content-type": "application/json"})
+    response = client.post(
+        path, content=json.dumps(payload).encode(), headers={"content-type": "application/json"}
+    )
     assert response.status_code < 500, response.text
     assert response.status_code in (200, 422), response.text
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(content=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_arbitrary_uploads_never_give_a_server_error(client, content):
     header = b"age_years,monthly_income,purpose,housing,notes,application_date\n"
@@ -367,7 +441,9 @@ def test_arbitrary_uploads_never_give_a_server_error(client, content):
 # --------------------------------------------------------------------------- the CLI and a real server
 
 
-def test_the_cli_refuses_a_run_without_a_model_and_an_open_host(tmp_path, served_runs, capsys, monkeypatch):
+def test_the_cli_refuses_a_run_without_a_model_and_an_open_host(
+    tmp_path, served_runs, capsys, monkeypatch
+):
     monkeypatch.delenv("FINTUNE_API_TOKEN", raising=False)
     unfinished = tmp_path / "20250101-000000-abcdef"
     unfinished.mkdir()
@@ -392,14 +468,25 @@ def live_server(served_runs, tmp_path_factory):
     """``fintune serve`` on the binary run, as a real subprocess on 127.0.0.1: (url, log path)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("FINTUNE_API_TOKEN", "FINTUNE_REQUEST_TIMEOUT", "FINTUNE_SERVE_THREADS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("FINTUNE_API_TOKEN", "FINTUNE_REQUEST_TIMEOUT", "FINTUNE_SERVE_THREADS")
+    }
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     log = open(log_path, "wb")
-    command = [sys.executable, "-m", "core.cli", "serve", str(served_runs["binary"]),
-               "--port", str(port)]
-    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "core.cli",
+        "serve",
+        str(served_runs["binary"]),
+        "--port",
+        str(port),
+    ]
+    server = subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -418,8 +505,11 @@ def live_server(served_runs, tmp_path_factory):
 
 
 def _post(url: str, rows: list[dict], timeout: float = 120) -> dict:
-    request = urllib.request.Request(f"{url}/predict", data=json.dumps({"rows": rows}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/predict",
+        data=json.dumps({"rows": rows}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=timeout) as answer:
         return json.load(answer)
 
@@ -427,9 +517,23 @@ def _post(url: str, rows: list[dict], timeout: float = 120) -> dict:
 def test_a_real_server_answers_curl(served_runs, live_server):
     url, log_path = live_server
     payload = json.dumps({"rows": _records(_rows("binary"))})
-    result = subprocess.run(["curl", "-sS", "--fail-with-body", "-X", "POST", f"{url}/predict",
-                             "-H", "Content-Type: application/json", "--data-binary", payload],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            f"{url}/predict",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            payload,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr + result.stdout + log_path.read_text()
     body = json.loads(result.stdout)
     assert body["run_id"] == served_runs["binary"].name and len(body["predictions"]) == 2
@@ -441,13 +545,16 @@ def test_a_real_server_answers_curl(served_runs, live_server):
 # --------------------------------------------------------------------------- NaN, warnings, CSV
 
 
-@pytest.mark.parametrize(("column", "value", "spelt"), [
-    ("monthly_income", float("nan"), "NaN"),
-    ("monthly_income", float("inf"), "Infinity"),
-    ("monthly_income", float("-inf"), "-Infinity"),
-    ("purpose", float("nan"), "NaN"),  # would otherwise become the category "nan"
-    ("notes", float("inf"), "Infinity"),
-])
+@pytest.mark.parametrize(
+    ("column", "value", "spelt"),
+    [
+        ("monthly_income", float("nan"), "NaN"),
+        ("monthly_income", float("inf"), "Infinity"),
+        ("monthly_income", float("-inf"), "-Infinity"),
+        ("purpose", float("nan"), "NaN"),  # would otherwise become the category "nan"
+        ("notes", float("inf"), "Infinity"),
+    ],
+)
 def test_nan_and_infinity_are_refused_naming_the_row_and_column(client, column, value, spelt):
     rows = _records(_rows("binary"))
     rows[1][column] = value
@@ -585,10 +692,20 @@ def test_a_client_that_goes_away_has_its_queued_rows_dropped(served_runs):
     worker = app.state.inference
     body = json.dumps({"rows": _records(credit_table(n=4000, seed=5))}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/predict", "raw_path": b"/predict", "root_path": "",
-             "query_string": b"", "headers": headers, "client": ("127.0.0.1", 50000),
-             "server": ("127.0.0.1", 8000)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
 
     async def scenario() -> list[dict]:
         gone, sent = asyncio.Event(), []

@@ -150,7 +150,8 @@ def test_delong_se_matches_paired_bootstrap():
     b = 1.3 * y + shared + 0.7 * rng.normal(size=500)
     result = delong_test(y, [a, b])
     differences = [
-        binary_ranking_metrics(y[i], b[i])["roc_auc"] - binary_ranking_metrics(y[i], a[i])["roc_auc"]
+        binary_ranking_metrics(y[i], b[i])["roc_auc"]
+        - binary_ranking_metrics(y[i], a[i])["roc_auc"]
         for i in resample_indices(500, n_boot=600, seed=1, strata=y)
     ]
     assert result["std_error"] == pytest.approx(np.std(differences, ddof=1), rel=0.25)

@@ -19,7 +19,9 @@ def _split(frame: pd.DataFrame, **data) -> tuple[dict[str, np.ndarray], dict[str
     config = DataConfig(target=TARGET, **data)
     spec = describe_table(frame, config)
     parts = split_rows(frame, spec, config, seed=0)
-    dates = {name: pd.to_datetime(frame["application_date"].iloc[rows]) for name, rows in parts.items()}
+    dates = {
+        name: pd.to_datetime(frame["application_date"].iloc[rows]) for name, rows in parts.items()
+    }
     return parts, dates
 
 
@@ -60,7 +62,9 @@ def test_explicit_random_ignores_date_column():
     config = DataConfig(target=TARGET, split="random")
     spec = describe_table(frame, config)
     assert resolve_split(spec, config) == "random"
-    dates = pd.to_datetime(frame["application_date"].iloc[split_rows(frame, spec, config, 0)["train"]])
+    dates = pd.to_datetime(
+        frame["application_date"].iloc[split_rows(frame, spec, config, 0)["train"]]
+    )
     assert dates.max() > pd.to_datetime(frame["application_date"]).quantile(0.9)
 
 
@@ -124,8 +128,10 @@ def test_describe_split_strings():
     frame = credit_table()
     spec = describe_table(frame, DataConfig(target=TARGET))
     assert describe_split(spec, DataConfig(target=TARGET)) == "chronological by 'application_date'"
-    assert (describe_split(spec, DataConfig(target=TARGET, embargo=3))
-            == "chronological by 'application_date', embargo 3 dates")
+    assert (
+        describe_split(spec, DataConfig(target=TARGET, embargo=3))
+        == "chronological by 'application_date', embargo 3 dates"
+    )
     assert describe_split(spec, DataConfig(target=TARGET, split="random")) == "stratified random"
     regression = regression_table()
     config = DataConfig(target="spread_bps")
@@ -144,7 +150,9 @@ def test_positive_class_defaults_to_rarer():
 @pytest.mark.parametrize("share_of_ones, expected", [(0.7, "0"), (0.2, "1"), (0.5, "1")])
 def test_positive_class_rarer_numeric_labels(share_of_ones, expected):
     n = 100
-    frame = pd.DataFrame({"x": np.arange(n) % 7, "y": (np.arange(n) < share_of_ones * n).astype(int)})
+    frame = pd.DataFrame(
+        {"x": np.arange(n) % 7, "y": (np.arange(n) < share_of_ones * n).astype(int)}
+    )
     spec = describe_table(frame, DataConfig(target="y"))
     assert spec.classes == ("0", "1")
     assert spec.positive_class == expected

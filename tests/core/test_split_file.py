@@ -31,10 +31,12 @@ def _config(backbone: str | None = None) -> RunConfig:
     """A tiny credit run; without a backbone, one that is never trained (the default backbone)."""
     return RunConfig(
         data=DataConfig(target="credit_risk"),
-        model=ModelConfig(**({"backbone": backbone} if backbone else {}), d_hidden=32,
-                          d_numeric=16),
-        train=TrainConfig(epochs=1, batch_size=16, lr=1e-3, head_lr=1e-2, seed=0, precision="fp32",
-                          max_steps=4),
+        model=ModelConfig(
+            **({"backbone": backbone} if backbone else {}), d_hidden=32, d_numeric=16
+        ),
+        train=TrainConfig(
+            epochs=1, batch_size=16, lr=1e-3, head_lr=1e-2, seed=0, precision="fp32", max_steps=4
+        ),
     )
 
 
@@ -50,13 +52,20 @@ def _no_resplitting(*args, **kwargs):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_backbone):
     """A run trained on a stored split that the config would not rebuild, with re-splitting off."""
-    run_dir = runs.create_run(tmp_path_factory.mktemp("split_file"), _config(tiny_backbone),
-                              credit_table(), source="credit.csv")
+    run_dir = runs.create_run(
+        tmp_path_factory.mktemp("split_file"),
+        _config(tiny_backbone),
+        credit_table(),
+        source="credit.csv",
+    )
     own = read_split(run_dir)
     # Hand the last ten training rows to validation (and reverse its order): only a run that
     # reads split.json trains and scores on exactly these rows, in this order.
-    stored = {"train": own["train"][:-10], "val": np.r_[own["val"], own["train"][-10:]][::-1],
-              "test": own["test"]}
+    stored = {
+        "train": own["train"][:-10],
+        "val": np.r_[own["val"], own["train"][-10:]][::-1],
+        "test": own["test"],
+    }
     write_split(run_dir, stored, len(runs.load_data(run_dir)))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(split_module, "split_rows", _no_resplitting)
@@ -149,24 +158,28 @@ def test_an_old_queued_run_trains_on_the_split_the_config_makes(tmp_path, tiny_b
 
 
 def _payload(**changes) -> str:
-    return json.dumps({"n_rows": 10, "train": [0, 1, 2, 3, 4, 5], "val": [6, 7], "test": [8, 9],
-                       **changes})
+    return json.dumps(
+        {"n_rows": 10, "train": [0, 1, 2, 3, 4, 5], "val": [6, 7], "test": [8, 9], **changes}
+    )
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("", "split.json is empty"),
-    ('{"n_rows": 10, "train": [0', "not valid JSON"),
-    ("[1, 2]", "not a JSON object"),
-    ("{}", "n_rows"),
-    (_payload(n_rows=-1), "n_rows"),
-    (_payload(n_rows=True), "n_rows"),
-    (_payload(test=None), "test is not a list of row positions"),
-    (_payload(val=[6, 7.5]), "val is not a list of row positions"),
-    (_payload(val=["6"]), "val is not a list of row positions"),
-    (_payload(test=[8, 10]), "outside the table's 10 rows"),
-    (_payload(train=[-1, 0]), "outside the table's 10 rows"),
-    (_payload(val=[5, 6]), "more than one split"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "split.json is empty"),
+        ('{"n_rows": 10, "train": [0', "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ("{}", "n_rows"),
+        (_payload(n_rows=-1), "n_rows"),
+        (_payload(n_rows=True), "n_rows"),
+        (_payload(test=None), "test is not a list of row positions"),
+        (_payload(val=[6, 7.5]), "val is not a list of row positions"),
+        (_payload(val=["6"]), "val is not a list of row positions"),
+        (_payload(test=[8, 10]), "outside the table's 10 rows"),
+        (_payload(train=[-1, 0]), "outside the table's 10 rows"),
+        (_payload(val=[5, 6]), "more than one split"),
+    ],
+)
 def test_a_damaged_split_json_is_reported(runs_dir, credit_df, text, reason):
     run_dir = runs.create_run(runs_dir, _config(), credit_df)
     (run_dir / SPLIT_FILE).write_text(text)

@@ -26,14 +26,24 @@ from tests.conftest import credit_table
 
 def test_levels():
     assert [psi_level(v) for v in (0.0, 0.099, 0.1, 0.2499, 0.25, 3.0)] == [
-        "stable", "stable", "watch", "watch", "shift", "shift"]
+        "stable",
+        "stable",
+        "watch",
+        "watch",
+        "shift",
+        "shift",
+    ]
 
 
 def test_same_distribution_is_stable_and_shift_is_flagged():
     rng = np.random.default_rng(0)
     reference = Reference.fit(rng.normal(size=2000))
     assert reference.kind == "numeric"
-    assert len(reference.edges) == 11 and reference.edges[0] == -math.inf and reference.edges[-1] == math.inf
+    assert (
+        len(reference.edges) == 11
+        and reference.edges[0] == -math.inf
+        and reference.edges[-1] == math.inf
+    )
     assert sum(reference.proportions) == pytest.approx(1.0)
     assert psi(reference, rng.normal(size=2000)) < 0.02
     assert psi(reference, rng.normal(loc=1.0, size=2000)) > 0.25
@@ -107,8 +117,17 @@ def test_reference_and_report_over_a_table():
     frame = credit_table(400)
     spec = describe_table(frame, DataConfig(target="credit_risk"))
     references = stability_reference(frame, spec)
-    assert set(references) == {"age_years", "monthly_income", "purpose", "housing", "notes (length)"}
-    assert references["purpose"].kind == "categorical" and references["notes (length)"].kind == "numeric"
+    assert set(references) == {
+        "age_years",
+        "monthly_income",
+        "purpose",
+        "housing",
+        "notes (length)",
+    }
+    assert (
+        references["purpose"].kind == "categorical"
+        and references["notes (length)"].kind == "numeric"
+    )
 
     same = stability_report(references, frame)
     assert list(same.columns) == ["input", "psi", "level"]
@@ -122,7 +141,9 @@ def test_reference_and_report_over_a_table():
     assert set(report["input"]) == {"age_years", "monthly_income", "housing", "notes (length)"}
     assert report["psi"].is_monotonic_decreasing
     assert set(report["input"][:2]) == {"monthly_income", "notes (length)"}
-    assert set(report.loc[report["input"].isin(["monthly_income", "notes (length)"]), "level"]) == {"shift"}
+    assert set(report.loc[report["input"].isin(["monthly_income", "notes (length)"]), "level"]) == {
+        "shift"
+    }
 
     only = stability_reference(frame, spec, columns=["housing"])
     assert list(only) == ["housing"]

@@ -29,8 +29,12 @@ def _scored(n: int = 300, seed: int = 0, decimals: int | None = 2):
 
 def _counts(y, score, threshold):
     flagged = score >= threshold
-    return (int(np.sum(flagged & y)), int(np.sum(flagged & ~y)),
-            int(np.sum(~flagged & y)), int(np.sum(~flagged & ~y)))
+    return (
+        int(np.sum(flagged & y)),
+        int(np.sum(flagged & ~y)),
+        int(np.sum(~flagged & y)),
+        int(np.sum(~flagged & ~y)),
+    )
 
 
 def _brute_cost(y, score, threshold, cost_fp, cost_fn):

@@ -14,7 +14,11 @@ from core.runs.worker import execute
 
 
 def _tracking_warnings(run_dir) -> list[str]:
-    return [e["message"] for e in runs.read_history(run_dir) if e["type"] == "warning" and "MLflow" in e["message"]]
+    return [
+        e["message"]
+        for e in runs.read_history(run_dir)
+        if e["type"] == "warning" and "MLflow" in e["message"]
+    ]
 
 
 def _hide_mlflow(monkeypatch) -> None:
@@ -34,13 +38,17 @@ def headlines(sentiment_df):
 def clean_env(monkeypatch, tmp_path):
     """No tracking settings from the developer's shell; file stores allowed (restored after the test)."""
     for name in ("MLFLOW_TRACKING_URI", tracking.SWITCH_ENV, "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.setenv(name, "")  # recorded first, so a value the code sets (the CLI's switch) is undone too
+        monkeypatch.setenv(
+            name, ""
+        )  # recorded first, so a value the code sets (the CLI's switch) is undone too
         monkeypatch.delenv(name)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     monkeypatch.chdir(tmp_path)  # where a default ./mlruns would appear
 
 
-def test_run_is_logged_to_a_local_file_store(tiny_config, runs_dir, headlines, tmp_path, monkeypatch, clean_env):
+def test_run_is_logged_to_a_local_file_store(
+    tiny_config, runs_dir, headlines, tmp_path, monkeypatch, clean_env
+):
     from mlflow.tracking import MlflowClient
 
     uri = f"file:{tmp_path / 'mlruns'}"
@@ -57,7 +65,11 @@ def test_run_is_logged_to_a_local_file_store(tiny_config, runs_dir, headlines, t
 
     params = run.data.params
     assert params["model.backbone"] == runs.load_config(run_dir).model.backbone
-    assert params["train.lr"] == "0.001" and params["train.epochs"] == "2" and params["data.target"] == "label"
+    assert (
+        params["train.lr"] == "0.001"
+        and params["train.epochs"] == "2"
+        and params["data.target"] == "label"
+    )
 
     epochs = [e for e in runs.read_history(run_dir) if e["type"] == "epoch"]
     assert len(epochs) == 2
@@ -73,10 +85,14 @@ def test_run_is_logged_to_a_local_file_store(tiny_config, runs_dir, headlines, t
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.json", "metrics.json", "predictions.csv", "decision.json", "model"} <= artifacts
-    assert "model/model.safetensors" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert "model/model.safetensors" in {
+        a.path for a in client.list_artifacts(run.info.run_id, "model")
+    }
 
 
-def test_switch_without_uri_logs_to_local_mlruns(tiny_config, runs_dir, headlines, tmp_path, monkeypatch, clean_env):
+def test_switch_without_uri_logs_to_local_mlruns(
+    tiny_config, runs_dir, headlines, tmp_path, monkeypatch, clean_env
+):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv(tracking.SWITCH_ENV, "1")  # what `fintune train --mlflow` sets
@@ -91,7 +107,9 @@ def test_switch_without_uri_logs_to_local_mlruns(tiny_config, runs_dir, headline
     assert tracking.read_tracking(run_dir)["mlflow_run_id"] == tracker.run_id
 
 
-def test_unreachable_server_is_a_warning_not_a_failure(tiny_config, runs_dir, headlines, monkeypatch, clean_env):
+def test_unreachable_server_is_a_warning_not_a_failure(
+    tiny_config, runs_dir, headlines, monkeypatch, clean_env
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://someone:secret@127.0.0.1:9")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
@@ -103,7 +121,9 @@ def test_unreachable_server_is_a_warning_not_a_failure(tiny_config, runs_dir, he
     assert runs.read_metrics(run_dir)["test"] and not tracking.read_tracking(run_dir)
 
 
-def test_missing_mlflow_package_is_a_warning(runs_dir, tiny_config, headlines, monkeypatch, clean_env):
+def test_missing_mlflow_package_is_a_warning(
+    runs_dir, tiny_config, headlines, monkeypatch, clean_env
+):
     monkeypatch.setenv(tracking.SWITCH_ENV, "1")
     _hide_mlflow(monkeypatch)
     run_dir = runs.create_run(runs_dir, tiny_config("label"), headlines)
@@ -137,7 +157,9 @@ def test_failure_mid_run_warns_once_and_stops_logging(runs_dir, tiny_config, hea
     assert len(_tracking_warnings(run_dir)) == 1
 
 
-def test_no_uri_and_no_switch_leaves_mlflow_alone(tiny_config, runs_dir, headlines, tmp_path, monkeypatch, clean_env):
+def test_no_uri_and_no_switch_leaves_mlflow_alone(
+    tiny_config, runs_dir, headlines, tmp_path, monkeypatch, clean_env
+):
     _hide_mlflow(monkeypatch)  # any attempt to import it would become a warning event
     run_dir = runs.create_run(runs_dir, tiny_config("label"), headlines)
 
@@ -148,10 +170,21 @@ def test_no_uri_and_no_switch_leaves_mlflow_alone(tiny_config, runs_dir, headlin
 
 
 def test_flatten_config_names_every_setting():
-    flat = tracking.flatten_config({"data": {"target": "y", "roles": {"rate %": "numeric"}, "task": None},
-                                    "train": {"lr": 5e-5, "compile": False}, "source": "x.csv"})
-    assert flat == {"data.target": "y", "data.roles.rate _": "numeric", "data.task": "null",
-                    "train.lr": "5e-05", "train.compile": "false", "source": "x.csv"}
+    flat = tracking.flatten_config(
+        {
+            "data": {"target": "y", "roles": {"rate %": "numeric"}, "task": None},
+            "train": {"lr": 5e-5, "compile": False},
+            "source": "x.csv",
+        }
+    )
+    assert flat == {
+        "data.target": "y",
+        "data.roles.rate _": "numeric",
+        "data.task": "null",
+        "train.lr": "5e-05",
+        "train.compile": "false",
+        "source": "x.csv",
+    }
 
 
 def test_cli_flag_switches_tracking_on_for_the_run(headlines, tmp_path, monkeypatch, clean_env):
@@ -167,6 +200,15 @@ def test_cli_flag_switches_tracking_on_for_the_run(headlines, tmp_path, monkeypa
 
     monkeypatch.setattr(core.runs.worker, "execute", fake_execute)
     headlines.to_csv(tmp_path / "headlines.csv", index=False)
-    main(["train", str(tmp_path / "headlines.csv"), "--target", "label", "--runs-dir", str(tmp_path / "runs"),
-          "--mlflow"])
+    main(
+        [
+            "train",
+            str(tmp_path / "headlines.csv"),
+            "--target",
+            "label",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--mlflow",
+        ]
+    )
     assert seen == {"switch": True}

@@ -50,9 +50,12 @@ def train_credit_run(directory: Path, *, freeze_depth: int, max_steps: int) -> s
     import core
 
     jobs = core.JobManager(directory)
-    config = core.default_config("credit_risk").replace(model={"freeze_depth": freeze_depth},
-                                                         train={"epochs": 1, "max_steps": max_steps})
-    run_id = jobs.submit(config, core.read_table(SAMPLES / "credit_risk.csv"), source="credit_risk.csv")
+    config = core.default_config("credit_risk").replace(
+        model={"freeze_depth": freeze_depth}, train={"epochs": 1, "max_steps": max_steps}
+    )
+    run_id = jobs.submit(
+        config, core.read_table(SAMPLES / "credit_risk.csv"), source="credit_risk.csv"
+    )
     snapshot = jobs.wait(run_id, timeout=600)
     jobs.shutdown()
     assert snapshot.state == "succeeded", snapshot.message
@@ -78,8 +81,10 @@ def browser():
     """Debian's chromium driven by Playwright (its own browser download does not work here)."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
-        pytest.fail("chromium is not installed: install Debian's package with `apt-get install chromium` "
-                    "(Playwright's own browser download does not work here).")
+        pytest.fail(
+            "chromium is not installed: install Debian's package with `apt-get install chromium` "
+            "(Playwright's own browser download does not work here)."
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

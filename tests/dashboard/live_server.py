@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -28,13 +35,25 @@ def start_dashboard(log_path: Path, *, cwd: Path, env: dict, address: str | None
     Returns the process and the URL once the server answers its health check.
     """
     port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     if address is not None:
         command += ["--server.address", address]
     log = open(log_path, "wb")
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     log.close()  # the child keeps its own handle
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -49,5 +68,3 @@ def start_dashboard(log_path: Path, *, cwd: Path, env: dict, address: str | None
             process.kill()
             pytest.fail(f"streamlit did not start: {log_path.read_text()[-2000:]}")
         time.sleep(0.5)
-
-

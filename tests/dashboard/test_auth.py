@@ -52,7 +52,9 @@ def test_unset_address_means_every_interface_so_a_password_is_asked(app, monkeyp
     import streamlit as st
 
     real = st.get_option
-    monkeypatch.setattr(st, "get_option", lambda key: None if key == "server.address" else real(key))
+    monkeypatch.setattr(
+        st, "get_option", lambda key: None if key == "server.address" else real(key)
+    )
     monkeypatch.delenv("FINTUNE_REQUIRE_PASSWORD", raising=False)
     app.secrets["password"] = "correct horse"
     app.run()
@@ -68,12 +70,18 @@ def test_streamlit_run_from_another_folder_asks_for_the_password(tmp_path, brows
     Bound to 127.0.0.1 from the same folder, none is."""
     home = tmp_path / "home"
     home.mkdir()
-    env = dict(os.environ, HOME=str(home), FINTUNE_RUNS_DIR=str(tmp_path / "runs"),
-               FINTUNE_PASSWORD="correct horse", TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        HOME=str(home),
+        FINTUNE_RUNS_DIR=str(tmp_path / "runs"),
+        FINTUNE_PASSWORD="correct horse",
+        TOKENIZERS_PARALLELISM="false",
+    )
     env.pop("FINTUNE_REQUIRE_PASSWORD", None)
     for address, asks in ((None, True), ("127.0.0.1", False)):
-        process, url = start_dashboard(tmp_path / f"streamlit-{address}.log", cwd=tmp_path, env=env,
-                                       address=address)
+        process, url = start_dashboard(
+            tmp_path / f"streamlit-{address}.log", cwd=tmp_path, env=env, address=address
+        )
         try:
             page = browser.new_page()
             page.goto(url)

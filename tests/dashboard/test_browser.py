@@ -35,7 +35,9 @@ def server(tmp_path_factory):
     """The dashboard served by `streamlit run` on localhost, with a fresh runs folder."""
     runs_dir = tmp_path_factory.mktemp("runs")
     env = dict(os.environ, FINTUNE_RUNS_DIR=str(runs_dir), TOKENIZERS_PARALLELISM="false")
-    process, url = start_dashboard(runs_dir / "streamlit.log", cwd=ROOT, env=env, address="127.0.0.1")
+    process, url = start_dashboard(
+        runs_dir / "streamlit.log", cwd=ROOT, env=env, address="127.0.0.1"
+    )
     yield url
     stop_process(process, timeout=20)
 
@@ -80,7 +82,8 @@ def test_upload_train_and_read_results(server, browser):
 
     # Data: upload the credit CSV through the file uploader and pick the target.
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
-        str(SAMPLES / "credit_risk.csv"))
+        str(SAMPLES / "credit_risk.csv")
+    )
     page.get_by_text("credit_risk.csv · 1,000 rows × 21 columns").wait_for()
     target = page.locator('[data-testid="stSelectbox"]').filter(has_text="Target column")
     target.click()
@@ -101,7 +104,9 @@ def test_upload_train_and_read_results(server, browser):
     _settle(page)
     # expect() retries until the rerun that follows the last key press has drawn the page.
     expect(page.locator('[data-testid="stSliderThumbValue"]')).to_have_text("4", timeout=30_000)
-    expect(page.locator('[data-testid="stMetricValue"]').first).not_to_have_text(unfrozen, timeout=30_000)
+    expect(page.locator('[data-testid="stMetricValue"]').first).not_to_have_text(
+        unfrozen, timeout=30_000
+    )
     for label, value in (("Epochs", "1"), ("Max steps (optional)", "4")):
         field = page.get_by_label(label, exact=True)
         field.fill(value)
@@ -121,9 +126,13 @@ def test_upload_train_and_read_results(server, browser):
     page.get_by_text(re.compile(r"step \d+ of \d+")).wait_for(timeout=TRAINING_TIMEOUT_S * 1000)
     first_feedback_s = time.monotonic() - clicked
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    TIMINGS.write_text(json.dumps({"time_to_first_loss_point_s": round(first_feedback_s, 1)}, indent=2) + "\n")
+    TIMINGS.write_text(
+        json.dumps({"time_to_first_loss_point_s": round(first_feedback_s, 1)}, indent=2) + "\n"
+    )
     print(f"time to first feedback: {first_feedback_s:.1f} s")
-    assert _final_state(page) == "succeeded", page.locator("section.main, [data-testid='stMain']").inner_text()
+    assert _final_state(page) == "succeeded", page.locator(
+        "section.main, [data-testid='stMain']"
+    ).inner_text()
     page.wait_for_timeout(2000)  # one more fragment refresh draws the final curves
     _shot(page, "train")
 
@@ -135,8 +144,9 @@ def test_upload_train_and_read_results(server, browser):
     page.locator(".js-plotly-plot").first.wait_for()
     _settle(page)
     titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
-    assert any(t.startswith("ROC curve") for t in titles) and any(t.startswith("Scores by actual class (KS")
-                                                                   for t in titles), titles
+    assert any(t.startswith("ROC curve") for t in titles) and any(
+        t.startswith("Scores by actual class (KS") for t in titles
+    ), titles
     _shot(page, "results")
     page.get_by_role("tab", name="Decision threshold").click()
     miss = page.get_by_label("Cost of missing a bad row (false negative)")
@@ -156,7 +166,8 @@ def test_upload_train_and_read_results(server, browser):
     # Predict: score the same file with the finished run.
     _open(page, "Predict")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
-        str(SAMPLES / "credit_risk.csv"))
+        str(SAMPLES / "credit_risk.csv")
+    )
     page.get_by_text("1,000 predictions from run").wait_for(timeout=120_000)
     _shot(page, "predict")
     assert not page.locator('[data-testid="stException"]').count()
@@ -174,7 +185,9 @@ def test_upload_train_and_read_results(server, browser):
     assert titles[2].startswith("Why P(bad)"), titles  # the waterfall of the first row
     assert page.locator(".js-plotly-plot .waterfalllayer .point").count() >= 2  # drawn bars
     page.locator('[data-testid="stDownloadButton"]').filter(has_text="SHAP").wait_for()
-    page.set_viewport_size({"width": 1440, "height": 1900})  # the page scrolls inside: show the waterfall too
+    page.set_viewport_size(
+        {"width": 1440, "height": 1900}
+    )  # the page scrolls inside: show the waterfall too
     _settle(page)
     _shot(page, "explain")
     assert not page.locator('[data-testid="stException"]').count()

@@ -25,7 +25,10 @@ def test_two_runs_compared_on_the_same_rows(compare_app):
     at = open_page(compare_app, "compare")
     assert not at.exception
     headers = texts(at.subheader)
-    assert "ROC AUC: DeLong test" in headers and "Differences with 95% intervals (paired bootstrap)" in headers
+    assert (
+        "ROC AUC: DeLong test" in headers
+        and "Differences with 95% intervals (paired bootstrap)" in headers
+    )
     metrics, delong, differences, settings = (d.value for d in at.dataframe[:4])
     assert len(metrics) == 2 and "KS ↑" in metrics.columns
     assert len(delong) == 1 and 0.0 <= float(delong["p (DeLong)"].iloc[0]) <= 1.0

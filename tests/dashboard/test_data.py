@@ -31,7 +31,9 @@ def test_load_another_sample_sets_its_target(app):
 
 def test_upload_csv_and_pick_the_target(app):
     app.run()
-    app.file_uploader[0].set_value(("market.csv", (SAMPLES / "market_daily.csv").read_bytes(), "text/csv")).run()
+    app.file_uploader[0].set_value(
+        ("market.csv", (SAMPLES / "market_daily.csv").read_bytes(), "text/csv")
+    ).run()
     assert not app.exception
     assert "market.csv" in texts(app.caption)
     app.selectbox(key="data.target").select("next_day_direction").run()
@@ -40,7 +42,9 @@ def test_upload_csv_and_pick_the_target(app):
 
 def test_chronological_split_by_a_date_column(app):
     app.run()
-    app.file_uploader[0].set_value(("market.csv", (SAMPLES / "market_daily.csv").read_bytes(), "text/csv")).run()
+    app.file_uploader[0].set_value(
+        ("market.csv", (SAMPLES / "market_daily.csv").read_bytes(), "text/csv")
+    ).run()
     app.selectbox(key="data.target").select("next_day_direction").run()
     app.radio(key="data.split_kind").set_value("time").run()
     assert not app.exception
@@ -85,7 +89,9 @@ def test_other_pages_stay_usable_after_a_bad_upload(app):
 def test_auto_split_is_chronological_when_there_is_a_date(app):
     app.run()
     assert "split: stratified random" in texts(app.success)  # credit has no date column
-    app.file_uploader[0].set_value(("market.csv", (SAMPLES / "market_daily.csv").read_bytes(), "text/csv")).run()
+    app.file_uploader[0].set_value(
+        ("market.csv", (SAMPLES / "market_daily.csv").read_bytes(), "text/csv")
+    ).run()
     app.selectbox(key="data.target").select("next_day_direction").run()
     assert not app.exception
     assert "split: chronological by 'date'" in texts(app.success)
@@ -99,7 +105,9 @@ def test_a_column_that_restates_the_target_is_flagged(app):
     app.run()
     frame = core.read_table(SAMPLES / "credit_risk.csv")
     frame["collections_flag"] = (frame["credit_risk"] == "bad").astype(int)
-    app.file_uploader[0].set_value(("leaky.csv", frame.to_csv(index=False).encode(), "text/csv")).run()
+    app.file_uploader[0].set_value(
+        ("leaky.csv", frame.to_csv(index=False).encode(), "text/csv")
+    ).run()
     app.selectbox(key="data.target").select("credit_risk").run()
     assert not app.exception
     assert "'collections_flag'" in texts(app.warning)
@@ -156,7 +164,9 @@ def test_a_row_with_an_extra_value_shows_its_line(app):
     app.run()
     app.file_uploader[0].set_value(("export.csv", _trailing_table(extra="oops"), "text/csv")).run()
     assert not app.exception
-    assert ("export.csv could not be parsed at line 2: it has 4 fields but the header has 3 "
-            "(extra value 'oops'). Remove the extra field(s) or add a column name to the "
-            "header.") in texts(app.error)
+    assert (
+        "export.csv could not be parsed at line 2: it has 4 fields but the header has 3 "
+        "(extra value 'oops'). Remove the extra field(s) or add a column name to the "
+        "header."
+    ) in texts(app.error)
     assert "credit_risk.csv" in texts(app.caption)  # the previous table stays

@@ -20,8 +20,15 @@ def text_runs(tmp_path_factory) -> Path:
     """A runs folder with one tiny multiclass run on texts: a few sentiment rows of each class."""
     directory = tmp_path_factory.mktemp("text") / "runs"
     jobs = core.JobManager(directory)
-    frame = core.read_table(SAMPLES / "fin_sentiment.csv").groupby("label").head(40).reset_index(drop=True)
-    config = core.default_config("label").replace(model={"freeze_depth": 6}, train={"epochs": 1, "max_steps": 2})
+    frame = (
+        core.read_table(SAMPLES / "fin_sentiment.csv")
+        .groupby("label")
+        .head(40)
+        .reset_index(drop=True)
+    )
+    config = core.default_config("label").replace(
+        model={"freeze_depth": 6}, train={"epochs": 1, "max_steps": 2}
+    )
     run_id = jobs.submit(config, frame, source="fin_sentiment.csv")
     snapshot = jobs.wait(run_id, timeout=600)
     jobs.shutdown()
@@ -40,7 +47,9 @@ def _compute(at, n_rows: int) -> core.ExplainJob:
 
 
 def _chart_titles(at) -> list[str]:
-    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+    return [
+        json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")
+    ]
 
 
 def test_explains_the_test_rows_of_a_run(trained_app):
@@ -113,7 +122,9 @@ def text_app(text_runs, monkeypatch):
 def test_words_of_an_uploaded_text_are_shaded_and_escaped(text_app):
     at = text_app
     open_page(at, "explain")
-    assert at.selectbox(key=state.EXPLAIN_CLASS).value == "neutral"  # multiclass: the last by default
+    assert (
+        at.selectbox(key=state.EXPLAIN_CLASS).value == "neutral"
+    )  # multiclass: the last by default
     at.selectbox(key=state.EXPLAIN_CLASS).select("bearish").run()
     at.radio(key=state.EXPLAIN_SOURCE).set_value("upload").run()
     rows = b'text,label\n"Profit warning <script>alert(1)</script> shares plunge",bearish\n'

@@ -15,7 +15,9 @@ def test_defaults_come_from_the_engine(app):
         for field in dataclasses.fields(getattr(defaults, section)):
             key = f"{section}.{field.name}"
             if key in app.session_state:
-                assert app.session_state[key] == getattr(getattr(defaults, section), field.name), key
+                assert app.session_state[key] == getattr(getattr(defaults, section), field.name), (
+                    key
+                )
     assert app.number_input(key="train.epochs").value == defaults.train.epochs
     assert app.selectbox(key="model.backbone").value == core.DEFAULT_BACKBONE
 
@@ -65,7 +67,9 @@ def test_lora_toggle_shows_adapter_count_and_reaches_the_run_config(app):
     smaller = {m.label: m.value for m in app.metric}["Trainable backbone parameters (adapters)"]
     assert smaller != adapters
     app.switch_page("views/train.py").run()
-    assert "LoRA r4 (alpha 16, query, value)" in texts(app.markdown)  # what the run will be configured with
+    assert "LoRA r4 (alpha 16, query, value)" in texts(
+        app.markdown
+    )  # what the run will be configured with
     app.switch_page("views/model.py").run()
     app.text_input(key="model.lora_targets").set_value("no_such_layer").run()
     assert "match no linear layer" in texts(app.error)

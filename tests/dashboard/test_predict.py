@@ -29,7 +29,9 @@ def test_threshold_slider_decides_the_labels(trained_app):
     assert not trained_app.exception
     assert set(trained_app.dataframe[0].value["prediction"]) == {"bad"}  # everything flagged
     assert "100.0% flagged bad" in texts(trained_app.success)
-    next(s for s in trained_app.slider if s.key.startswith("predict.threshold.")).set_value(1.0).run()
+    next(s for s in trained_app.slider if s.key.startswith("predict.threshold.")).set_value(
+        1.0
+    ).run()
     assert set(trained_app.dataframe[0].value["prediction"]) == {"good"}
 
 
@@ -39,7 +41,9 @@ def test_shifted_file_is_flagged(trained_app):
     open_page(trained_app, "predict")
     frame = core.read_table(SAMPLES / "credit_risk.csv").head(200)
     frame["credit_amount"] = frame["credit_amount"] * 10  # a currency mix-up
-    trained_app.file_uploader[0].set_value(("shifted.csv", frame.to_csv(index=False).encode(), "text/csv")).run()
+    trained_app.file_uploader[0].set_value(
+        ("shifted.csv", frame.to_csv(index=False).encode(), "text/csv")
+    ).run()
     assert not trained_app.exception
     assert "'credit_amount' has shifted since training" in texts(trained_app.warning)
 

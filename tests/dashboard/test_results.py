@@ -7,7 +7,15 @@ import pytest
 from apptest_helpers import open_page, texts
 from conftest import app_over
 
-TABS = ["Curves", "Calibration", "Gain & lift", "Decision threshold", "Stability", "Training", "Predictions"]
+TABS = [
+    "Curves",
+    "Calibration",
+    "Gain & lift",
+    "Decision threshold",
+    "Stability",
+    "Training",
+    "Predictions",
+]
 
 
 def test_scorecard_baselines_tabs_and_charts(trained_app):
@@ -16,11 +24,15 @@ def test_scorecard_baselines_tabs_and_charts(trained_app):
     assert "Scorecard: fine-tuned vs baselines (test)" in texts(trained_app.subheader)
     scorecard = trained_app.dataframe[0].value
     assert list(scorecard.columns) == ["metric", "Fine-tuned", "LightGBM", "Majority class"]
-    assert {"KS ↑", "Gini ↑", "PR AUC ↑", "Brier score ↓", "Calibration error (ECE) ↓"} <= set(scorecard["metric"])
+    assert {"KS ↑", "Gini ↑", "PR AUC ↑", "Brier score ↓", "Calibration error (ECE) ↓"} <= set(
+        scorecard["metric"]
+    )
     auc = scorecard.set_index("metric").loc["ROC AUC ↑", "Fine-tuned"]
     assert "[" in auc  # value with its bootstrap interval
     delong = trained_app.dataframe[1].value
-    assert list(delong["model"]) == ["LightGBM", "Majority class"] and "p (DeLong)" in delong.columns
+    assert (
+        list(delong["model"]) == ["LightGBM", "Majority class"] and "p (DeLong)" in delong.columns
+    )
     assert [t.label for t in trained_app.tabs] == TABS
     # ROC, PR, scores; reliability; gain, lift; confusion, cost; stability; loss, validation.
     assert len(trained_app.get("plotly_chart")) == 11
@@ -54,7 +66,9 @@ def test_costs_move_the_threshold_and_saving_relabels_predictions(own_run_app):
     probabilities = [float(line.split(",")[header.index("prob_bad")]) for line in predictions[1:]]
     assert flagged == sum(p >= saved["threshold"] for p in probabilities)
     metrics = json.loads((run_dir / "metrics.json").read_text())  # one decision record
-    assert metrics["decision"] == saved and metrics["at_threshold"]["threshold"] == saved["threshold"]
+    assert (
+        metrics["decision"] == saved and metrics["at_threshold"]["threshold"] == saved["threshold"]
+    )
     assert metrics["at_threshold"]["tp"] + metrics["at_threshold"]["fp"] == flagged
 
 

@@ -17,10 +17,26 @@ from conftest import SAMPLES, app_over
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "screenshots" / "report.png"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-HEADINGS = ("Data fingerprint", "Split", "Model", "Reproducibility", "Test metrics", "Calibration",
-            "Top attributions", "Stability and leakage", "Known limitations")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+HEADINGS = (
+    "Data fingerprint",
+    "Split",
+    "Model",
+    "Reproducibility",
+    "Test metrics",
+    "Calibration",
+    "Top attributions",
+    "Stability and leakage",
+    "Known limitations",
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -34,9 +50,15 @@ def credit_run(tmp_path_factory, tiny_backbone) -> Path:
     from core.runs.worker import execute
 
     config = core.default_config("credit_risk", tiny_backbone).replace(
-        model={"d_hidden": 32, "d_numeric": 16}, train={"epochs": 1, "batch_size": 32, "lr": 1e-3, "head_lr": 1e-2})
-    run_dir = runs.create_run(tmp_path_factory.mktemp("report") / "runs", config,
-                              core.read_table(SAMPLES / "credit_risk.csv"), source="credit_risk.csv")
+        model={"d_hidden": 32, "d_numeric": 16},
+        train={"epochs": 1, "batch_size": 32, "lr": 1e-3, "head_lr": 1e-2},
+    )
+    run_dir = runs.create_run(
+        tmp_path_factory.mktemp("report") / "runs",
+        config,
+        core.read_table(SAMPLES / "credit_risk.csv"),
+        source="credit_risk.csv",
+    )
     assert execute(run_dir) == "succeeded", read_status(run_dir)
     return run_dir
 
@@ -53,7 +75,9 @@ def test_results_button_writes_the_report_and_offers_it(report_app):
     at = open_page(report_app, "results")
     assert not at.exception
     label = "Download the model report (HTML)"
-    assert label not in [b.label for b in at.download_button]  # no report written yet: nothing to download
+    assert label not in [
+        b.label for b in at.download_button
+    ]  # no report written yet: nothing to download
     next(b for b in at.button if b.label == "Model report").click().run()
     assert not at.exception, at.exception
     assert label in [b.label for b in at.download_button]
@@ -65,7 +89,9 @@ def test_results_button_writes_the_report_and_offers_it(report_app):
 def test_report_opens_offline_in_chromium(credit_run):
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
-        pytest.fail("chromium is not installed: install Debian's package with `apt-get install chromium`.")
+        pytest.fail(
+            "chromium is not installed: install Debian's package with `apt-get install chromium`."
+        )
     from playwright.sync_api import sync_playwright
 
     from core.review.report import write_model_report
@@ -75,10 +101,19 @@ def test_report_opens_offline_in_chromium(credit_run):
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         errors: list[str] = []
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on(
+            "console",
+            lambda message: errors.append(message.text) if message.type == "error" else None,
+        )
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("request", lambda request: errors.append(f"fetched {request.url}")
-                if not request.url.startswith(("file:", "data:", "blob:")) else None)
+        page.on(
+            "request",
+            lambda request: (
+                errors.append(f"fetched {request.url}")
+                if not request.url.startswith(("file:", "data:", "blob:"))
+                else None
+            ),
+        )
         page.goto(path.resolve().as_uri())
         page.locator("svg.main-svg").first.wait_for(timeout=60_000)
         for heading in HEADINGS:

@@ -14,13 +14,18 @@ def task_runs(tmp_path_factory, tiny_backbone, make_table):
     from core.runs.status import read_status
 
     def tiny_config(target, **train):
-        return RunConfig(data=DataConfig(target=target),
-                         model=ModelConfig(backbone=tiny_backbone, d_hidden=32, d_numeric=16),
-                         train=TrainConfig(batch_size=16, head_lr=1e-2, seed=0, **train))
+        return RunConfig(
+            data=DataConfig(target=target),
+            model=ModelConfig(backbone=tiny_backbone, d_hidden=32, d_numeric=16),
+            train=TrainConfig(batch_size=16, head_lr=1e-2, seed=0, **train),
+        )
 
     folder = tmp_path_factory.mktemp("tasks") / "runs"
-    for target, table, lr in (("label", "sentiment", 1e-3), ("spread_bps", "regression", 1e-3),
-                              ("spread_bps", "regression", 5e-4)):
+    for target, table, lr in (
+        ("label", "sentiment", 1e-3),
+        ("spread_bps", "regression", 1e-3),
+        ("spread_bps", "regression", 5e-4),
+    ):
         frame = make_table(table)
         run_dir = runs.create_run(folder, tiny_config(target, epochs=1, lr=lr), frame)
         assert worker.execute(run_dir) == "succeeded", read_status(run_dir)

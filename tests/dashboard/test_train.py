@@ -52,7 +52,9 @@ def test_launch_on_several_gpus_runs_one_process_per_gpu(app, monkeypatch):
     from core.training import distributed
 
     open_page(app, "train")
-    assert not [n for n in app.number_input if n.label == "Launch on N GPUs"]  # no GPUs on this machine
+    assert not [
+        n for n in app.number_input if n.label == "Launch on N GPUs"
+    ]  # no GPUs on this machine
     monkeypatch.setattr(distributed, "gpu_count", lambda: 2)
     app.session_state["model.freeze_depth"] = 6
     app.session_state["train.max_steps"] = 2
@@ -62,13 +64,21 @@ def test_launch_on_several_gpus_runs_one_process_per_gpu(app, monkeypatch):
     run_id = _start(app)
     snapshot = state.manager().wait(run_id, timeout=300)
     assert snapshot.state == "succeeded", snapshot.message
-    assert state.manager().runs_dir.joinpath(run_id, "config.json").read_text().count('"num_processes": 2') == 1
+    assert (
+        state.manager()
+        .runs_dir.joinpath(run_id, "config.json")
+        .read_text()
+        .count('"num_processes": 2')
+        == 1
+    )
     app.run()
     assert not app.exception
     assert "On 2 processes" in texts(app.caption)
 
 
-def test_sweep_freeze_depth_queues_every_setting_and_draws_the_curve(app, tiny_backbone, tiny_layers):
+def test_sweep_freeze_depth_queues_every_setting_and_draws_the_curve(
+    app, tiny_backbone, tiny_layers
+):
     open_page(app, "train")
     app.session_state[state.BACKBONE] = tiny_backbone
     app.session_state["train.max_steps"] = 2
