@@ -8,6 +8,7 @@ dashboard:  ## set up, then start the dashboard on http://127.0.0.1:8501 with th
 test:  ## set up (test tools and Chromium too), then lint and run the whole test suite
 	bash scripts/setup.sh test
 	.venv/bin/ruff check core dashboard tests bench sample_data
+	.venv/bin/ruff format --check core dashboard tests bench sample_data
 	.venv/bin/python -m pytest -q
 
 bench-quality:

@@ -77,7 +77,8 @@ def bootstrap_table(repeats: int) -> None:
 
     spec = TableSpec("y", "binary", {}, ("bad", "good"), positive_class="bad")
     print(
-        f"{'rows':>6} {'ours: 1,000-resample bootstrap, 9 metrics':>44} {'sklearn functions':>18} {'speed-up':>9}"
+        f"{'rows':>6} {'ours: 1,000-resample bootstrap, 9 metrics':>44} {'sklearn functions':>18} "
+        f"{'speed-up':>9}"
     )
     for n in (150, 1500, 4500):
         y, proba = _data(n)
@@ -95,7 +96,8 @@ def delong_table(repeats: int) -> None:
     from core.stats.metrics import binary_ranking_metrics
 
     print(
-        f"\n{'rows':>6} {'DeLong test':>14} {'paired bootstrap of the AUC (1,000)':>38} {'speed-up':>9}"
+        f"\n{'rows':>6} {'DeLong test':>14} {'paired bootstrap of the AUC (1,000)':>38} "
+        f"{'speed-up':>9}"
     )
     for n in (150, 1500, 4500):
         y, proba = _data(n)
@@ -117,7 +119,8 @@ def delong_table(repeats: int) -> None:
 
 
 def report_of_run(run: Path, repeats: int) -> None:
-    """The whole post-training report (metrics, intervals, baselines, stability, leakage) of a run."""
+    """The whole post-training report (metrics, intervals, baselines, stability, leakage) of a
+    run."""
     from core.runs import folder as runs
     from core.runs.finish import write_report
     from core.runs.split_file import run_split
@@ -144,7 +147,8 @@ def report_of_run(run: Path, repeats: int) -> None:
 
     total = _median_seconds(once, repeats)
     print(
-        f"\nreport of run {run.name} ({len(frame)} rows): {total:.1f} s in all (median of {repeats})"
+        f"\nreport of run {run.name} ({len(frame)} rows): {total:.1f} s in all (median of "
+        f"{repeats})"
     )
     for name, values in phases.items():
         print(f"  {name:<46} {statistics.median(values):>6.1f} s")

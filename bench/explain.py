@@ -1,4 +1,5 @@
-"""Explanation speed benchmark: global SHAP on the credit sample, token SHAP on the sentiment sample.
+"""Explanation speed benchmark: global SHAP on the credit sample, token SHAP on the sentiment
+sample.
 
     python -m bench.explain [--credit-run DIR] [--sentiment-run DIR] [--repeats 3]
                             [--precision auto,fp32] [--runs-dir runs]
@@ -124,17 +125,17 @@ def main() -> None:
         results.append(bench_tokens(sentiment, args.sentences, args.repeats, precision))
 
     print(
-        f"\nload average (1/5/15 min) before: {load_before}, after: {load()}; "
-        f"{os.cpu_count()} CPUs; first call in the process (model load + shap's numba compile): {first_call:.1f} s"
+        f"\nload average (1/5/15 min) before: {load_before}, after: {load()}; {os.cpu_count()} "
+        f"CPUs; first call in the process (model load + shap's numba compile): {first_call:.1f} s"
     )
     print(
-        f"{'measurement':<32} {'precision':<9} {'median':>8} {'unit':<11} {'target':>7} {'worst':>7} "
-        f"{'backbone passes':>16} {'model rows':>11}"
+        f"{'measurement':<32} {'precision':<9} {'median':>8} {'unit':<11} {'target':>7} "
+        f"{'worst':>7} {'backbone passes':>16} {'model rows':>11}"
     )
     for r in results:
         print(
-            f"{r['what']:<32} {r['precision']:<9} {r['seconds']:>8.2f} {r['unit']:<11} {r['target']:>7.0f} "
-            f"{max(r['all']):>7.2f} {r['backbone']:>16} {r['model_rows']:>11}"
+            f"{r['what']:<32} {r['precision']:<9} {r['seconds']:>8.2f} {r['unit']:<11} "
+            f"{r['target']:>7.0f} {max(r['all']):>7.2f} {r['backbone']:>16} {r['model_rows']:>11}"
         )
 
 

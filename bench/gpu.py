@@ -1,14 +1,15 @@
-"""GPU throughput and model FLOP utilisation (MFU) of FinTune's training step on a BERT-base config.
+"""GPU throughput and model FLOP utilisation (MFU) of FinTune's training step on a BERT-base
+config.
 
     python -m bench.gpu [--batch-size 64] [--seq-len 128] [--steps 30] [--compile]
 
 Random weights (the speed of a step does not depend on them), bf16 autocast, TF32 matmuls, fused
 AdamW, the same FusionModel and loss as real training. The reference, timed in the same run on the
 same batch, is what a plain PyTorch loop over Hugging Face's ``BertForSequenceClassification``
-does by default: fp32 weights and maths, ``torch.optim.AdamW`` without fusing. MFU = achieved model FLOP/s over the GPU's
-dense bf16 peak, with training FLOPs = 6 * parameters * tokens + 12 * layers * d_model * seq_len
-* tokens (attention scores and values, forward and backward). Runs on CPU too (for a smoke test:
-the MFU figure is then against --peak-tflops, which must be given).
+does by default: fp32 weights and maths, ``torch.optim.AdamW`` without fusing. MFU = achieved
+model FLOP/s over the GPU's dense bf16 peak, with training FLOPs = 6 * parameters * tokens + 12 *
+layers * d_model * seq_len * tokens (attention scores and values, forward and backward). Runs on
+CPU too (for a smoke test: the MFU figure is then against --peak-tflops, which must be given).
 """
 
 from __future__ import annotations
@@ -156,8 +157,8 @@ def main() -> None:
     peak = peak_tflops(device, args.peak_tflops)
     print(f"device: {device_label(device)}")
     print(
-        f"batch {args.batch_size} x seq {args.seq_len}, {args.steps} timed steps per round, {args.rounds} rounds "
-        "(ours and the reference alternate; medians over all timed steps)"
+        f"batch {args.batch_size} x seq {args.seq_len}, {args.steps} timed steps per round, "
+        f"{args.rounds} rounds (ours and the reference alternate; medians over all timed steps)"
     )
 
     # One model of each kind, alternated round by round so both see the same machine state.
@@ -189,7 +190,8 @@ def main() -> None:
         print("MFU: unknown peak for this device (pass --peak-tflops)")
     if device.type == "cuda":
         print(
-            f"peak GPU memory (both models) {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+            f"peak GPU memory (both models) {torch.cuda.max_memory_allocated(device) / 2**30:.1f} "
+            "GiB"
         )
 
 

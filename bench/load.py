@@ -2,14 +2,15 @@
 
     python -m bench.load [--sessions 20] [--seconds 30]
 
-A real job (bundled MiniLM on the credit sample) trains in its worker process. Training
-throughput is measured from the run's own step events, first with no viewer, then while N
-Streamlit sessions watch it, then with no viewer again. Each session is an AppTest in its own
-process (AppTest is not thread-safe) that, as often as an open Train page's live fragment
-(``components.LIVE_REFRESH_S``), runs what that fragment runs (``components.live_run``; ``--view
-page`` reruns the whole page instead), and times every run. Prints render times (median, 95th percentile, max) and the throughput with and without
-viewers, measured side by side in one job. 20 viewer processes each pay their own interpreter and
-AppTest's overhead where a server runs 20 sessions in one process, so the figures are pessimistic.
+A real job (bundled MiniLM on the credit sample) trains in its worker process. Training throughput
+is measured from the run's own step events, first with no viewer, then while N Streamlit sessions
+watch it, then with no viewer again. Each session is an AppTest in its own process (AppTest is not
+thread-safe) that, as often as an open Train page's live fragment (``live.LIVE_REFRESH_S``), runs
+what that fragment runs (``live.live_run``; ``--view page`` reruns the whole page instead), and
+times every run. Prints render times (median, 95th percentile, max) and the throughput with and
+without viewers, measured side by side in one job. 20 viewer processes each pay their own
+interpreter and AppTest's overhead where a server runs 20 sessions in one process, so the figures
+are pessimistic.
 """
 
 from __future__ import annotations
@@ -47,14 +48,13 @@ def _live_view() -> None:
     RUNS_REFRESH_S."""
     import streamlit as st
 
-    from dashboard import components as ui
-    from dashboard import state
+    from dashboard import live, state
 
     tick = st.session_state.get("tick", 0)
     st.session_state["tick"] = tick + 1
-    ui.live_run(state.manager(), state.current_run_id())
-    if tick % round(ui.RUNS_REFRESH_S / ui.LIVE_REFRESH_S) == 0:
-        ui.runs_table(state.manager().list_runs())
+    live.live_run(state.manager(), state.current_run_id())
+    if tick % round(live.RUNS_REFRESH_S / live.LIVE_REFRESH_S) == 0:
+        live.runs_table(state.manager().list_runs())
 
 
 def _session_until(app, runs_dir, ready, go, until, results) -> None:
@@ -65,7 +65,7 @@ def _session_until(app, runs_dir, ready, go, until, results) -> None:
     )
     from streamlit.testing.v1 import AppTest
 
-    from dashboard.components import LIVE_REFRESH_S as refresh
+    from dashboard.live import LIVE_REFRESH_S as refresh
 
     if app == "fragment":
         at = AppTest.from_function(_live_view, default_timeout=60)
@@ -185,18 +185,20 @@ def main() -> None:
     watched = rates[f"{args.sessions} sessions watching"]
     ordered = sorted(renders)
     print(
-        f"training throughput (samples/s, MiniLM, batch {batch_size}, freeze 0, {os.cpu_count()} CPUs):"
+        f"training throughput (samples/s, MiniLM, batch {batch_size}, freeze 0, {os.cpu_count()} "
+        "CPUs):"
     )
     for name, rate in rates.items():
         print(f"  {name:<24} {rate:7.1f}")
     print(
-        f"  drop with viewers        {100 * (1 - watched / alone):6.1f} %  (against the mean of both alone phases)"
+        f"  drop with viewers        {100 * (1 - watched / alone):6.1f} %  (against the mean of "
+        "both alone phases)"
     )
     print(
         f"page renders of {args.sessions} sessions: {len(ordered)} renders, median "
-        f"{statistics.median(ordered):.2f} s, 95th percentile {ordered[int(0.95 * (len(ordered) - 1))]:.2f} s, "
-        f"max {ordered[-1]:.2f} s; under 2 s: {sum(r < 2 for r in ordered) / len(ordered):.0%}; "
-        f"exceptions: {errors}"
+        f"{statistics.median(ordered):.2f} s, 95th percentile "
+        f"{ordered[int(0.95 * (len(ordered) - 1))]:.2f} s, max {ordered[-1]:.2f} s; under 2 s: "
+        f"{sum(r < 2 for r in ordered) / len(ordered):.0%}; exceptions: {errors}"
     )
     if args.check and (errors or not ordered or ordered[-1] >= 2.0):
         raise SystemExit("load check failed: a session raised, or a render took 2 s or more")

@@ -1,4 +1,5 @@
-"""LoRA vs full fine-tuning on the same rows, in one run: accuracy, trainable parameters, time, memory.
+"""LoRA vs full fine-tuning on the same rows, in one run: accuracy, trainable parameters, time,
+memory.
 
     python -m bench.lora [--rows N] [--epochs N] [--rank 8]
 
@@ -79,8 +80,8 @@ def main() -> None:
     results = [isolated(0, args.rows, args.epochs), isolated(args.rank, args.rows, args.epochs)]
     full = results[0]
     print(
-        f"{'setting':<16} {'accuracy':>9} {'macro F1':>9} {'trainable':>12} {'share':>7} {'epochs':>6} "
-        f"{'train s':>8} {'samples/s':>10} {'peak MB':>8}"
+        f"{'setting':<16} {'accuracy':>9} {'macro F1':>9} {'trainable':>12} {'share':>7} "
+        f"{'epochs':>6} {'train s':>8} {'samples/s':>10} {'peak MB':>8}"
     )
     for r in results:
         print(

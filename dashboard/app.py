@@ -1,4 +1,7 @@
-"""FinTune dashboard: the router. Run with ``fintune dashboard`` or ``streamlit run dashboard/app.py``."""
+"""FinTune dashboard: the router.
+
+Run with ``fintune dashboard`` or ``streamlit run dashboard/app.py``.
+"""
 
 import sys
 from pathlib import Path

@@ -29,13 +29,15 @@ def _loopback(address: str) -> bool:
 
 
 def password_required() -> bool:
-    """True unless the server is bound to a loopback address (an unset address is every interface)."""
+    """True unless the server is bound to a loopback address (an unset address is every
+    interface)."""
     address = str(st.get_option("server.address") or "")
     return os.environ.get("FINTUNE_REQUIRE_PASSWORD") == "1" or not _loopback(address)
 
 
 def expected_password() -> str | None:
-    """The password from Streamlit's secrets, else the project's secrets.toml or FINTUNE_PASSWORD."""
+    """The password from Streamlit's secrets, else the project's secrets.toml or
+    FINTUNE_PASSWORD."""
     try:
         secret = st.secrets.get("password")
     except (FileNotFoundError, KeyError):  # no secrets.toml where Streamlit looks
@@ -58,8 +60,9 @@ def gate() -> None:
     st.title("FinTune")
     if expected is None:
         st.error(
-            'This app is reachable from other machines but no password is set: add `password = "..."` '
-            "to .streamlit/secrets.toml (or set FINTUNE_PASSWORD) and restart, or bind to 127.0.0.1.",
+            "This app is reachable from other machines but no password is set: add "
+            '`password = "..."` to .streamlit/secrets.toml (or set FINTUNE_PASSWORD) and restart, '
+            "or bind to 127.0.0.1.",
             icon=":material/lock:",
         )
         st.stop()

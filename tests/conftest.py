@@ -47,7 +47,8 @@ _WORDS = [
 
 
 def credit_table(n: int = 200, seed: int = 0) -> pd.DataFrame:
-    """A credit-like binary table: id, numeric (with gaps), categorical, free text, date, constant."""
+    """A credit-like binary table: id, numeric (with gaps), categorical, free text, date,
+    constant."""
     rng = np.random.default_rng(seed)
     housing = rng.choice(["own", "rent", "free"], size=n, p=[0.5, 0.35, 0.15])
     income = rng.normal(3000, 800, size=n).round(2)

@@ -30,7 +30,8 @@ KINDS = ("target_proxy", "identifier", "future_date", "duplicates")
 
 @dataclass(frozen=True)
 class LeakageWarning:
-    """One suspicion: its kind, the column (None for whole rows), a plain-English message, the evidence."""
+    """One suspicion: its kind, the column (None for whole rows), a plain-English message, the
+    evidence."""
 
     kind: str
     column: str | None
@@ -131,7 +132,8 @@ def _as_number(series: pd.Series, role: str) -> np.ndarray:
 
 
 def _bin_codes(x: np.ndarray) -> np.ndarray:
-    """Quantile bins (or the distinct values, when few) as category codes; missing is its own bin."""
+    """Quantile bins (or the distinct values, when few) as category codes; missing is its own
+    bin."""
     present = np.isfinite(x)
     distinct = np.unique(x[present])
     if len(distinct) > N_BINS:
@@ -220,9 +222,9 @@ def _identifiers(frame: pd.DataFrame, spec: TableSpec) -> list[LeakageWarning]:
                 kind="identifier",
                 column=column,
                 message=(
-                    f"Column {column!r} looks like an identifier ({evidence}): a model can memorise it, "
-                    "but it says nothing about new rows. Give it role id (keep it only if it is a real "
-                    "quantity, such as a year)."
+                    f"Column {column!r} looks like an identifier ({evidence}): a model can "
+                    "memorise it, but it says nothing about new rows. Give it role id (keep it "
+                    "only if it is a real quantity, such as a year)."
                 ),
                 value=float(unique_share),
             )
@@ -243,7 +245,8 @@ def _is_row_counter(values: pd.Series) -> bool:
 def _future_dates(frame: pd.DataFrame, spec: TableSpec, time_column: str) -> list[LeakageWarning]:
     if time_column not in frame.columns:
         raise DataError(
-            f"Time column {time_column!r} is not in the table: name the prediction-time date column."
+            f"Time column {time_column!r} is not in the table: name the prediction-time date "
+            "column."
         )
     base = parse_datetime(frame[time_column])
     if base.notna().mean() < 0.5:
@@ -265,9 +268,10 @@ def _future_dates(frame: pd.DataFrame, spec: TableSpec, time_column: str) -> lis
                     kind="future_date",
                     column=column,
                     message=(
-                        f"Column {column!r} is later than {time_column!r} in {later:.0%} of rows: it is "
-                        "recorded after the prediction time, so it is not known when predicting. Drop it "
-                        "(role ignore), or use a date known at prediction time."
+                        f"Column {column!r} is later than {time_column!r} in {later:.0%} of rows: "
+                        "it is recorded after the prediction time, so it is not known when "
+                        "predicting. Drop it (role ignore), or use a date known at prediction "
+                        "time."
                     ),
                     value=later,
                 )
@@ -298,9 +302,10 @@ def _duplicates(
             kind="duplicates",
             column=None,
             message=(
-                f"{count} of {len(rows)} {' and '.join(held_out)} rows ({share:.1%}) repeat a training row "
-                "in every input column: their scores reward memory, not generalisation. Remove duplicate "
-                "rows before splitting, or split by time or by group."
+                f"{count} of {len(rows)} {' and '.join(held_out)} rows ({share:.1%}) repeat a "
+                "training row in every input column: their scores reward memory, not "
+                "generalisation. Remove duplicate rows before splitting, or split by time or by "
+                "group."
             ),
             value=share,
         )

@@ -126,8 +126,9 @@ def derive_market_features(
     clashes = [name for name in [*features, target_name] if name in table.columns]
     if clashes:
         raise DataError(
-            f"The table already has a column {clashes[0]!r}, which this helper adds: rename or drop it "
-            "(if it came from an earlier run of the helper, start from the original price table)."
+            f"The table already has a column {clashes[0]!r}, which this helper adds: rename or "
+            "drop it (if it came from an earlier run of the helper, start from the original price "
+            "table)."
         )
     out = table.assign(**features, **{target_name: target_values})
     # Warm-up is positional (not "any NaN") so a missing volume later on keeps its row.
@@ -137,9 +138,9 @@ def derive_market_features(
     out = out.loc[keep].reset_index(drop=True)
     if out.empty:
         raise DataError(
-            f"No rows left: each {'ticker' if group else 'series'} needs more than {warm_up + horizon} "
-            f"dated prices ({warm_up} to warm up the features, {horizon} for the target). "
-            "Use a longer history or smaller lags and vol_window."
+            f"No rows left: each {'ticker' if group else 'series'} needs more than "
+            f"{warm_up + horizon} dated prices ({warm_up} to warm up the features, {horizon} for "
+            "the target). Use a longer history or smaller lags and vol_window."
         )
     logger.info(
         "Derived %d market features and %r on %d of %d rows",
@@ -167,14 +168,16 @@ def _check_options(*, horizon, target, lags, vol_window) -> tuple[int, ...]:
 
 
 def _sorted_by_time(table: pd.DataFrame, *, date: str, group: str | None) -> pd.DataFrame:
-    """Rows with a date, sorted by (group, date); DataError on a non-date column or a repeated date."""
+    """Rows with a date, sorted by (group, date); DataError on a non-date column or a repeated
+    date."""
     stamps = parse_datetime(table[date])
     bad = stamps.isna()
     if bad.mean() > MAX_BAD_DATES:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(
-            f"Column {date!r} is not a date column: {bad.mean():.0%} of its values cannot be read as "
-            f"dates (first at row {row + 2}: {table[date].iloc[row]!r}). Name the column with the dates."
+            f"Column {date!r} is not a date column: {bad.mean():.0%} of its values cannot be read "
+            f"as dates (first at row {row + 2}: {table[date].iloc[row]!r}). Name the column with "
+            "the dates."
         )
     if bad.any():
         logger.warning("Dropping %d rows whose %r is not a date", int(bad.sum()), date)
@@ -198,7 +201,8 @@ def _sorted_by_time(table: pd.DataFrame, *, date: str, group: str | None) -> pd.
             else ("keep one row per day, or name the ticker column as group")
         )
         raise DataError(
-            f"Date {first[date]!r} appears more than once in column {date!r}{where} (rows {rows}): {fix}."
+            f"Date {first[date]!r} appears more than once in column {date!r}{where} (rows {rows}): "
+            f"{fix}."
         )
     helpers = [c for c in ("__stamp__", "__group__") if c in table.columns]
     return table.drop(columns=helpers).reset_index(drop=True)
@@ -210,8 +214,8 @@ def _positive_prices(series: pd.Series, name: str, file_rows: np.ndarray) -> np.
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"Column {name!r} holds {series.iloc[i]!r} at row {file_rows[i]}: prices must be positive "
-            f"numbers ({int(bad.sum())} rows are not). Fix or remove those rows."
+            f"Column {name!r} holds {series.iloc[i]!r} at row {file_rows[i]}: prices must be "
+            f"positive numbers ({int(bad.sum())} rows are not). Fix or remove those rows."
         )
     return prices
 

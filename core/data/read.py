@@ -1,4 +1,5 @@
-"""Reading a table: CSV (delimiter and encoding detection, row checks) or Parquet, within size budgets.
+"""Reading a table: CSV (delimiter and encoding detection, row checks) or Parquet, within size
+budgets.
 
 Everything here raises :class:`DataError` with the column or row and the fix; nothing raises a
 pandas traceback at the user.
@@ -220,7 +221,8 @@ def _decode(raw: bytes, name: str) -> str:
                 "save it again as CSV UTF-8."
             ) from exc
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        # UTF-16 text holds NULs (every ASCII character has one); a BOM in front of 8-bit text does not.
+        # UTF-16 text holds NULs (every ASCII character has one); a BOM in front of 8-bit text does
+        # not.
         try:
             if b"\x00" in raw[2:4098]:
                 return raw.decode("utf-16")
@@ -235,7 +237,8 @@ def _decode(raw: bytes, name: str) -> str:
         if raw[1:4096:2].count(0) > 0.9 * len(raw[1:4096:2]):
             return raw.decode("utf-16-le", errors="replace")
         raise DataError(
-            f"{Path(name).name} looks like a binary file, not CSV text: export the table as CSV or Parquet."
+            f"{Path(name).name} looks like a binary file, not CSV text: export the table as CSV or "
+            "Parquet."
         )
     try:
         return raw.decode("utf-8-sig")
@@ -323,8 +326,8 @@ def _read_csv_text(text: str, name: str) -> pd.DataFrame:
         row = re.search(r"line (\d+)", str(exc))
         where = f" at line {row.group(1)}" if row else ""
         raise DataError(
-            f"{short} could not be parsed{where} ({_one_line(exc)}). Check that every row has as many fields as the "
-            f"header and that quotes are balanced."
+            f"{short} could not be parsed{where} ({_one_line(exc)}). Check that every row has as "
+            "many fields as the header and that quotes are balanced."
         ) from exc
     if frame.empty:
         raise DataError(f"{short} has a header but no data rows: add at least {MIN_ROWS} rows.")
@@ -407,7 +410,8 @@ _DECIMAL_COMMA = re.compile(r"^\s*-?\d{1,3}(?:\.\d{3})*,\d+\s*$|^\s*-?\d+,\d+\s*
 
 
 def _convert_decimal_commas(frame: pd.DataFrame) -> None:
-    """Semicolon files come from locales that write "1.234,5": turn such text columns into numbers."""
+    """Semicolon files come from locales that write "1.234,5": turn such text columns into
+    numbers."""
     for column in frame.columns:
         if pd.api.types.is_numeric_dtype(frame[column]):
             continue
@@ -428,7 +432,7 @@ def _check_columns(columns: list[str], name: str) -> None:
     for position, column in enumerate(stripped, start=1):
         if column in seen:
             raise DataError(
-                f"{Path(name).name} has the column name {column!r} twice (columns {seen[column]} and "
-                f"{position}): rename one of them so every column name is unique."
+                f"{Path(name).name} has the column name {column!r} twice (columns {seen[column]} "
+                f"and {position}): rename one of them so every column name is unique."
             )
         seen[column] = position

@@ -63,7 +63,8 @@ _NUMBER_NOISE = re.compile(r"[,\s$€£¥%]")
 
 
 def to_number(series: pd.Series) -> np.ndarray:
-    """Floats from a column, reading "1,234.50", "$12" and "3.5%" as numbers; NaN where not a number."""
+    """Floats from a column, reading "1,234.50", "$12" and "3.5%" as numbers; NaN where not a
+    number."""
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         values = series.to_numpy(dtype=float, na_value=np.nan).copy()
     else:
@@ -201,22 +202,22 @@ def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
             label = bad.idxmax()
             problem = "is not numeric" if pd.isna(numeric.loc[label]) else "is not a finite number"
             raise DataError(
-                f"Target column {target!r} {problem} at row {frame.index.get_loc(label) + 2} (value "
-                f"{str(y.loc[label])!r}): regression needs finite numbers; fix the value or choose a "
-                "classification task."
+                f"Target column {target!r} {problem} at row {frame.index.get_loc(label) + 2} "
+                f"(value {str(y.loc[label])!r}): regression needs finite numbers; fix the value or "
+                "choose a classification task."
             )
     else:
         labels = target_labels(y)
         counts = labels.value_counts()
         if len(counts) < 2:
             raise DataError(
-                f"Target column {target!r} has only one class ({counts.index[0]!r}): a classifier needs at "
-                "least two; choose another target or add rows of the other classes."
+                f"Target column {target!r} has only one class ({counts.index[0]!r}): a classifier "
+                "needs at least two; choose another target or add rows of the other classes."
             )
         if len(counts) > MAX_CLASSES:
             raise DataError(
-                f"Target column {target!r} has {len(counts)} classes, more than {MAX_CLASSES}: choose a "
-                "coarser target, or set the task to regression if it is a number."
+                f"Target column {target!r} has {len(counts)} classes, more than {MAX_CLASSES}: "
+                "choose a coarser target, or set the task to regression if it is a number."
             )
         if task == "binary" and len(counts) > 2:
             raise DataError(
@@ -239,8 +240,8 @@ def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
             )
     if not any(role in ("numeric", "categorical", "text", "datetime") for role in roles.values()):
         raise DataError(
-            f"No usable feature: every column besides {target!r} is an identifier, constant or ignored. "
-            "Add feature columns or change a column's role."
+            f"No usable feature: every column besides {target!r} is an identifier, constant or "
+            "ignored. Add feature columns or change a column's role."
         )
     if config.positive_class is not None and task != "binary":
         raise DataError(
@@ -259,11 +260,13 @@ def describe_table(frame: pd.DataFrame, config: DataConfig) -> TableSpec:
 def _positive_class(
     given: str | None, counts: pd.Series, classes: tuple[str, ...], target: str
 ) -> str:
-    """The event class: the one given, else the rarer class (defaults and frauds are the minority)."""
+    """The event class: the one given, else the rarer class (defaults and frauds are the
+    minority)."""
     if given is not None:
         if str(given) not in classes:
             raise DataError(
-                f"Positive class {given!r} is not a value of {target!r}: choose one of {list(classes)}."
+                f"Positive class {given!r} is not a value of {target!r}: choose one of "
+                f"{list(classes)}."
             )
         return str(given)
     rarest = counts[counts == counts.min()].index

@@ -92,8 +92,8 @@ def _chronological_split(frame, rows, column, config) -> dict[str, np.ndarray]:
         if len(part) == 0:
             embargo = f" after an embargo of {config.embargo} dates" if config.embargo else ""
             raise DataError(
-                f"The time split by {column!r} leaves the {name} split empty{embargo}: too few distinct "
-                "dates; use a smaller embargo, a random split or a finer date column."
+                f"The time split by {column!r} leaves the {name} split empty{embargo}: too few "
+                "distinct dates; use a smaller embargo, a random split or a finer date column."
             )
     return parts
 

@@ -22,7 +22,8 @@ from ..stats.metrics import (
 def metrics_of(
     spec: TableSpec, y: np.ndarray, outputs: np.ndarray, *, directional: bool | None = None
 ) -> dict[str, float]:
-    """Point metrics: ``y`` encoded labels (or values), ``outputs`` probabilities (N, C) (or values)."""
+    """Point metrics: ``y`` encoded labels (or values), ``outputs`` probabilities (N, C) (or
+    values)."""
     if spec.task == "regression":
         return regression_metrics(y, outputs, directional=directional)
     return classification_metrics(y, outputs, spec.positive_index)

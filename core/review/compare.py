@@ -105,7 +105,10 @@ def compare_predictions(
     )
     note = ""
     if len(names) > 1 and not same_rows:
-        note = "The models were tested on different rows, so differences are not tested for significance."
+        note = (
+            "The models were tested on different rows, so differences are not tested for "
+            "significance."
+        )
     if same_rows:
         y = arrays[names[0]][0]
         directional = "directional_accuracy" in metrics.columns
@@ -213,8 +216,9 @@ def compare_runs(run_dirs: list[str | Path], *, n_boot: int = N_BOOTSTRAP) -> Co
     for run_dir, spec in zip(run_dirs, specs, strict=True):
         if (spec.task, spec.classes, spec.target) != (first.task, first.classes, first.target):
             raise RunError(
-                f"Run {Path(run_dir).name} predicts {spec.target!r} ({spec.task}) but {Path(run_dirs[0]).name} "
-                f"predicts {first.target!r} ({first.task}): compare runs of the same target."
+                f"Run {Path(run_dir).name} predicts {spec.target!r} ({spec.task}) but "
+                f"{Path(run_dirs[0]).name} predicts {first.target!r} ({first.task}): compare runs "
+                "of the same target."
             )
     return compare_predictions(first, tables, n_boot=n_boot, configs=configs)
 

@@ -410,8 +410,8 @@ def metrics_section(run: f.RunFacts) -> list:
             f"On the {rows_test:,} test rows. Brackets: bootstrap 95% intervals ({N_BOOTSTRAP:,} "
             "resamples"
             + (", stratified by class" if run.task != "regression" else "")
-            + "). Bold: the best value of a row. Baselines are fitted on the same training rows and "
-            "judged on the same test rows."
+            + "). Bold: the best value of a row. Baselines are fitted on the same training rows "
+            "and judged on the same test rows."
         ),
         table(["metric", *models], rows, classes="metrics"),
     ]
@@ -456,7 +456,8 @@ def _threshold_part(run: f.RunFacts) -> list:
                 ("Chosen by", method),
                 (
                     "Precision / recall (test)",
-                    f"{format_number(outcome['precision'], 3)} / {format_number(outcome['recall'], 3)}",
+                    f"{format_number(outcome['precision'], 3)} / "
+                    f"{format_number(outcome['recall'], 3)}",
                 ),
                 ("Approval rate (test)", share(approval, 1) if math.isfinite(approval) else "–"),
                 ("Expected cost per row (test)", format_number(outcome["cost_per_row"])),
@@ -580,10 +581,10 @@ def attributions_section(run: f.RunFacts, found: f.Attributions | str, plot: Fig
     return [
         p(
             f"SHAP values (permutation algorithm) of the first {found.rows} test rows, one feature "
-            "per input column (a text column counts as one). The explained output is "
-            f"{output}; the reference is one summary row of the training rows (medians, most "
-            "frequent categories, no text). Mean |SHAP| ranks how much each column moved the output "
-            "on these rows; mean SHAP shows the usual direction."
+            f"per input column (a text column counts as one). The explained output is {output}; "
+            "the reference is one summary row of the training rows (medians, most frequent "
+            "categories, no text). Mean |SHAP| ranks how much each column moved the output on "
+            "these rows; mean SHAP shows the usual direction."
         ),
         plot(figure, height=120 + 30 * len(found.importance)),
         table(["column", "mean |SHAP|", "mean SHAP"], [list(row) for row in found.importance]),
@@ -642,8 +643,8 @@ def limitations_section(limits: list[str], found: f.Attributions | str) -> list:
         []
         if isinstance(found, str)
         else [
-            f"Attributions beyond the first {found.rows} test rows: the ranking is of those rows only, "
-            "against one summary reference row."
+            f"Attributions beyond the first {found.rows} test rows: the ranking is of those rows "
+            "only, against one summary reference row."
         ]
     )
     return [

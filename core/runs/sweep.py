@@ -1,4 +1,5 @@
-"""The freeze-depth sweep: one run per depth, from all layers frozen to none, plus LoRA; then the curve.
+"""The freeze-depth sweep: one run per depth, from all layers frozen to none, plus LoRA; then the
+curve.
 
 "How deep should I freeze?" is answered by trying every depth: validation metric against depth,
 with trainable parameters, wall time and peak memory beside it, and the knee marked — the
@@ -131,7 +132,8 @@ def _well_formed(sweep: Sweep) -> bool:
 
 
 def sweep_results(runs_dir: str | Path, sweep: Sweep) -> pd.DataFrame:
-    """One row per point: state, validation metric (best epoch), trainable parameters, wall time, peak memory."""
+    """One row per point: state, validation metric (best epoch), trainable parameters, wall time,
+    peak memory."""
     table = pd.DataFrame([_point_row(runs_dir, point) for point in sweep.points])
     table["knee"] = False
     knee = find_knee(table)
@@ -216,7 +218,8 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
         raise RunError("This sweep has no runs.")
     metric = next((m for m in table["metric"] if m), "metric")
     lines = [
-        f"{'setting':<14} {'state':<10} {'val ' + metric:>12} {'trainable':>12} {'wall s':>8} {'peak MB':>8}"
+        f"{'setting':<14} {'state':<10} {'val ' + metric:>12} {'trainable':>12} {'wall s':>8} "
+        f"{'peak MB':>8}"
     ]
     for row in table.itertuples():
         value = "" if pd.isna(row.val_metric) else f"{row.val_metric:.4f}"

@@ -44,7 +44,8 @@ _CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")  # user:password@ in a URI
 
 
 def requested() -> bool:
-    """Whether this process should track runs (read from the environment, so launched workers inherit it)."""
+    """Whether this process should track runs (read from the environment, so launched workers
+    inherit it)."""
     switch = os.environ.get(SWITCH_ENV, "").strip().lower() in ("1", "true", "yes", "on")
     return switch or bool(os.environ.get("MLFLOW_TRACKING_URI"))
 
@@ -55,7 +56,8 @@ def tracking_uri() -> str:
 
 
 def flatten_config(config: dict, prefix: str = "") -> dict[str, str]:
-    """``{"model": {"backbone": "x"}}`` -> ``{"model.backbone": "x"}``: one MLflow param per setting."""
+    """``{"model": {"backbone": "x"}}`` -> ``{"model.backbone": "x"}``: one MLflow param per
+    setting."""
     flat: dict[str, str] = {}
     for key, value in config.items():
         name = f"{prefix}{_UNSAFE_KEY.sub('_', str(key))}"
@@ -68,7 +70,8 @@ def flatten_config(config: dict, prefix: str = "") -> dict[str, str]:
 
 
 def _numbers(values: dict, prefix: str) -> dict[str, float]:
-    """The finite numbers of ``values`` under prefixed, MLflow-safe names (None, NaN and text are left out)."""
+    """The finite numbers of ``values`` under prefixed, MLflow-safe names (None, NaN and text are
+    left out)."""
     out = {}
     for key, value in values.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -84,8 +87,9 @@ def _redacted(uri: str) -> str:
 def _check_reachable(uri: str) -> None:
     """Raise ConnectionError when an http(s) tracking server does not answer within a few seconds.
 
-    MLflow's own client retries a dead server for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES, default 7)
-    before giving up; one quick probe keeps a wrong URI from holding the run's start that long.
+    MLflow's own client retries a dead server for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    default 7) before giving up; one quick probe keeps a wrong URI from holding the run's start that
+    long.
     """
     import ssl
     from urllib.error import HTTPError, URLError
@@ -102,7 +106,9 @@ def _check_reachable(uri: str) -> None:
     except (URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ssl.SSLError):
-            return  # it answered; whether its certificate is trusted is MLflow's setting (MLFLOW_TRACKING_INSECURE_TLS)
+            # It answered; whether its certificate is trusted is MLflow's setting
+            # (MLFLOW_TRACKING_INSECURE_TLS).
+            return
         raise ConnectionError(
             f"tracking server {_redacted(uri)} did not answer ({reason})"
         ) from None
@@ -127,8 +133,8 @@ def _warn(run_dir: Path, exc: BaseException) -> None:
     )  # MLflow's messages quote the URI
     reason = reason if len(reason) <= 300 else reason[:297] + "..."
     message = (
-        f"MLflow tracking is off for the rest of this run ({reason}). Training goes on; the run folder "
-        "keeps every result."
+        f"MLflow tracking is off for the rest of this run ({reason}). Training goes on; the run "
+        "folder keeps every result."
     )
     logger.warning(message)
     try:
@@ -200,12 +206,14 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, _FINAL_STATUS.get(state, "FAILED"))
 
     def finish(self) -> None:
-        """Log the test metrics and the run's files, and close the MLflow run with the run's final state."""
+        """Log the test metrics and the run's files, and close the MLflow run with the run's final
+        state."""
         self._guarded(self._log_results)
 
 
 def start(run_dir: str | Path) -> MlflowTracker | _NoTracking:
-    """An MLflow run for ``run_dir`` when tracking is requested, else :data:`NO_TRACKING`; never raises.
+    """An MLflow run for ``run_dir`` when tracking is requested, else :data:`NO_TRACKING`; never
+    raises.
 
     Logs the flattened ``config.json`` as params and writes ``tracking.json`` (MLflow run id,
     experiment, URI without credentials) into the run folder.
@@ -216,7 +224,8 @@ def start(run_dir: str | Path) -> MlflowTracker | _NoTracking:
     uri = tracking_uri()
     try:
         if urlsplit(uri).scheme in ("", "file"):
-            # MLflow 3 refuses file stores unless opted in; a local ./mlruns is what --mlflow asks for.
+            # MLflow 3 refuses file stores unless opted in; a local ./mlruns is what --mlflow asks
+            # for.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         _check_reachable(uri)
         from mlflow.entities import Param

@@ -121,7 +121,8 @@ def _rank_cause(run_dir: Path, world: int, wait_s: float = 5.0) -> tuple[str, st
 
 
 def _execute_rank(run_dir: Path, cluster, config, frame, should_stop) -> str:
-    """A non-main rank: train its share, write nothing, and on failure leave its error for rank 0."""
+    """A non-main rank: train its share, write nothing, and on failure leave its error for
+    rank 0."""
     from ..training.distributed import write_rank_error
     from ..training.estimator import FineTuner
     from ..training.loop import TrainingCancelled
@@ -200,8 +201,8 @@ def _disk_message(exc: OSError, run_dir: Path) -> str:
         else ""
     )
     return (
-        f"The disk is full ({exc.strerror or exc}) while writing {exc.filename or 'the run'}: free space "
-        f"where the runs folder is ({run_dir.parent}) and train again.{kept}"
+        f"The disk is full ({exc.strerror or exc}) while writing {exc.filename or 'the run'}: free "
+        f"space where the runs folder is ({run_dir.parent}) and train again.{kept}"
     )
 
 
@@ -318,10 +319,10 @@ def execute(
             seen = " ".join(str(exc).split())
             seen = seen if len(seen) <= 160 else seen[:157] + "..."
             message = (
-                f"Training on {world} processes stopped because another process died "
-                "without a word, most often killed by the system for lack of memory: try a "
-                "smaller batch size or max length. "
-                f"This process saw: {type(exc).__name__}: {seen} (details in worker.log and error.txt)."
+                f"Training on {world} processes stopped because another process died without a "
+                "word, most often killed by the system for lack of memory: try a smaller batch "
+                f"size or max length. This process saw: {type(exc).__name__}: {seen} (details in "
+                "worker.log and error.txt)."
             )
         else:
             message = f"Unexpected error {type(exc).__name__}: {exc} (details in error.txt)."

@@ -19,8 +19,8 @@ LEVEL = 0.95
 def resample_indices(
     n: int, n_boot: int = N_BOOTSTRAP, seed: int = 0, strata: np.ndarray | None = None
 ):
-    """Yield ``n_boot`` bootstrap index arrays; with ``strata``, each stratum is resampled on its own
-    so rare classes never vanish from a resample."""
+    """Yield ``n_boot`` bootstrap index arrays; with ``strata``, each stratum is resampled on its
+    own so rare classes never vanish from a resample."""
     rng = np.random.default_rng(seed)
     groups = (
         [np.arange(n)]
@@ -50,7 +50,8 @@ def bootstrap_intervals(
     seed: int = 0,
     strata: np.ndarray | None = None,
 ) -> dict[str, list[float] | None]:
-    """``{metric: [low, high]}`` from ``metric_fn(indices)`` over bootstrap resamples of ``n`` rows."""
+    """``{metric: [low, high]}`` from ``metric_fn(indices)`` over bootstrap resamples of ``n``
+    rows."""
     samples: dict[str, list[float]] = {}
     for index in resample_indices(n, n_boot, seed, strata):
         for name, value in metric_fn(index).items():
@@ -71,8 +72,8 @@ def paired_differences(
     """Metric differences of model k minus model 0 on the same resampled rows.
 
     ``metrics_fn(indices, k)`` scores model ``k`` on rows ``indices``. Returns, per model k >= 1,
-    ``{metric: {"difference", "interval", "p_value"}}``; the two-sided bootstrap p is twice the share
-    of resampled differences on the far side of zero.
+    ``{metric: {"difference", "interval", "p_value"}}``; the two-sided bootstrap p is twice the
+    share of resampled differences on the far side of zero.
     """
     everything = np.arange(n)
     base = metrics_fn(everything, 0)

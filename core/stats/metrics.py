@@ -74,9 +74,10 @@ def classification_metrics(
 ) -> dict[str, float]:
     """Metrics of class probabilities ``proba`` (N, C) against encoded labels ``y_true``.
 
-    All tasks: accuracy, f1 (binary: of the positive class; else macro), log_loss, roc_auc, brier, ece. Binary adds gini, ks and pr_auc of
-    class ``positive`` (default 1). Multiclass roc_auc is the macro one-vs-rest mean over the classes
-    present, brier the multiclass Brier score and ece that of the top predicted class.
+    All tasks: accuracy, f1 (binary: of the positive class; else macro), log_loss, roc_auc, brier,
+    ece. Binary adds gini, ks and pr_auc of class ``positive`` (default 1). Multiclass roc_auc is
+    the macro one-vs-rest mean over the classes present, brier the multiclass Brier score and ece
+    that of the top predicted class.
     """
     y_true = np.asarray(y_true, dtype=int)
     n_classes = proba.shape[1]
@@ -161,7 +162,8 @@ def selection_score(task: str, metrics: dict[str, float]) -> float:
 
 
 def headline_metric(task: str | None) -> str:
-    """The metric a run is read by first (runs list, sweep, verdicts): RMSE for regression, else ROC AUC."""
+    """The metric a run is read by first (runs list, sweep, verdicts): RMSE for regression, else
+    ROC AUC."""
     return "rmse" if task == "regression" else "roc_auc"
 
 
@@ -267,7 +269,8 @@ def roc_pr_curves(is_positive: np.ndarray, score: np.ndarray) -> dict:
 def reliability_table(
     is_positive: np.ndarray, score: np.ndarray, n_bins: int = ECE_BINS
 ) -> pd.DataFrame:
-    """Reliability diagram data: per equal-width probability bin, rows, mean predicted, observed rate."""
+    """Reliability diagram data: per equal-width probability bin, rows, mean predicted, observed
+    rate."""
     is_positive = np.asarray(is_positive, dtype=float)
     score = np.clip(np.asarray(score, dtype=float), 0.0, 1.0)
     bins = np.minimum((score * n_bins).astype(int), n_bins - 1)

@@ -39,7 +39,8 @@ class Decision:
             )
         if self.cost_fp < 0 or self.cost_fn < 0 or self.cost_fp + self.cost_fn == 0:
             raise ConfigError(
-                f"Costs FP={self.cost_fp}, FN={self.cost_fn}: use non-negative costs, at least one above 0."
+                f"Costs FP={self.cost_fp}, FN={self.cost_fn}: use non-negative costs, at least one "
+                "above 0."
             )
         if self.approval_rate is not None and not 0.0 <= self.approval_rate <= 1.0:
             raise ConfigError(
@@ -60,7 +61,8 @@ class Decision:
 
 
 def _candidates(score: np.ndarray) -> np.ndarray:
-    """Every threshold that changes a decision: midpoints between distinct scores, plus both ends."""
+    """Every threshold that changes a decision: midpoints between distinct scores, plus both
+    ends."""
     distinct = np.unique(score)
     return np.r_[0.0, (distinct[:-1] + distinct[1:]) / 2, np.nextafter(1.0, 2.0)].clip(0.0, 1.0)
 
@@ -186,8 +188,8 @@ def apply_decision(
     classes = [str(c) for c in classes]
     if decision.positive_class not in classes or len(classes) != 2:
         raise ConfigError(
-            f"The decision is for class {decision.positive_class!r}, but this model's classes are {classes}: "
-            "choose the threshold again for this run."
+            f"The decision is for class {decision.positive_class!r}, but this model's classes are "
+            f"{classes}: choose the threshold again for this run."
         )
     k = classes.index(decision.positive_class)
     other = classes[1 - k]

@@ -46,7 +46,8 @@ def device_label(device: torch.device) -> str:
 
 @functools.cache
 def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast is ~2x faster."""
+    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast is ~2x
+    faster."""
     try:
         if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             return False
@@ -61,7 +62,8 @@ def cpu_has_native_bf16() -> bool:
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype: bf16 (fp16 on older GPUs) by default; fp32 on CPUs without native bf16."""
+    """The autocast dtype: bf16 (fp16 on older GPUs) by default; fp32 on CPUs without native
+    bf16."""
     if precision == "fp32":
         return None
     if precision == "bf16":
@@ -71,7 +73,8 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and cpu_has_native_bf16():
-        # Measured on the sentiment sample: 2.7x the fp32 throughput, same accuracy (docs/benchmarks.md).
+        # Measured on the sentiment sample: 2.7x the fp32 throughput, same accuracy
+        # (docs/benchmarks.md).
         return torch.bfloat16
     return None
 

@@ -52,7 +52,8 @@ def exit_rank(code: int) -> int:
 
 
 def fsdp_requested() -> bool:
-    """``accelerate launch --use_fsdp`` (or an FSDP Accelerate config) asked for sharded training."""
+    """``accelerate launch --use_fsdp`` (or an FSDP Accelerate config) asked for sharded
+    training."""
     return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
 
 
@@ -62,7 +63,8 @@ def gpu_count() -> int:
 
 
 class Cluster:
-    """This process's place among the processes of one run, and the few collectives training needs."""
+    """This process's place among the processes of one run, and the few collectives training
+    needs."""
 
     def __init__(self, device_name: str = "auto"):
         from accelerate import Accelerator
@@ -82,7 +84,8 @@ class Cluster:
         else:
             device = resolve_device(device_name)
             use_cpu = device.type == "cpu"
-            # One process: each run picks its own device, whatever an earlier run in this process used.
+            # One process: each run picks its own device, whatever an earlier run in this process
+            # used.
             AcceleratorState._reset_state(reset_partial_state=True)
         # Buffers here are constants (position ids), and the frozen-prefix cache swaps the modules
         # that hold them out of the forward pass: DDP must not re-broadcast them every step.
@@ -182,7 +185,8 @@ class Cluster:
     def full_state(
         self, model: torch.nn.Module, wrapped: torch.nn.Module
     ) -> dict[str, torch.Tensor]:
-        """Trainable weights, whole, on CPU (with FSDP they are gathered from every rank: all must call)."""
+        """Trainable weights, whole, on CPU (with FSDP they are gathered from every rank: all must
+        call)."""
         if self.is_fsdp:
             trainable = {name for name, p in model.named_parameters() if p.requires_grad}
             state = self.accelerator.get_state_dict(wrapped)
@@ -207,7 +211,8 @@ class Cluster:
 
     def _barrier(self) -> None:
         # Not accelerator.wait_for_everyone(): it passes a GPU id to the barrier whenever CUDA is
-        # visible, which breaks gloo (CPU) process groups on GPU machines ("invalid device ordinal").
+        # visible, which breaks gloo (CPU) process groups on GPU machines ("invalid device
+        # ordinal").
         import torch.distributed as dist
 
         if not dist.is_initialized():
@@ -222,7 +227,8 @@ _current: Cluster | None = None
 
 
 def current_cluster(device_name: str = "auto") -> Cluster:
-    """The launched process group, created once per process; a fresh one-process cluster otherwise."""
+    """The launched process group, created once per process; a fresh one-process cluster
+    otherwise."""
     global _current
     if launched_world_size() == 1 and not fsdp_requested():
         return Cluster(device_name)

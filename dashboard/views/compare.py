@@ -3,8 +3,7 @@
 import streamlit as st
 
 import core
-from dashboard import charts, state
-from dashboard import components as ui
+from dashboard import charts, formatting, state, tables
 
 
 @st.cache_data(max_entries=8, show_spinner="Bootstrapping the differences ...")
@@ -26,7 +25,7 @@ chosen = st.multiselect(
     list(done),
     key=state.COMPARE_RUNS,
     persist_state=state.PERSIST,
-    format_func=lambda r: ui.run_label(done[r]),
+    format_func=lambda r: formatting.run_label(done[r]),
 )
 if len(chosen) < 2:
     st.info("Pick at least two runs.")
@@ -41,15 +40,16 @@ except (core.FinTuneError, OSError) as exc:
     st.stop()
 
 st.subheader("Metrics (test)")
-st.dataframe(result.metrics.rename(columns=charts.metric_label), hide_index=True, width="stretch")
+metric_names = {c: formatting.metric_label(c) for c in result.metrics.columns if c != "model"}
+st.dataframe(result.metrics.rename(columns=metric_names), hide_index=True, width="stretch")
 if result.note:
     st.warning(result.note)
 if not result.delong.empty:
     st.subheader("ROC AUC: DeLong test")
-    st.dataframe(charts.delong_table(result), hide_index=True, width="stretch")
+    st.dataframe(tables.delong_table(result), hide_index=True, width="stretch")
 if not result.differences.empty:
     st.subheader("Differences with 95% intervals (paired bootstrap)")
-    st.dataframe(charts.differences_table(result), hide_index=True, width="stretch")
+    st.dataframe(tables.differences_table(result), hide_index=True, width="stretch")
 
 st.subheader("Settings that differ")
 if result.config.empty:
@@ -66,8 +66,8 @@ with left:
         tables = {r: core.read_predictions(done[r].path) for r in chosen}
         positive = str(first["positive_class"])
         curves = core.curves_by_model(tables, positive, done[chosen[0]].target)
-        ui.plot(core.roc_figure(curves, positive=positive))
+        charts.plot(core.roc_figure(curves, positive=positive))
     else:
-        ui.plot(ui.compare_curves(histories, "train_loss"))
+        charts.plot(charts.compare_curves(histories, "train_loss"))
 with right:
-    ui.plot(ui.compare_curves(histories, metric))
+    charts.plot(charts.compare_curves(histories, metric))

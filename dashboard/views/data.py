@@ -6,8 +6,7 @@ import json
 import streamlit as st
 
 import core
-from dashboard import components as ui
-from dashboard import state
+from dashboard import charts, state, tables
 
 
 @st.cache_data(max_entries=16, show_spinner="Checking for leakage ...")
@@ -55,8 +54,9 @@ limit_mb = st.get_option(
 )  # the browser enforces it; AppTest and scripts do not
 if upload is not None and upload.size > limit_mb * 1024 * 1024:
     st.error(
-        f"{upload.name} is {upload.size / 2**20:,.1f} MB, over the dashboard's upload limit of {limit_mb} MB: "
-        "use `fintune train` from the command line for larger files, or sample the rows.",
+        f"{upload.name} is {upload.size / 2**20:,.1f} MB, over the dashboard's upload limit of "
+        f"{limit_mb} MB: use `fintune train` from the command line for larger files, or sample the "
+        "rows.",
         icon=":material/error:",
     )
 elif upload is not None and upload.file_id != st.session_state.get(state.LAST_UPLOAD):
@@ -100,7 +100,9 @@ if split_kind == "time":
     if st.session_state.get(state.SPLIT_COLUMN) not in dates:
         st.session_state.pop(state.SPLIT_COLUMN, None)
     c3.selectbox("Date column", dates, key=state.SPLIT_COLUMN, persist_state=state.PERSIST)
-if split_kind != "random":
+# The embargo only applies to a chronological split: an auto split is one when there is a date.
+has_dates = "datetime" in {**inferred, **st.session_state.get(state.ROLES, {})}.values()
+if split_kind == "time" or (split_kind == "auto" and has_dates):
     state.init_widget(state.EMBARGO, 0)
     c3.number_input(
         "Embargo (dates left out between periods)",
@@ -108,7 +110,8 @@ if split_kind != "random":
         365,
         key=state.EMBARGO,
         persist_state=state.PERSIST,
-        help="Set it to the target's horizon (5 for a 5-day return) so no label overlaps the next period.",
+        help="Set it to the target's horizon (5 for a 5-day return) so no label overlaps the next "
+        "period.",
     )
 
 market = core.market_columns(frame)
@@ -145,7 +148,7 @@ overrides = {c: r for c, r in st.session_state.get(state.ROLES, {}).items() if c
 roles = {**inferred, **overrides}
 st.subheader("Column roles")
 edited = st.data_editor(
-    ui.roles_table(frame, roles),
+    tables.roles_table(frame, roles),
     key=f"data.roles_editor.{st.session_state[state.DATA_DIGEST]}.{target}",
     hide_index=True,
     width="stretch",
@@ -202,11 +205,11 @@ for warning in leaks:
 st.subheader("Profile")
 p1, p2 = st.columns(2)
 with p1:
-    ui.plot(ui.class_balance(frame[target], spec.task))
+    charts.plot(charts.class_balance(frame[target], spec.task))
 with p2:
-    ui.plot(ui.missing_values(frame))
+    charts.plot(charts.missing_values(frame))
 shown = st.multiselect("Distributions of", spec.feature_columns, default=spec.feature_columns[:4])
 grid = st.columns(2)
 for i, column in enumerate(shown):
     with grid[i % 2]:
-        ui.plot(ui.distribution(frame[column], spec.roles[column]))
+        charts.plot(charts.distribution(frame[column], spec.roles[column]))

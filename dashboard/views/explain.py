@@ -1,4 +1,5 @@
-"""Explain: SHAP values of a finished run for a set of rows, per column and per word, in one view."""
+"""Explain: SHAP values of a finished run for a set of rows, per column and per word, in one
+view."""
 
 import hashlib
 
@@ -6,8 +7,7 @@ import numpy as np
 import streamlit as st
 
 import core
-from dashboard import components as ui
-from dashboard import state
+from dashboard import charts, formatting, state, widgets
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the file ...")
@@ -34,7 +34,7 @@ def progress(key: tuple) -> None:
 
 
 st.title("Explain")
-summary = ui.pick_finished_run(state.EXPLAIN_RUN)
+summary = widgets.pick_finished_run(state.EXPLAIN_RUN)
 try:
     spec = core.load_model(summary.path).spec_
 except core.FinTuneError as exc:
@@ -125,21 +125,22 @@ if not snap.finished:
     st.stop()
 
 explanation = snap.explanation
-output = ui.output_label(explanation, spec.task)
+output = formatting.output_label(explanation, spec.task)
 stats = explanation.stats
 st.caption(
-    f"{len(rows)} rows explained in {stats.seconds:.1f} s: {stats.backbone_passes:,} backbone passes, "
-    f"{stats.model_rows:,} model rows ({stats.precision}). Each bar and point is on the scale of {output}."
+    f"{len(rows)} rows explained in {stats.seconds:.1f} s: {stats.backbone_passes:,} backbone "
+    f"passes, {stats.model_rows:,} model rows ({stats.precision}). Each bar and point is on the "
+    f"scale of {output}."
 )
 
 st.subheader("Global importance")
 left, right = st.columns(2)
 height = 120 + 22 * min(20, len(explanation.feature_names))
 with left:
-    ui.plot(ui.importance_bar(explanation, output), height=height)
+    charts.plot(charts.importance_bar(explanation, output), height=height)
 with right:
-    ui.plot(ui.beeswarm(explanation, output), height=height)
-ui.download_csv(
+    charts.plot(charts.beeswarm(explanation, output), height=height)
+widgets.download_csv(
     core.explanation_frame(explanation), f"{summary.run_id}-shap.csv", "Download SHAP values (CSV)"
 )
 
@@ -157,8 +158,8 @@ picked = st.selectbox(
 )
 i = names.index(picked)
 with st.container(border=True):
-    ui.plot(
-        ui.waterfall(explanation, i, output),
+    charts.plot(
+        charts.waterfall(explanation, i, output),
         height=140 + 28 * min(13, len(explanation.feature_names)),
     )
     scale = float(np.abs(explanation.values[i]).max())
@@ -183,11 +184,12 @@ with st.container(border=True):
         start = float(np.asarray(words.base_values).reshape(-1)[0])
         st.markdown(f"**{column}**")
         strongest = float(np.abs(values).max())
-        st.html(ui.highlighted_tokens(tokens, values, strongest))
+        st.html(charts.highlighted_tokens(tokens, values, strongest))
         # Shaded relative to the strongest word, so the words stay readable; the numbers say how
         # that compares with the columns above, in the same units.
         st.caption(
-            f"Green words raise {output}, red ones lower it; the darkest moves it by {strongest:.3f} "
-            f"(the largest column above: {scale:.3f}). With every word masked {output} is {start:.3f}; "
-            f"the words bring it to {start + float(values.sum()):.3f}. Hover a word for its value."
+            f"Green words raise {output}, red ones lower it; the darkest moves it by "
+            f"{strongest:.3f} (the largest column above: {scale:.3f}). With every word masked "
+            f"{output} is {start:.3f}; the words bring it to {start + float(values.sum()):.3f}. "
+            "Hover a word for its value."
         )

@@ -3,8 +3,7 @@
 import streamlit as st
 
 import core
-from dashboard import components as ui
-from dashboard import state
+from dashboard import charts, state, widgets
 
 
 @st.cache_data(max_entries=4, show_spinner="Scoring ...")
@@ -15,7 +14,7 @@ def score(run_dir: str, file_id: str, name: str, threshold: float | None, _raw: 
 
 
 st.title("Predict")
-summary = ui.pick_finished_run(state.PREDICT_RUN)
+summary = widgets.pick_finished_run(state.PREDICT_RUN)
 st.caption(
     f"The file needs the columns this run was trained on; `{summary.target}` may be missing."
 )
@@ -59,23 +58,24 @@ if decision is not None:
     flagged = f" {share:.1%} flagged {decision.positive_class} at threshold {threshold:.3f}."
 st.success(f"{len(predictions):,} predictions from run {summary.run_id}.{flagged}")
 st.dataframe(predictions, hide_index=True, height=360, width="stretch")
-ui.download_csv(predictions, f"{summary.run_id}-predictions.csv", "Download predictions")
+widgets.download_csv(predictions, f"{summary.run_id}-predictions.csv", "Download predictions")
 
 if not drift.empty:
     st.subheader("Stability against the training data")
     rows = core.read_metrics(summary.path).get("rows", {}).get("train", 0)
     st.caption(
-        f"PSI of each input and of the score, this file against the training rows. With {len(predictions):,} "
-        f"rows, about {core.psi_chance_level(rows, len(predictions)):.2f} is reached by chance alone."
+        "PSI of each input and of the score, this file against the training rows. With "
+        f"{len(predictions):,} rows, about {core.psi_chance_level(rows, len(predictions)):.2f} is "
+        "reached by chance alone."
     )
     shifted = drift[drift["level"] != "stable"]
     for row in shifted.itertuples():
         st.warning(
-            f"{row.input!r} has shifted since training (PSI {row.psi:.3f}: {row.level}); predictions on "
-            "these rows may be less reliable than the test metrics say.",
+            f"{row.input!r} has shifted since training (PSI {row.psi:.3f}: {row.level}); "
+            "predictions on these rows may be less reliable than the test metrics say.",
             icon=":material/warning:",
         )
-    ui.plot(
+    charts.plot(
         core.psi_figure(drift, "Stability: this file vs training rows"),
         height=max(300, 26 * len(drift.head(25))),
     )

@@ -5,8 +5,7 @@ import pandas as pd
 import streamlit as st
 
 import core
-from dashboard import charts, state
-from dashboard import components as ui
+from dashboard import charts, formatting, state, tables, widgets
 
 
 @st.cache_data(max_entries=16, show_spinner="Testing the differences ...")
@@ -15,7 +14,7 @@ def against_baselines(run_dir: str, _stamp: float):
 
 
 st.title("Results")
-summary = ui.pick_finished_run(state.RESULT_RUN)
+summary = widgets.pick_finished_run(state.RESULT_RUN)
 try:
     metrics = core.read_metrics(summary.path)
     predictions = core.read_predictions(summary.path)
@@ -70,7 +69,7 @@ if "test_intervals" not in metrics:
     st.info(
         "This run was trained before baselines and intervals were recorded: retrain it to see them."
     )
-st.dataframe(charts.scorecard(metrics), hide_index=True, width="stretch")
+st.dataframe(tables.scorecard(metrics), hide_index=True, width="stretch")
 if task == "binary":
     st.caption(
         "Accuracy and F1 here label each row with its more probable class; at the chosen "
@@ -86,9 +85,9 @@ if baselines:
         st.caption(
             "DeLong test of each baseline's ROC AUC against the fine-tuned model (same test rows):"
         )
-        st.dataframe(charts.delong_table(comparison), hide_index=True, width="stretch")
+        st.dataframe(tables.delong_table(comparison), hide_index=True, width="stretch")
     elif not comparison.differences.empty:
-        st.dataframe(charts.differences_table(comparison), hide_index=True, width="stretch")
+        st.dataframe(tables.differences_table(comparison), hide_index=True, width="stretch")
 
 binary = task == "binary" and positive is not None
 names = (
@@ -106,16 +105,16 @@ if binary:
     with tabs["Curves"]:
         c1, c2, c3 = st.columns(3)
         with c1:
-            ui.plot(core.roc_figure(curves, positive=positive))
+            charts.plot(core.roc_figure(curves, positive=positive))
         with c2:
-            ui.plot(core.pr_figure(curves))
+            charts.plot(core.pr_figure(curves))
         with c3:
-            ui.plot(core.score_figure(predictions, positive, target, metrics["test"].get("ks")))
+            charts.plot(core.score_figure(predictions, positive, target, metrics["test"].get("ks")))
     diagnostics = metrics.get("diagnostics", {})
     with tabs["Calibration"]:
         c1, c2 = st.columns([3, 2])
         with c1:
-            ui.plot(
+            charts.plot(
                 core.reliability_figure(
                     diagnostics.get("reliability", []),
                     predicted=f"predicted P({positive})",
@@ -126,13 +125,13 @@ if binary:
         with c2:
             st.metric(
                 "Expected calibration error",
-                charts.with_interval(
+                formatting.with_interval(
                     metrics["test"].get("ece"), metrics.get("test_intervals", {}).get("ece")
                 ),
             )
             st.metric(
                 "Brier score",
-                charts.with_interval(
+                formatting.with_interval(
                     metrics["test"].get("brier"), metrics.get("test_intervals", {}).get("brier")
                 ),
             )
@@ -145,21 +144,24 @@ if binary:
         if diagnostics.get("gain_lift"):
             c1, c2 = st.columns(2)
             with c1:
-                ui.plot(core.gain_figure(diagnostics["gain_lift"]))
+                charts.plot(core.gain_figure(diagnostics["gain_lift"]))
             with c2:
-                ui.plot(core.lift_figure(diagnostics["gain_lift"]))
+                charts.plot(core.lift_figure(diagnostics["gain_lift"]))
             st.dataframe(
-                charts.gain_lift_table(diagnostics["gain_lift"]), hide_index=True, width="stretch"
+                tables.gain_lift_table(diagnostics["gain_lift"]),
+                hide_index=True,
+                width="stretch",
+                column_config=tables.GAIN_LIFT_COLUMNS,
             )
     with tabs["Decision threshold"]:
-        ui.decision_panel(summary, metrics, predictions)
+        widgets.decision_panel(summary, metrics, predictions)
 elif task == "regression":
     with tabs["Fit"]:
         left, right = st.columns(2)
         with left:
-            ui.plot(core.fit_figure(predictions[target], predictions["prediction"], target))
+            charts.plot(core.fit_figure(predictions[target], predictions["prediction"], target))
         with right:
-            ui.plot(core.residual_figure(predictions[target], predictions["prediction"]))
+            charts.plot(core.residual_figure(predictions[target], predictions["prediction"]))
 else:
     with tabs["Curves"]:
         classes = [str(c) for c in metrics.get("classes", [])]
@@ -169,11 +171,11 @@ else:
         )
         c1, c2, c3 = st.columns(3)
         with c1:
-            ui.plot(core.confusion_figure(confusion))
+            charts.plot(core.confusion_figure(confusion))
         with c2:
-            ui.plot(core.roc_figure(curves))
+            charts.plot(core.roc_figure(curves))
         with c3:
-            ui.plot(core.pr_figure(curves))
+            charts.plot(core.pr_figure(curves))
 
 with tabs["Stability"]:
     stability = metrics.get("stability") or {}
@@ -192,7 +194,7 @@ with tabs["Stability"]:
                 else ""
             )
         )
-        ui.plot(
+        charts.plot(
             core.psi_figure(report, "Stability: test vs train"),
             height=max(300, 26 * len(report.head(25))),
         )
@@ -200,16 +202,16 @@ with tabs["Stability"]:
 with tabs["Training"]:
     left, right = st.columns(2)
     with left:
-        ui.plot(ui.loss_curve([e for e in history if e.get("type") == "step"]))
+        charts.plot(charts.loss_curve([e for e in history if e.get("type") == "step"]))
     with right:
-        ui.plot(
-            ui.validation_curve(
+        charts.plot(
+            charts.validation_curve(
                 [e for e in history if e.get("type") == "epoch"], core.headline_metric(task)
             )
         )
 
 with tabs["Predictions"]:
     st.dataframe(predictions, hide_index=True, height=320, width="stretch")
-    ui.download_csv(
+    widgets.download_csv(
         predictions, f"{summary.run_id}-test-predictions.csv", "Download test predictions"
     )

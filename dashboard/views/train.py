@@ -4,8 +4,7 @@ import streamlit as st
 
 import core
 from core.training import distributed
-from dashboard import charts, state
-from dashboard import components as ui
+from dashboard import charts, live, state
 
 st.title("Train")
 jobs = state.manager()
@@ -25,7 +24,8 @@ if spec is not None:
         f", at most {t.max_steps} steps" if t.max_steps else ""
     )
     tuning = f"freeze depth {m.freeze_depth}" + (
-        f", LoRA r{m.lora_rank} (alpha {m.lora_scale:g}, {', '.join(m.lora_targets or ['all linear layers'])})"
+        f", LoRA r{m.lora_rank} (alpha {m.lora_scale:g}, "
+        f"{', '.join(m.lora_targets or ['all linear layers'])})"
         if m.lora_rank
         else ""
     )
@@ -42,8 +42,9 @@ if spec is not None:
             value=gpus,
             step=1,
             key="train.gpus",
-            help=f"This machine has {gpus} GPUs. Each GPU runs one process (DDP under Hugging Face Accelerate) and "
-            f"takes its share of every batch of {t.batch_size} rows, so results match a one-GPU run.",
+            help=f"This machine has {gpus} GPUs. Each GPU runs one process (DDP under Hugging Face "
+            f"Accelerate) and takes its share of every batch of {t.batch_size} rows, so "
+            "results match a one-GPU run.",
         )
         if n_gpus > 1:
             try:
@@ -64,7 +65,8 @@ if spec is not None:
         icon=":material/stacked_line_chart:",
         disabled=config is None,
         help="One run per freeze depth, from all layers frozen to none, plus LoRA (rank 8), with "
-        "these settings; then validation metric, trainable parameters, time and memory per setting.",
+        "these settings; then validation metric, trainable parameters, time and memory per "
+        "setting.",
     ):
         try:
             n_layers = core.describe_backbone(config.model.backbone).n_layers
@@ -75,18 +77,18 @@ if spec is not None:
             st.error(str(exc), icon=":material/error:")
 
 
-@st.fragment(run_every=ui.LIVE_REFRESH_S)
+@st.fragment(run_every=live.LIVE_REFRESH_S)
 def progress() -> None:
-    ui.live_run(jobs, state.current_run_id())
+    live.live_run(jobs, state.current_run_id())
 
 
-@st.fragment(run_every=ui.RUNS_REFRESH_S)
+@st.fragment(run_every=live.RUNS_REFRESH_S)
 def all_runs() -> None:
     st.subheader("All runs")
-    ui.runs_table(jobs.list_runs())
+    live.runs_table(jobs.list_runs())
 
 
-@st.fragment(run_every=ui.RUNS_REFRESH_S)
+@st.fragment(run_every=live.RUNS_REFRESH_S)
 def latest_sweep() -> None:
     sweeps = core.list_sweeps(jobs.runs_dir)
     if not sweeps:
@@ -96,10 +98,11 @@ def latest_sweep() -> None:
     done = int((table["state"] == "succeeded").sum())
     st.subheader("Freeze-depth sweep")
     st.caption(
-        f"Sweep {sweep.sweep_id} on {sweep.source or 'the table'}: {done} of {len(table)} runs finished. "
-        "The knee (red) is the cheapest setting that gets most of the way to the best validation score."
+        f"Sweep {sweep.sweep_id} on {sweep.source or 'the table'}: {done} of {len(table)} runs "
+        "finished. The knee (red) is the cheapest setting that gets most of the way to the best "
+        "validation score."
     )
-    ui.plot(charts.sweep_figure(table), key=f"sweep.{sweep.sweep_id}", height=560)
+    charts.plot(charts.sweep_figure(table), key=f"sweep.{sweep.sweep_id}", height=560)
     number = st.column_config.NumberColumn
     st.dataframe(
         table[

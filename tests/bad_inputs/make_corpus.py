@@ -423,8 +423,8 @@ _SPECS: list[tuple[Case, Callable[[], bytes]]] = [
             "label",
             "error",
             (
-                "extra_field.csv could not be parsed at line 2: it has 4 fields but the header has 3 "
-                "(extra value 'oops')",
+                "extra_field.csv could not be parsed at line 2: it has 4 fields but the header has "
+                "3 (extra value 'oops')",
                 "Remove the extra field(s) or add a column name to the header.",
             ),
             about="a fourth value in the first data row under a three-column header",
@@ -438,7 +438,8 @@ _SPECS: list[tuple[Case, Callable[[], bytes]]] = [
             "label",
             "error",
             (
-                "quote_bomb.csv could not be parsed at line 2: it has 10923 fields but the header has 1",
+                "quote_bomb.csv could not be parsed at line 2: it has 10923 fields but the header "
+                "has 1",
                 "Remove the extra field(s)",
             ),
             about=f"'text', then ',\"a' {QUOTE_BOMB:,} times: 64 KB csv.Sniffer took seconds on",
@@ -467,8 +468,8 @@ _SPECS: list[tuple[Case, Callable[[], bytes]]] = [
             "label",
             "error",
             (
-                "repeated_text.parquet holds 2.1 GB of values once decoded, more than FinTune reads at "
-                "once (2.0 GB)",
+                "repeated_text.parquet holds 2.1 GB of values once decoded, more than FinTune "
+                "reads at once (2.0 GB)",
                 "sample the rows or drop columns",
             ),
             about=f"one 1 KB memo in {TEXT_BOMB_ROWS:,} rows: stored once, 2 GB once decoded",
@@ -497,7 +498,8 @@ _SPECS: list[tuple[Case, Callable[[], bytes]]] = [
             "label",
             "loads",
             shape=_ROWS,
-            about=f"just over {UPLOAD_LIMIT_MB} MB: refused by the Data page under a {UPLOAD_LIMIT_MB} MB limit",
+            about=f"just over {UPLOAD_LIMIT_MB} MB: refused by the Data page under a "
+            f"{UPLOAD_LIMIT_MB} MB limit",
             upload_limit_mb=UPLOAD_LIMIT_MB,
         ),
         lambda: _table(
@@ -531,7 +533,8 @@ def main(argv: list[str]) -> int:
     print(f"{'case':<{width}}  {'expect':<6}  {'bytes':>10}  {'target':<9}  about")
     for c in cases:
         print(
-            f"{c.name:<{width}}  {c.expect:<6}  {c.file.stat().st_size:>10,}  {c.target:<9}  {c.about}"
+            f"{c.name:<{width}}  {c.expect:<6}  {c.file.stat().st_size:>10,}  {c.target:<9}  "
+            f"{c.about}"
         )
     return 0
 

@@ -124,7 +124,8 @@ def test_cli_trains_on_loadable_files(corpus, name, fintune, tiny_backbone, tmp_
 
 @contextmanager
 def _upload_limit(megabytes: int | None):
-    """server.maxUploadSize set to ``megabytes`` for the block (AppTest runs the page in-process)."""
+    """server.maxUploadSize set to ``megabytes`` for the block (AppTest runs the page
+    in-process)."""
     if megabytes is None:
         yield
         return
@@ -146,8 +147,8 @@ def test_data_page_shows_the_message_and_keeps_working(corpus, name, app):
     shown = texts(app.error)
     if case.upload_limit_mb is not None:
         assert (
-            f"{case.file.name} is 1.0 MB, over the dashboard's upload limit of {case.upload_limit_mb} MB"
-            in shown
+            f"{case.file.name} is 1.0 MB, over the dashboard's upload limit of "
+            f"{case.upload_limit_mb} MB" in shown
         )
         assert "`fintune train`" in shown
         assert "credit_risk.csv" in texts(app.caption)  # the file was never read

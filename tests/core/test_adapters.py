@@ -73,7 +73,8 @@ def test_a_lora_run_trains_only_adapters_and_head_and_loads_back(tiny_config, cr
     )
     assert adapter_count < 0.2 * backbone_only
 
-    # Only adapters, numeric encoder and head are saved: the pretrained weights come from the backbone.
+    # Only adapters, numeric encoder and head are saved: the pretrained weights come from the
+    # backbone.
     from safetensors import safe_open
 
     with safe_open(str(run_dir / "model" / "model.safetensors"), "pt") as saved:
@@ -91,7 +92,8 @@ def test_a_lora_run_trains_only_adapters_and_head_and_loads_back(tiny_config, cr
 def _lora_run_on_own_backbone(
     tiny_config, credit_df, runs_dir, tiny_backbones, tmp_path, *, rank: int, max_steps: int
 ) -> tuple[Path, Path]:
-    """A finished LoRA run on a private copy of the tiny backbone (which the test may then change or delete)."""
+    """A finished LoRA run on a private copy of the tiny backbone (which the test may then change or
+    delete)."""
     backbone_dir = tmp_path / "backbone"
     shutil.copytree(tiny_backbones["bert"], backbone_dir)
     config = tiny_config(

@@ -153,7 +153,8 @@ def test_unknown_hub_id_offline(monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # huggingface_hub reads the variable once at import; patch the constant so this cannot hang on retries.
+    # huggingface_hub reads the variable once at import; patch the constant so this cannot hang on
+    # retries.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(BackboneError) as caught:
         load_backbone("no-such-org/no-such-model")

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, tiny_backbone, make_table, fintune):
-    """Two tiny runs on the same table and split (different seeds of the head), plus the data file."""
+    """Two tiny runs on the same table and split (different seeds of the head), plus the data
+    file."""
     root = tmp_path_factory.mktemp("cli_eval")
     data = root / "credit.csv"
     make_table("credit").to_csv(data, index=False)

@@ -138,7 +138,7 @@ def test_single_model_has_no_differences():
     assert result.differences.empty and result.delong.empty
 
 
-# --------------------------------------------------------------------------- multiclass and regression
+# ------------------------------------------------------------------------ multiclass and regression
 
 
 def test_multiclass_compare_has_no_delong():

@@ -217,7 +217,7 @@ def test_preprocessing_fitted_on_train_rows_only(credit_df, tiny_config):
     assert stats["low"] <= stats["mean"] <= stats["high"] <= income.max()
 
 
-# --------------------------------------------------------------------------- bad input, one test each
+# ------------------------------------------------------------------------- bad input, one test each
 
 
 def _write(tmp_path, content: bytes, name: str = "bad.csv"):

@@ -111,7 +111,8 @@ def test_a_rank_error_becomes_the_run_failure(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def minilm_without_dropout(tmp_path_factory) -> Path:
-    """The bundled pretrained MiniLM with dropout off: training is then deterministic given the rows."""
+    """The bundled pretrained MiniLM with dropout off: training is then deterministic given the
+    rows."""
     from core.model.backbones import bundled_minilm_path
 
     source = bundled_minilm_path()
@@ -212,7 +213,8 @@ def test_two_processes_reach_the_one_process_metrics(
     ]
     assert not (run_two / "ranks").exists()  # no rank failed, so no other process wrote anything
 
-    # The same run, launched the multi-node way (every process runs the CLI; rank 0 owns the folder).
+    # The same run, launched the multi-node way (every process runs the CLI; rank 0 owns the
+    # folder).
     launched = subprocess.run(
         launch_command(
             2,
@@ -253,7 +255,9 @@ FAULT = textwrap.dedent('''
                     calls.append(1)
                     if len(calls) == 2:
                         from core.errors import TrainingError
-                        raise TrainingError("injected fault: process 1 stopped at step 2", kind="non_finite_loss")
+                        raise TrainingError(
+                            "injected fault: process 1 stopped at step 2", kind="non_finite_loss"
+                        )
                     return original(self, *args, **kwargs)
 
                 module.Cluster.step_totals = step_totals
@@ -375,7 +379,8 @@ def test_a_killed_rank_fails_the_run_and_the_other_exits(tmp_path, tiny_backbone
 
 @pytest.mark.integration
 def test_two_process_teardown_exits_cleanly_every_time(tmp_path, tiny_backbone, headlines):
-    """A rank that aborts while leaving the process group makes the launcher exit 1: launch it repeatedly."""
+    """A rank that aborts while leaving the process group makes the launcher exit 1: launch it
+    repeatedly."""
     for attempt in range(5):
         run_dir = runs.create_run(
             tmp_path / "runs",
@@ -415,7 +420,8 @@ def test_job_manager_launches_a_multi_process_run(runs_dir, tiny_config, headlin
 
 
 def test_main_process_stops_waiting_for_a_failed_rank(tmp_path):
-    """Under NCCL a failed peer leaves rank 0 blocked in a collective for minutes: its watcher ends it."""
+    """Under NCCL a failed peer leaves rank 0 blocked in a collective for minutes: its watcher ends
+    it."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     write_status(run_dir, "running", processes=2)

@@ -1,4 +1,5 @@
-"""SHAP explanations: additivity, the right columns and words, the backbone cache, typed errors, CLI."""
+"""SHAP explanations: additivity, the right columns and words, the backbone cache, typed errors,
+CLI."""
 
 from __future__ import annotations
 

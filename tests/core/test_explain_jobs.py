@@ -1,4 +1,5 @@
-"""Explanation jobs: background explain_rows with progress, cancel, typed failures; a registry that reuses results."""
+"""Explanation jobs: background explain_rows with progress, cancel, typed failures; a registry that
+reuses results."""
 
 from __future__ import annotations
 

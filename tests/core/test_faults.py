@@ -1,5 +1,5 @@
-"""Faults never lose work: a killed worker keeps its best checkpoint, a full disk keeps the last good
-files, out of memory names the fix, concurrent sessions get their own runs."""
+"""Faults never lose work: a killed worker keeps its best checkpoint, a full disk keeps the last
+good files, out of memory names the fix, concurrent sessions get their own runs."""
 
 from __future__ import annotations
 

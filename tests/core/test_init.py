@@ -9,7 +9,10 @@ import core
 
 
 def test_import_core_leaves_streamlit_and_torch_out(project_root):
-    code = "import sys, core; core.DataError; core.RunConfig; print(sorted(m for m in ('streamlit', 'torch', 'transformers') if m in sys.modules))"
+    code = (
+        "import sys, core; core.DataError; core.RunConfig; print(sorted(m for m in ('streamlit', "
+        "'torch', 'transformers') if m in sys.modules))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=project_root, timeout=60
     )

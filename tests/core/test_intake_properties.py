@@ -1,4 +1,5 @@
-"""Property tests of data intake: any bytes give a DataFrame or a DataError, never another exception.
+"""Property tests of data intake: any bytes give a DataFrame or a DataError, never another
+exception.
 
 Tables are generated with hostile names and cells (unicode, empty, duplicated; numbers, nan, inf;
 delimiters, quotes, newlines, spreadsheet formulas), written with a random delimiter, line end,
@@ -82,7 +83,8 @@ def tables(draw) -> list[list]:
 
 
 def _serialise(rows: list[list], draw) -> bytes:
-    """CSV bytes in a random delimiter, line end, quoting and (where it can hold the text) encoding."""
+    """CSV bytes in a random delimiter, line end, quoting and (where it can hold the text)
+    encoding."""
     out = io.StringIO()
     csv.writer(
         out, delimiter=draw(DELIMITERS), lineterminator=draw(LINE_ENDS), quoting=draw(QUOTING)
@@ -103,7 +105,8 @@ words = st.text(alphabet=st.characters(categories=["L"]), min_size=1, max_size=8
 
 @st.composite
 def plain_tables(draw) -> tuple[list[str], int, bytes]:
-    """(names, row count, CSV bytes) of a well-formed table: unique names; numbers, words, phrases."""
+    """(names, row count, CSV bytes) of a well-formed table: unique names; numbers, words,
+    phrases."""
     names = draw(st.lists(words, min_size=2, max_size=5, unique=True))
     cell = st.one_of(
         st.integers(-1000, 10**6),

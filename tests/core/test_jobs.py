@@ -161,7 +161,8 @@ def test_a_new_manager_settles_runs_of_a_dead_app(runs_dir, credit_df, tiny_conf
 
 
 def test_runs_start_in_the_warm_spare_worker(manager, runs_dir, credit_df, tiny_config):
-    """The manager keeps one imported worker ready; a run is handed to it, and a new spare is started."""
+    """The manager keeps one imported worker ready; a run is handed to it, and a new spare is
+    started."""
     spare = manager._spare
     assert spare is not None and spare.poll() is None
     run_id = manager.submit(tiny_config("credit_risk", max_steps=2), credit_df, source="credit.csv")

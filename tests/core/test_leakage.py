@@ -174,7 +174,8 @@ def test_duplicates_across_splits_are_counted():
     held_out = np.concatenate([splits["val"], splits["test"]])
     copied = held_out[:7]
     features = spec.feature_columns
-    # Copy training rows' features onto 7 held-out rows; the id and target differ, which is the point.
+    # Copy training rows' features onto 7 held-out rows; the id and target differ, which is the
+    # point.
     frame.loc[copied, features] = frame.loc[splits["train"][:7], features].to_numpy()
     warnings = kinds(find_leakage(frame, spec, splits), "duplicates")
     assert len(warnings) == 1

@@ -1,4 +1,5 @@
-"""Market features: values by hand, no look-ahead, tickers kept apart, and errors that name the row."""
+"""Market features: values by hand, no look-ahead, tickers kept apart, and errors that name the
+row."""
 
 from __future__ import annotations
 

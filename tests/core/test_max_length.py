@@ -22,7 +22,8 @@ def _run_folders(runs_dir) -> list[str]:
     [("bert", 128), ("roberta", 127), ("distilbert", 128), ("deberta-v2", 128), ("electra", 128)],
 )
 def test_position_limit_of_each_layout(tiny_backbones, layout, limit):
-    """RoBERTa numbers positions from pad_token_id + 1: of 128 positions (pad 0), 127 hold tokens."""
+    """RoBERTa numbers positions from pad_token_id + 1: of 128 positions (pad 0), 127 hold
+    tokens."""
     assert position_limit(str(tiny_backbones[layout])) == limit
 
 

@@ -1,4 +1,5 @@
-"""Hostile files and names: pickled weights never run, ids stay ours, exports neutralise formulas."""
+"""Hostile files and names: pickled weights never run, ids stay ours, exports neutralise
+formulas."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The REST scoring service: real tiny runs behind FastAPI's TestClient, and once behind a real uvicorn + curl."""
+"""The REST scoring service: real tiny runs behind FastAPI's TestClient, and once behind a real
+uvicorn + curl."""
 
 from __future__ import annotations
 
@@ -438,7 +439,7 @@ def test_arbitrary_uploads_never_give_a_server_error(client, content):
         assert response.status_code in (200, 422), response.text
 
 
-# --------------------------------------------------------------------------- the CLI and a real server
+# ------------------------------------------------------------------------ the CLI and a real server
 
 
 def test_the_cli_refuses_a_run_without_a_model_and_an_open_host(

@@ -1,4 +1,5 @@
-"""The freeze-depth sweep: its settings, the knee, and a real sweep through the job manager and CLI."""
+"""The freeze-depth sweep: its settings, the knee, and a real sweep through the job manager and
+CLI."""
 
 from __future__ import annotations
 

@@ -22,21 +22,24 @@ def _tracking_warnings(run_dir) -> list[str]:
 
 
 def _hide_mlflow(monkeypatch) -> None:
-    """Make every ``import mlflow...`` raise ImportError, also of submodules an earlier test loaded."""
+    """Make every ``import mlflow...`` raise ImportError, also of submodules an earlier test
+    loaded."""
     for name in [n for n in sys.modules if n.startswith("mlflow.")] + ["mlflow"]:
         monkeypatch.setitem(sys.modules, name, None)
 
 
 @pytest.fixture
 def headlines(sentiment_df):
-    """A binary text-only table: its reference baseline is TF-IDF + logistic regression, not LightGBM, whose
-    OpenMP threads can crawl on a busy 2-core machine; binary, so the run also writes decision.json."""
+    """A binary text-only table: its reference baseline is TF-IDF + logistic regression, not
+    LightGBM, whose OpenMP threads can crawl on a busy 2-core machine; binary, so the run also
+    writes decision.json."""
     return sentiment_df[sentiment_df["label"] != "neutral"].reset_index(drop=True)
 
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    """No tracking settings from the developer's shell; file stores allowed (restored after the test)."""
+    """No tracking settings from the developer's shell; file stores allowed (restored after the
+    test)."""
     for name in ("MLFLOW_TRACKING_URI", tracking.SWITCH_ENV, "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.setenv(
             name, ""

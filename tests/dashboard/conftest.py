@@ -64,7 +64,8 @@ def train_credit_run(directory: Path, *, freeze_depth: int, max_steps: int) -> s
 
 @pytest.fixture(scope="session")
 def trained_runs(tmp_path_factory) -> Path:
-    """A runs folder holding one tiny succeeded run on the credit sample (frozen MiniLM, 2 steps)."""
+    """A runs folder holding one tiny succeeded run on the credit sample (frozen MiniLM, 2
+    steps)."""
     directory = tmp_path_factory.mktemp("trained") / "runs"
     train_credit_run(directory, freeze_depth=6, max_steps=2)
     return directory

@@ -66,8 +66,8 @@ def test_unset_address_means_every_interface_so_a_password_is_asked(app, monkeyp
 @pytest.mark.browser
 def test_streamlit_run_from_another_folder_asks_for_the_password(tmp_path, browser):
     """The real entry point: `streamlit run dashboard/app.py` outside the project root leaves the
-    address unset (every interface), so the project's config.toml does not apply: a password is asked.
-    Bound to 127.0.0.1 from the same folder, none is."""
+    address unset (every interface), so the project's config.toml does not apply: a password is
+    asked. Bound to 127.0.0.1 from the same folder, none is."""
     home = tmp_path / "home"
     home.mkdir()
     env = dict(

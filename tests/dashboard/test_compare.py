@@ -1,4 +1,5 @@
-"""The Compare page: two real runs side by side with DeLong, paired differences and config changes."""
+"""The Compare page: two real runs side by side with DeLong, paired differences and config
+changes."""
 
 import shutil
 

@@ -1,4 +1,5 @@
-"""The Explain page: background SHAP job, importance charts, a row's waterfall and its words, downloads."""
+"""The Explain page: background SHAP job, importance charts, a row's waterfall and its words,
+downloads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Predict page: score an uploaded file with a finished run; bad files show the engine's message."""
+"""The Predict page: score an uploaded file with a finished run; bad files show the engine's
+message."""
 
 from pathlib import Path
 

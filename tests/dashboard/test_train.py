@@ -48,7 +48,8 @@ def test_another_session_sees_the_same_runs(trained_app):
 
 
 def test_launch_on_several_gpus_runs_one_process_per_gpu(app, monkeypatch):
-    """With more than one GPU the page offers Launch on N GPUs; here two gloo processes stand in for them."""
+    """With more than one GPU the page offers Launch on N GPUs; here two gloo processes stand in for
+    them."""
     from core.training import distributed
 
     open_page(app, "train")
