@@ -56,6 +56,19 @@ def parser() -> argparse.ArgumentParser:
         "--dropout", type=float, default=None, help="dropout in the fusion head (default 0.1)"
     )
     train.add_argument(
+        "--table-encoding",
+        choices=("auto", "cells", "row_text"),
+        default=None,
+        help="cells (auto): each categorical value encoded once, numbers embedded per column; "
+        "row_text: each whole row read as one text",
+    )
+    train.add_argument(
+        "--trees",
+        choices=("auto", "off"),
+        default=None,
+        help="auto: blend LightGBM with the network when it helps on validation rows",
+    )
+    train.add_argument(
         "--lora-rank",
         type=int,
         default=None,

@@ -54,6 +54,8 @@ def build_config(args: argparse.Namespace):
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
         lora_targets=args.lora_targets,
+        table_encoding=args.table_encoding,
+        trees=args.trees,
     )
     train = _given(
         epochs=args.epochs,

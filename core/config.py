@@ -50,7 +50,8 @@ class DataConfig:
         for column, role in self.roles.items():
             if role not in ROLES:
                 raise ConfigError(
-                    f"Role {role!r} for column {column!r} is unknown: use one of {', '.join(ROLES)}."
+                    f"Role {role!r} for column {column!r} is unknown: use one of "
+                    f"{', '.join(ROLES)}."
                 )
         if self.task not in (None, "binary", "multiclass", "regression"):
             raise ConfigError(
@@ -89,6 +90,13 @@ class ModelConfig:
     numeric_in_text: str = (
         "auto"  # "auto": binned numbers go to the text only when it would be empty
     )
+    # "auto" / "cells": categorical cells encoded once per distinct value, numbers embedded per
+    # feature; "row_text": each whole row serialised as one text (the first version's path).
+    table_encoding: str = "auto"
+    d_cell: int = 32  # width of each cell's and each number's vector in cells mode
+    # "auto": LightGBM on the table's columns, blended with the network by one weight fitted on
+    # validation rows (kept only when it helps there); "off": the network alone.
+    trees: str = "auto"
     d_numeric: int = 64
     d_hidden: int = 256
     dropout: float = 0.1
@@ -118,7 +126,8 @@ class ModelConfig:
             )
         if self.lora_alpha is not None and not self.lora_alpha > 0:
             raise ConfigError(
-                f"lora_alpha is {self.lora_alpha}: use a positive scale such as 16 (or leave it unset)."
+                f"lora_alpha is {self.lora_alpha}: use a positive scale such as 16 "
+                "(or leave it unset)."
             )
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout is {self.lora_dropout}: choose in [0, 1).")
@@ -132,6 +141,14 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout is {self.dropout}: choose in [0, 1).")
+        if self.table_encoding not in ("auto", "cells", "row_text"):
+            raise ConfigError(
+                f"table_encoding is {self.table_encoding!r}: use auto, cells or row_text."
+            )
+        if self.trees not in ("auto", "off"):
+            raise ConfigError(f"trees is {self.trees!r}: use auto or off.")
+        if not 1 <= self.d_cell <= 1024:
+            raise ConfigError(f"d_cell is {self.d_cell}: choose between 1 and 1024.")
 
     @property
     def lora_scale(self) -> float:
@@ -194,8 +211,9 @@ class TrainConfig:
             raise ConfigError(f"num_processes is {self.num_processes}: use 1 or more.")
         if self.batch_size < self.num_processes:
             raise ConfigError(
-                f"batch_size {self.batch_size} is smaller than num_processes {self.num_processes}: the "
-                f"batch is shared out among the processes; use a batch size of {self.num_processes} or more."
+                f"batch_size {self.batch_size} is smaller than num_processes "
+                f"{self.num_processes}: the batch is shared out among the processes; use a batch "
+                f"size of {self.num_processes} or more."
             )
 
 

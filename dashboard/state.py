@@ -44,7 +44,7 @@ EXPLAIN_CLASS = "explain.class"  # multiclass: the label whose probability is ex
 EXPLAIN_ROW = "explain.row"  # the row shown in the waterfall
 
 # Hyperparameter widgets are keyed "<section>.<field>" of RunConfig (e.g. "train.epochs").
-MODEL_FIELDS = ("freeze_depth", "max_length", "dropout")
+MODEL_FIELDS = ("freeze_depth", "max_length", "dropout", "table_encoding", "trees")
 LORA_FIELDS = core.LORA_FIELDS  # used when LORA_ON is ticked
 LORA_ON = "model.lora"
 TRAIN_FIELDS = (

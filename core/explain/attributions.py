@@ -115,11 +115,19 @@ class CachedModel:
         import torch
 
         pre, model = self.tuner.preprocessor_, self.tuner.model_
-        pooled = torch.from_numpy(self.embed(pre.texts(frame))).to(self.device)  # (N, d)
+        pooled = (
+            torch.from_numpy(self.embed(pre.texts(frame))).to(self.device)  # (N, d)
+            if pre.reads_row_text
+            else None
+        )
         numeric = torch.from_numpy(pre.numeric(frame)).to(self.device)  # (N, d_numeric_in)
+        cells = pre.cells(frame)
+        cells = None if cells is None else torch.from_numpy(cells).to(self.device)
         with torch.no_grad():
-            # Cached pooled vectors instead of a backbone pass; only the fusion head runs.
-            outputs = model.fuse(pooled, numeric).float().cpu().numpy()  # (N, n_outputs)
+            # Cached pooled vectors instead of a backbone pass; only the fusion head runs (cells
+            # are looked up in the model's own table, encoded once per session).
+            outputs = model.fuse(pooled, numeric, cells).float().cpu().numpy()  # (N, n_outputs)
+        outputs = self.tuner.blend_outputs(frame, outputs)  # the trees' part, when the run has it
         self.model_rows += len(frame)
         predictions = self.tuner.outputs_to_predictions(outputs).astype(np.float64)
         return predictions if predictions.ndim == 1 else predictions[:, self.output_index]
@@ -223,7 +231,8 @@ def _output(spec, class_index) -> tuple[int, str]:
     if spec.task == "regression":
         if class_index is not None:
             raise ConfigError(
-                f"This is a regression run: the predicted {spec.target!r} is explained; leave the class unset."
+                f"This is a regression run: the predicted {spec.target!r} is explained; "
+                "leave the class unset."
             )
         return 0, spec.target
     classes = list(spec.classes)
@@ -234,13 +243,15 @@ def _output(spec, class_index) -> tuple[int, str]:
     if isinstance(class_index, str):
         if class_index not in classes:
             raise ConfigError(
-                f"Class {class_index!r} is not one of this run's classes {classes}: pick one of them."
+                f"Class {class_index!r} is not one of this run's classes {classes}: "
+                "pick one of them."
             )
         return classes.index(class_index), class_index
     if isinstance(class_index, numbers.Integral) and 0 <= class_index < len(classes):
         return int(class_index), classes[int(class_index)]
     raise ConfigError(
-        f"Class index {class_index!r} is out of range: use 0-{len(classes) - 1} or a label of {classes}."
+        f"Class index {class_index!r} is out of range: use 0-{len(classes) - 1} "
+        f"or a label of {classes}."
     )
 
 
@@ -279,15 +290,16 @@ def _background(tuner, run_dir: Path | None, background, seed: int) -> pd.DataFr
     if isinstance(background, numbers.Integral) and not isinstance(background, bool):
         if not 1 <= background <= MAX_BACKGROUND_ROWS:
             raise ConfigError(
-                f"background={background} rows: use 1-{MAX_BACKGROUND_ROWS} (cost grows with each row)."
+                f"background={background} rows: use 1-{MAX_BACKGROUND_ROWS} "
+                "(cost grows with each row)."
             )
         train = _training_rows(run_dir, tuner)
         return train.sample(min(int(background), len(train)), random_state=seed)
     _check_rows(tuner, background, "background")
     if len(background) > MAX_BACKGROUND_ROWS:
         raise ConfigError(
-            f"background has {len(background)} rows: every row multiplies the cost, so pass at most "
-            f"{MAX_BACKGROUND_ROWS} (e.g. frame.sample(50)), or none for one summary row."
+            f"background has {len(background)} rows: every row multiplies the cost, so pass at "
+            f"most {MAX_BACKGROUND_ROWS} (e.g. frame.sample(50)), or none for one summary row."
         )
     return background
 
@@ -330,7 +342,7 @@ def explain_rows(
     on_progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ):
-    """SHAP values per input column (each text column one feature) for ``rows``, as a shap.Explanation.
+    """SHAP values per input column (each text column one feature) for ``rows``: a shap.Explanation.
 
     ``source`` is a run folder or a fitted FineTuner. The explained output is the probability of
     ``class_index`` (an index into the run's classes or a label; default: a binary run's positive
@@ -446,9 +458,10 @@ def explain_tokens(
 
 
 def warm_up_explanations() -> None:
-    """Compile shap's numba kernels now (seconds, once per process) so the first explanation is not slower.
+    """Compile shap's numba kernels now so the first explanation is not slower.
 
-    A dashboard can call this in a background thread at start-up; it touches no model.
+    It takes seconds, once per process. A dashboard can call this in a background thread at
+    start-up; it touches no model.
     """
     import shap
 

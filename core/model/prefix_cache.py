@@ -108,7 +108,8 @@ class FrozenPrefix:
         try:
             setattr(self._parent, self._attribute, nn.ModuleList(list(self.layers)[self.depth :]))
             for index, name in enumerate(self._embedding_names):
-                # The first embedding module yields the cached states; any projection after it passes them on.
+                # The first embedding module yields the cached states; any projection after it
+                # passes them on.
                 setattr(self.backbone, name, stand_in if index == 0 else nn.Identity())
             yield
         finally:

@@ -292,6 +292,12 @@ def device_here(train) -> tuple[str, str]:
 def model_scores(metrics: dict) -> dict[str, tuple[dict, dict]]:
     """Test metrics and intervals of the fine-tuned model, then of each baseline that was fitted."""
     models = {"Fine-tuned": (metrics.get("test", {}), metrics.get("test_intervals", {}))}
+    parts = metrics.get("parts") or {}
+    if parts:
+        # A blended model: each part on the same test rows, so the user sees what each brings.
+        weight = parts.get("blend_weight", 0.0)
+        models[f"· network alone ({weight:.0%} of the blend)"] = (parts.get("network", {}), {})
+        models[f"· trees alone ({1 - weight:.0%})"] = (parts.get("trees", {}), {})
     for name, entry in (metrics.get("baselines") or {}).items():
         if isinstance(entry, dict) and entry.get("test"):
             models[name] = (entry["test"], entry.get("test_intervals", {}))

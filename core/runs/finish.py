@@ -24,7 +24,9 @@ from .files import write_json
 
 logger = logging.getLogger(__name__)
 
-STABILITY_SAMPLE = 500  # train rows scored for the score's reference distribution (the test split, not this, sets PSI's noise floor)
+# Train rows scored for the score's reference distribution (the test split, not this, sets PSI's
+# noise floor).
+STABILITY_SAMPLE = 500
 
 
 def _labels(tuner: FineTuner, frame: pd.DataFrame) -> np.ndarray:
@@ -35,7 +37,8 @@ def _labels(tuner: FineTuner, frame: pd.DataFrame) -> np.ndarray:
 
 
 def score_of(spec, predictions: np.ndarray) -> np.ndarray:
-    """The one number per row whose stability is tracked: P(positive), the top probability, or the value."""
+    """The one number per row whose stability is tracked: P(positive), the top probability, or the
+    value."""
     if spec.task == "regression":
         return np.asarray(predictions, dtype=float)
     if spec.task == "binary":
@@ -86,6 +89,15 @@ def write_report(
             *positive_scores(spec, labels["test"], predictions["test"]), decision
         )
 
+    if getattr(tuner, "blend_", None) is not None:
+        # What each part of the blend brings, on the same test rows as the model they make up.
+        metrics["parts"] = {
+            "blend_weight": tuner.blend_["weight"],
+            **{
+                name: metrics_of(spec, labels["test"], tuner.outputs_to_predictions(outputs))
+                for name, outputs in tuner.part_outputs(parts["test"]).items()
+            },
+        }
     phase("Fitting baselines on the same split")
     metrics["baselines"] = _baselines(run_dir, spec, parts, labels, decision)
     phase("Checking stability and leakage")

@@ -41,9 +41,18 @@ class WorkerClosed(Exception):
 class Job:
     """Rows to score (token ids and numeric inputs) and the future their outputs arrive in."""
 
-    def __init__(self, input_ids: list[list[int]], numeric: np.ndarray, *, deadline: float):
+    def __init__(
+        self,
+        input_ids: list[list[int]],
+        numeric: np.ndarray,
+        *,
+        deadline: float,
+        extras: dict[str, np.ndarray] | None = None,
+    ):
         self.input_ids = input_ids
         self.numeric = numeric
+        # Other per-row inputs of the model (cell ids, the trees' outputs), passed on by name.
+        self.extras = extras or {}
         self.deadline = deadline
         self.future: concurrent.futures.Future = concurrent.futures.Future()
         lengths = np.fromiter(map(len, input_ids), dtype=np.int64, count=len(input_ids))
@@ -244,8 +253,12 @@ class InferenceWorker:
     def _score(self, step: list[tuple[Job, np.ndarray]]) -> None:
         input_ids = [job.input_ids[i] for job, positions in step for i in positions]
         numeric = np.concatenate([job.numeric[positions] for job, positions in step])
+        extras = {
+            name: np.concatenate([job.extras[name][positions] for job, positions in step])
+            for name in step[0][0].extras
+        }
         try:
-            outputs = self.forward(input_ids, numeric)
+            outputs = self.forward(input_ids, numeric, **extras)
         except Exception as exc:  # noqa: BLE001 - the step's jobs get the error; the thread goes on
             logger.exception("scoring %d rows failed", len(input_ids))
             for job, _ in step:

@@ -62,15 +62,16 @@ def export_run(run_dir: str | Path, output_dir: str | Path, *, onnx: bool = Fals
         )
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise RunError(
-            f"{output_dir} already exists and is not an empty folder: choose a new folder for the export."
+            f"{output_dir} already exists and is not an empty folder: "
+            "choose a new folder for the export."
         )
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}-export-"))
     try:
         lora = json.loads((source / "fintune_model.json").read_text()).get("lora")
         if lora:
-            # A LoRA run saved only adapters and head; the export folds them into the backbone so the
-            # folder stands alone (no pretrained weights needed to load it).
+            # A LoRA run saved only adapters and head; the export folds them into the backbone so
+            # the folder stands alone (no pretrained weights needed to load it).
             from ..training.estimator import FineTuner
 
             FineTuner.load(source).merged().save(staging)
@@ -103,7 +104,7 @@ def export_run(run_dir: str | Path, output_dir: str | Path, *, onnx: bool = Fals
 
 
 def _example_inputs(tuner) -> tuple:
-    """A padded batch of two rows of 16 tokens: sizes above 1 so neither axis is traced as a constant."""
+    """A padded batch of two rows of 16 tokens: sizes above 1 so no axis is traced as a constant."""
     import torch
 
     encoded = tuner.tokenizer_(
@@ -114,15 +115,17 @@ def _example_inputs(tuner) -> tuple:
         return_tensors="pt",
     )
     d_numeric = len(tuner.preprocessor_.numeric_names)
-    return (
+    example = (
         encoded["input_ids"].long(),
         encoded["attention_mask"].long(),
         torch.zeros(2, d_numeric),
     )
+    n_cells = len(tuner.preprocessor_.cell_columns)
+    return example + (torch.zeros(2, n_cells, dtype=torch.long),) if n_cells else example
 
 
 def export_onnx(tuner, path: str | Path) -> dict:
-    """Write ``tuner.plain_model()`` as ONNX at ``path``, checked; return how (exporter, opset, inputs).
+    """Write ``tuner.plain_model()`` as ONNX at ``path``, checked; return exporter, opset, inputs.
 
     Inputs ``input_ids`` and ``attention_mask`` (int64, (B, T)) and ``numeric`` (float32, (B, d)),
     with batch and sequence axes dynamic; output ``logits`` (B, n_outputs), the raw outputs that
@@ -138,9 +141,9 @@ def export_onnx(tuner, path: str | Path) -> dict:
     example = _example_inputs(tuner)
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     external = n_bytes > _ONNX_SINGLE_FILE_BYTES
-    common = dict(
-        input_names=list(ONNX_INPUTS), output_names=[ONNX_OUTPUT], opset_version=ONNX_OPSET
-    )
+    names = list(ONNX_INPUTS) + (["cells"] if len(example) > len(ONNX_INPUTS) else [])
+    common = dict(input_names=names, output_names=[ONNX_OUTPUT], opset_version=ONNX_OPSET)
+    cells_axes = {"cells": {0: "batch"}} if "cells" in names else {}
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     attempts = {
         "dynamo": dict(
@@ -151,6 +154,7 @@ def export_onnx(tuner, path: str | Path) -> dict:
                 "input_ids": {0: batch, 1: sequence},
                 "attention_mask": {0: batch, 1: sequence},
                 "numeric": {0: batch},
+                **({"cells": {0: batch}} if cells_axes else {}),
             },
         ),
         "torchscript": dict(
@@ -159,6 +163,7 @@ def export_onnx(tuner, path: str | Path) -> dict:
                 "input_ids": {0: "batch", 1: "sequence"},
                 "attention_mask": {0: "batch", 1: "sequence"},
                 "numeric": {0: "batch"},
+                **cells_axes,
                 ONNX_OUTPUT: {0: "batch"},
             },
         ),
@@ -190,6 +195,11 @@ def export_onnx(tuner, path: str | Path) -> dict:
             "opset": ONNX_OPSET,
             "inputs": [i.name for i in graph.input],
             "output": ONNX_OUTPUT,
+            # Said plainly: a run blended with trees ships them beside the graph, not in it.
+            "holds": "the fine-tuned network only; blend with trees.txt by the weight in "
+            "fintune_model.json (blend)"
+            if getattr(tuner, "trees_", None) is not None
+            else "the whole model",
         }
     raise FinTuneError(
         "ONNX export failed with both exporters ("
@@ -208,11 +218,14 @@ def onnx_inputs(tuner, frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
     rows = tuner.encode(frame, with_targets=False)
     batch = collate(rows, np.arange(len(rows)), pad_id=tuner.pad_id_)
-    return {
+    inputs = {
         "input_ids": batch["input_ids"].numpy(),
         "attention_mask": batch["attention_mask"].numpy(),
         "numeric": batch["numeric"].numpy().astype(np.float32),
     }
+    if "cells" in batch:
+        inputs["cells"] = batch["cells"].numpy()
+    return inputs
 
 
 # --------------------------------------------------------------------------- model card
@@ -223,7 +236,10 @@ def _number(value) -> str:
 
 
 def model_card(folder: Path, info: dict) -> str:
-    """MODEL_CARD.md for an export folder: what the model predicts, its inputs, metrics and how to load it."""
+    """MODEL_CARD.md for an export folder.
+
+    What the model predicts, its inputs, metrics and how to load it.
+    """
     meta = json.loads((folder / "fintune_model.json").read_text())
     spec = meta["preprocessing"]["spec"]
     config = meta["config"]
@@ -242,8 +258,8 @@ def model_card(folder: Path, info: dict) -> str:
         f"# FinTune model: {target}",
         "",
         f"Predicts {what}. Fine-tuned from backbone `{config['model']['backbone']}` (freeze depth "
-        f"{config['model']['freeze_depth']}, {meta['max_length']} tokens per row) in run `{info['run_id']}`"
-        f", exported {info['exported']}.",
+        f"{config['model']['freeze_depth']}, {meta['max_length']} tokens per row) in run "
+        f"`{info['run_id']}`, exported {info['exported']}.",
         "",
         "## Inputs",
         "",
@@ -257,8 +273,8 @@ def model_card(folder: Path, info: dict) -> str:
             if role in ("numeric", "categorical", "text", "datetime")
         ],
         "",
-        "Each row's text and categorical columns (and binned numbers, per the run's `numeric_in_text` setting) "
-        "are serialised into one text and tokenised"
+        "Each row's text and categorical columns (and binned numbers, per the run's "
+        "`numeric_in_text` setting) are serialised into one text and tokenised"
         + (
             f"; numeric and date columns also enter as {meta['d_numeric_in']} standardised numbers."
             if meta["d_numeric_in"]
@@ -287,8 +303,9 @@ def model_card(folder: Path, info: dict) -> str:
     if decision:
         lines += [
             "",
-            f"Decision threshold: flag `{decision.get('positive_class')}` when its probability is at least "
-            f"{_number(decision.get('threshold'))} ({decision.get('method', 'manual')}; `decision.json`).",
+            f"Decision threshold: flag `{decision.get('positive_class')}` when its probability "
+            f"is at least {_number(decision.get('threshold'))} "
+            f"({decision.get('method', 'manual')}; `decision.json`).",
         ]
     lines += [
         "",
@@ -307,9 +324,9 @@ def model_card(folder: Path, info: dict) -> str:
         ),
         "```",
         "",
-        "Loading needs the `fintune` package (and PyTorch, transformers), not the run folder or the "
-        "original backbone: the backbone config and tokenizer are in `backbone/`, the weights in "
-        "`model.safetensors` (no code is executed on load).",
+        "Loading needs the `fintune` package (and PyTorch, transformers), not the run folder or "
+        "the original backbone: the backbone config and tokenizer are in `backbone/`, the "
+        "weights in `model.safetensors` (no code is executed on load).",
     ]
     if "onnx" in info:
         onnx_info = info["onnx"]
@@ -317,10 +334,12 @@ def model_card(folder: Path, info: dict) -> str:
             "",
             "## ONNX",
             "",
-            f"`{onnx_info['file']}` (opset {onnx_info['opset']}, {onnx_info['exporter']} exporter) takes "
+            f"`{onnx_info['file']}` (opset {onnx_info['opset']}, {onnx_info['exporter']} "
+            "exporter) takes "
             + ", ".join(f"`{name}`" for name in onnx_info["inputs"])
-            + " (int64 token ids and mask of shape (batch, sequence); float32 numeric inputs of shape (batch, "
-            f"{meta['d_numeric_in']})) and returns `{ONNX_OUTPUT}` (batch, outputs): raw outputs, "
+            + " (int64 token ids and mask of shape (batch, sequence); float32 numeric inputs of "
+            f"shape (batch, {meta['d_numeric_in']})) and returns `{ONNX_OUTPUT}` (batch, outputs): "
+            "raw outputs, "
             + ("standardised values." if task == "regression" else "before the softmax.")
             + " Batch size and sequence length are free.",
             "",
@@ -331,7 +350,8 @@ def model_card(folder: Path, info: dict) -> str:
             'session = ort.InferenceSession("path/to/this/folder/model.onnx")',
             "feed = onnx_inputs(tuner, rows)  # the same tokenisation and preprocessing",
             "names = [i.name for i in session.get_inputs()]",
-            f"{ONNX_OUTPUT} = session.run(None, {{k: v for k, v in feed.items() if k in names}})[0]",
+            f"{ONNX_OUTPUT} = session.run(None, "
+            "{k: v for k, v in feed.items() if k in names})[0]",
             f"predictions = tuner.outputs_to_predictions({ONNX_OUTPUT})  # probabilities or values",
             "```",
         ]

@@ -301,16 +301,30 @@ class ServedRun:
         inputs = frame[self.spec.feature_columns]
         input_ids: list[list[int]] = []
         numeric: list[np.ndarray] = []
+        extras: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(inputs), ENCODE_CHUNK_ROWS):
             if time.monotonic() >= deadline:
                 raise OverBudget
-            features = tuner.preprocessor_.transform(inputs.iloc[start : start + ENCODE_CHUNK_ROWS])
+            chunk = inputs.iloc[start : start + ENCODE_CHUNK_ROWS]
+            features = tuner.preprocessor_.transform(chunk)
             numeric.append(features.numeric)
+            if features.cells is not None:
+                extras.setdefault("cells", []).append(features.cells)
+            if getattr(tuner, "trees_", None) is not None:
+                extras.setdefault("trees", []).append(tuner.trees_.raw_outputs(chunk))
+            if not tuner.preprocessor_.reads_row_text:
+                input_ids += [[] for _ in range(len(chunk))]
+                continue
             with self.tokenizer_lock:
                 input_ids += tuner.tokenizer_(
                     features.texts, truncation=True, max_length=tuner.max_length_
                 )["input_ids"]
-        return Job(input_ids, np.concatenate(numeric), deadline=deadline)
+        return Job(
+            input_ids,
+            np.concatenate(numeric),
+            deadline=deadline,
+            extras={name: np.concatenate(parts) for name, parts in extras.items()},
+        )
 
     def _setup_thread(self) -> None:
         import torch
@@ -319,26 +333,37 @@ class ServedRun:
             torch.set_num_threads(self.threads)
         self.tuner.model_.eval()
 
-    def _forward(self, input_ids: list[list[int]], numeric: np.ndarray) -> np.ndarray:
+    def _forward(
+        self,
+        input_ids: list[list[int]],
+        numeric: np.ndarray,
+        cells: np.ndarray | None = None,
+        trees: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Raw outputs of one step's rows, on the inference thread: one padded batch, one pass."""
         import torch
 
-        from ..training.loop import EncodedRows, collate
+        from ..training.loop import EncodedRows, collate, model_inputs
 
         model = self.tuner.model_
         if next(model.parameters()).device != self.device:  # an explanation put it back on the CPU
             model.to(self.device)
-        rows = EncodedRows(input_ids, numeric, None)
+        rows = EncodedRows(input_ids, numeric, None, cells=cells)
         batch = collate(rows, np.arange(len(input_ids)), pad_id=self.tuner.pad_id_)
         autocast = (
             contextlib.nullcontext()
             if self.dtype is None
             else torch.autocast(device_type=self.device.type, dtype=self.dtype)
         )
-        inputs = [batch[k].to(self.device) for k in ("input_ids", "attention_mask", "numeric")]
+        inputs = [None if x is None else x.to(self.device) for x in model_inputs(batch)]
         with torch.inference_mode(), autocast:
             out = model(*inputs)
-        return out.float().cpu().numpy()
+        out = out.float().cpu().numpy()
+        if trees is None:
+            return out
+        from ..model.trees import apply_blend
+
+        return apply_blend(self.tuner.blend_, out, trees)  # the run's model: network and trees
 
     def predict_reply(self, frame: pd.DataFrame, outputs: np.ndarray, warnings: list[str]) -> bytes:
         """The ``/predict`` reply as JSON bytes (on a request thread)."""

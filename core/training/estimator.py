@@ -34,10 +34,10 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def predictions_table(
     spec, frame: pd.DataFrame, predictions: np.ndarray, decision=None
 ) -> pd.DataFrame:
-    """Rows ``row``, the target (when ``frame`` has it), ``prediction`` and ``prob_<class>`` columns.
+    """Rows ``row``, the target (if ``frame`` has it), ``prediction`` and ``prob_<class>`` columns.
 
-    ``predictions`` are class probabilities (N, C) or values (N,); any model's outputs (the fine-tuned
-    one or a baseline) become the same table.
+    ``predictions`` are class probabilities (N, C) or values (N,); any model's outputs (the
+    fine-tuned one or a baseline) become the same table.
     """
     out = pd.DataFrame({"row": frame.index.to_numpy()})
     if spec.target in frame.columns:
@@ -60,7 +60,8 @@ class FineTuner:
     """Fine-tune a pretrained encoder plus fusion head on a table.
 
     ``fit`` returns self and sets ``spec_``, ``preprocessor_``, ``model_``, ``tokenizer_``,
-    ``max_length_``, ``splits_`` and ``history_``; ``predict`` / ``predict_proba`` need a fitted model.
+    ``max_length_``, ``splits_`` and ``history_``; ``predict`` / ``predict_proba`` need a fitted
+    model.
     """
 
     def __init__(self, config: RunConfig):
@@ -78,11 +79,13 @@ class FineTuner:
         on_checkpoint: Callable[[FineTuner, dict], None] | None = None,
         cluster=None,
     ) -> FineTuner:
-        """Fit on ``frame``; ``splits`` (row positions for train/val/test) replaces the configured split.
+        """Fit on ``frame``.
 
+        ``splits`` (row positions for train/val/test) replaces the configured split.
         ``on_checkpoint(self, epoch_event)`` is called whenever validation improves, while the model
         holds those weights: ``self.save(folder)`` then writes a loadable checkpoint.
-        ``cluster`` is the process group when several processes train this run (see core.distributed).
+        ``cluster`` is the process group when several processes train this run (see
+        core.distributed).
         """
         from .loop import train
 
@@ -93,7 +96,9 @@ class FineTuner:
         self.splits_ = splits or split_rows(frame, self.spec_, cfg.data, cfg.train.seed)
         parts = {name: frame.iloc[rows] for name, rows in self.splits_.items()}
         self.preprocessor_ = Preprocessor(
-            self.spec_, numeric_in_text=cfg.model.numeric_in_text
+            self.spec_,
+            numeric_in_text=cfg.model.numeric_in_text,
+            table_encoding=cfg.model.table_encoding,
         ).fit(parts["train"])
 
         report(PhaseEvent(phase=f"Loading backbone {cfg.model.backbone}").to_dict())
@@ -138,16 +143,44 @@ class FineTuner:
             best_state_out=best_state,
         )
         if cluster.is_fsdp:
-            # FSDP left the model's weights as shards: rebuild a plain model, then load the best weights.
+            # FSDP left the model's weights as shards: rebuild a plain model, then load the best
+            # weights.
             torch.manual_seed(cfg.train.seed)
             self._build_model(load_backbone(cfg.model.backbone))
             self.model_.load_state_dict(best_state, strict=False)
         self.model_.to("cpu")
+        self._fit_trees(parts, val_rows.targets, report)
         return self
 
-    def _build_model(self, loaded) -> None:
-        from ..model.fusion import FusionModel
+    def _fit_trees(self, parts: dict, val_targets, report) -> None:
+        """LightGBM on the table's columns, kept with its blend weight if it helps on validation."""
+        from ..model.trees import TreeModel, fit_blend, has_tree_features
 
+        self.trees_, self.blend_ = None, None
+        if (
+            self.config.model.trees == "off"
+            or not has_tree_features(self.spec_)
+            or val_targets is None
+            or not len(parts["val"])
+        ):
+            return
+        report(PhaseEvent(phase="Fitting the tree model and its blend").to_dict())
+        # Trees read the text columns too (TF-IDF): on market data with headlines, trees without
+        # them had no signal and the blend's weight on them cost 0.03 AUC (bench.quality).
+        trees = TreeModel(
+            self.spec_, text=True, target_stats=self.preprocessor_.target_stats_ or None
+        )
+        trees.fit(parts["train"], parts["val"])
+        blend = fit_blend(
+            self.spec_.task,
+            self.network_outputs(parts["val"]),
+            trees.raw_outputs(parts["val"]),
+            val_targets,
+        )
+        if blend["weight"] < 1.0:
+            self.trees_, self.blend_ = trees, blend
+
+    def _build_model(self, loaded) -> None:
         backbone, self.tokenizer_ = loaded
         depth = self.config.model.freeze_depth
         if depth > n_layers(backbone):
@@ -155,16 +188,10 @@ class FineTuner:
                 f"Freeze depth {depth} is more than {self.config.model.backbone!r} has layers "
                 f"({n_layers(backbone)}): choose 0-{n_layers(backbone)}."
             )
-        n_outputs = 1 if self.spec_.task == "regression" else len(self.spec_.classes)
-        self.model_ = FusionModel(
-            backbone=backbone,
-            d_numeric_in=len(self.preprocessor_.numeric_names),
-            n_outputs=n_outputs,
-            d_numeric=self.config.model.d_numeric,
-            d_hidden=self.config.model.d_hidden,
-            dropout=self.config.model.dropout,
-        )
+        self.model_ = self._fusion_model(backbone)
         freeze(backbone, depth)
+        if not self.model_.reads_row_text and not self.model_.n_cell_columns:
+            freeze(backbone, n_layers(backbone))  # a table of numbers only: nothing to read
         m = self.config.model
         if m.lora_rank > 0:
             from ..model.adapters import add_lora, weights_checksum
@@ -178,6 +205,31 @@ class FineTuner:
                 targets=m.lora_targets,
                 from_layer=depth,
             )
+
+    def _fusion_model(self, backbone):
+        """The network for this table, its inputs fixed by the fitted preprocessing."""
+        from ..model.fusion import FusionModel
+
+        pre, m = self.preprocessor_, self.config.model
+        cell_ids = (
+            self.tokenizer_(pre.cell_vocabulary, truncation=True, max_length=32)["input_ids"]
+            if pre.cell_values_
+            else None
+        )
+        return FusionModel(
+            backbone=backbone,
+            d_numeric_in=len(pre.numeric_names),
+            n_outputs=1 if self.spec_.task == "regression" else len(self.spec_.classes),
+            d_numeric=m.d_numeric,
+            d_hidden=m.d_hidden,
+            dropout=m.dropout,
+            reads_row_text=pre.reads_row_text,
+            numeric_bins=pre.numeric_bins_ or None,
+            cell_token_ids=cell_ids,
+            n_cell_columns=len(pre.cell_columns),
+            d_cell=m.d_cell,
+            pad_id=self.pad_id_,
+        )
 
     @property
     def pad_id_(self) -> int:
@@ -194,7 +246,9 @@ class FineTuner:
         return min(limits)
 
     def _auto_max_length(self, train: pd.DataFrame) -> int:
-        """The 95th percentile of token lengths in training rows: long tails cost time, not accuracy."""
+        """95th percentile of token lengths in training rows: long tails cost time, not accuracy."""
+        if not self.preprocessor_.reads_row_text:
+            return 8  # no per-row text: the setting is unused
         texts = self.preprocessor_.texts(train.sample(min(len(train), 2000), random_state=0))
         lengths = [len(ids) for ids in self.tokenizer_(texts, truncation=False)["input_ids"]]
         return int(min(max(16, np.percentile(lengths, 95)), self._length_cap()))
@@ -221,18 +275,44 @@ class FineTuner:
         from .loop import EncodedRows
 
         features = self.preprocessor_.transform(frame)
-        ids = self.tokenizer_(features.texts, truncation=True, max_length=self.max_length_)[
-            "input_ids"
-        ]
+        ids = (
+            self.tokenizer_(features.texts, truncation=True, max_length=self.max_length_)[
+                "input_ids"
+            ]
+            if self.preprocessor_.reads_row_text
+            else [[] for _ in features.texts]
+        )
         has_target = (
             with_targets
             and self.spec_.target in frame.columns
             and frame[self.spec_.target].notna().all()
         )
         targets = self.preprocessor_.encode_target(frame) if has_target else None
-        return EncodedRows(input_ids=ids, numeric=features.numeric, targets=targets)
+        return EncodedRows(
+            input_ids=ids, numeric=features.numeric, targets=targets, cells=features.cells
+        )
 
     def raw_outputs(self, frame: pd.DataFrame, *, batch_size: int = 64) -> np.ndarray:
+        """The run's model outputs (logits or scaled values): the network, blended with the trees
+        when the run has them."""
+        return self.blend_outputs(frame, self.network_outputs(frame, batch_size=batch_size))
+
+    def blend_outputs(self, frame: pd.DataFrame, network: np.ndarray) -> np.ndarray:
+        """The shipped model's outputs given the network's outputs for ``frame``."""
+        if getattr(self, "trees_", None) is None:
+            return network
+        from ..model.trees import apply_blend
+
+        return apply_blend(self.blend_, network, self.trees_.raw_outputs(frame))
+
+    def part_outputs(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each part's own outputs when the model is a blend: {"network": ..., "trees": ...}."""
+        if getattr(self, "trees_", None) is None:
+            return {}
+        return {"network": self.network_outputs(frame), "trees": self.trees_.raw_outputs(frame)}
+
+    def network_outputs(self, frame: pd.DataFrame, *, batch_size: int = 64) -> np.ndarray:
+        """The fine-tuned network's own outputs."""
         from .devices import autocast_dtype, resolve_device
         from .loop import predict_outputs
 
@@ -280,10 +360,18 @@ class FineTuner:
         targets = self.preprocessor_.encode_target(frame)
         return self.score_outputs(self.raw_outputs(frame), targets)
 
+    def evaluate_parts(self, frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+        """Each part's own metrics when the model is a blend (else empty): what each brings."""
+        targets = self.preprocessor_.encode_target(frame)
+        return {
+            name: self.score_outputs(outputs, targets)
+            for name, outputs in self.part_outputs(frame).items()
+        }
+
     def predictions_frame(
         self, frame: pd.DataFrame, outputs: np.ndarray | None = None, *, decision=None
     ) -> pd.DataFrame:
-        """One row per input row: the target if present, the prediction, and one probability per class.
+        """One row per input row: target if present, prediction, and one probability per class.
 
         ``outputs`` are this frame's raw outputs when the caller already has them. A binary run's
         labels follow ``decision`` (a :class:`core.thresholds.Decision`) when given, else the most
@@ -293,8 +381,8 @@ class FineTuner:
         return predictions_table(self.spec_, frame, self.outputs_to_predictions(outputs), decision)
 
     def plain_model(self):
-        """The fitted FusionModel as plain torch modules (LoRA adapters, if any, merged into a copy):
-        what ONNX export and other framework-agnostic consumers need."""
+        """The fitted FusionModel as plain torch modules (LoRA adapters, if any, merged into a
+        copy): what ONNX export and other framework-agnostic consumers need."""
         from ..model.adapters import has_adapters, merged_copy
 
         self._check_fitted()
@@ -318,7 +406,7 @@ class FineTuner:
     # ----------------------------------------------------------------- persistence
 
     def save(self, model_dir: str | Path) -> Path:
-        """Write safetensors weights, the backbone config and tokenizer, and the preprocessing state."""
+        """Write safetensors weights, backbone config and tokenizer, and the preprocessing state."""
         from safetensors.torch import save_model
 
         self._check_fitted()
@@ -351,6 +439,9 @@ class FineTuner:
             }
         else:
             save_model(self.model_, str(model_dir / MODEL_FILE))
+        if getattr(self, "trees_", None) is not None:
+            self.trees_.save(model_dir)
+            meta["blend"] = self.blend_
         (model_dir / "fintune_model.json").write_text(json.dumps(meta, indent=2))
         return model_dir
 
@@ -361,7 +452,6 @@ class FineTuner:
         from transformers import AutoConfig, AutoTokenizer
 
         from ..model.backbones import build_backbone_from_config
-        from ..model.fusion import FusionModel
 
         model_dir = Path(model_dir)
         meta_path = model_dir / "fintune_model.json"
@@ -377,26 +467,31 @@ class FineTuner:
         tuner.tokenizer_ = AutoTokenizer.from_pretrained(
             model_dir / "backbone", trust_remote_code=False
         )
-        m = tuner.config.model
+        tuner._load_trees(model_dir, meta)
         if "lora" in meta:
             return tuner._load_lora(model_dir, meta)
         backbone_config = AutoConfig.from_pretrained(
             model_dir / "backbone", trust_remote_code=False
         )
-        tuner.model_ = FusionModel(
-            backbone=build_backbone_from_config(backbone_config),
-            d_numeric_in=meta["d_numeric_in"],
-            n_outputs=1 if tuner.spec_.task == "regression" else len(tuner.spec_.classes),
-            d_numeric=m.d_numeric,
-            d_hidden=m.d_hidden,
-            dropout=m.dropout,
-        )
+        tuner.model_ = tuner._fusion_model(build_backbone_from_config(backbone_config))
         load_model(tuner.model_, str(model_dir / MODEL_FILE))
         tuner.model_.eval()
         return tuner
 
+    def _load_trees(self, model_dir: Path, meta: dict) -> None:
+        from ..model.trees import STATE_FILE, TreeModel
+
+        self.trees_, self.blend_ = None, meta.get("blend")
+        if self.blend_ is not None:
+            if not (model_dir / STATE_FILE).is_file():
+                raise RunError(
+                    f"{model_dir} is a blend of network and trees but its tree model is missing: "
+                    "retrain the run."
+                )
+            self.trees_ = TreeModel.load(model_dir)
+
     def _load_lora(self, model_dir: Path, meta: dict) -> FineTuner:
-        """Rebuild a LoRA run: pretrained backbone, the same adapters, then the saved adapter and head weights."""
+        """Rebuild a LoRA run: pretrained backbone, same adapters, saved adapter/head weights."""
         from safetensors.torch import load_file
 
         from ..model.adapters import is_adapter, weights_checksum
@@ -406,8 +501,8 @@ class FineTuner:
         checksum = weights_checksum(backbone)
         if abs(checksum - meta["lora"]["base_checksum"]) > 1e-6 * max(1.0, abs(checksum)):
             raise RunError(
-                f"The pretrained weights of {base!r} differ from those this LoRA run was trained on: "
-                "its adapters only fit the original weights. Restore that backbone or retrain."
+                f"The pretrained weights of {base!r} differ from those this LoRA run was trained "
+                "on: its adapters only fit the original weights. Restore that backbone or retrain."
             )
         self._build_model((backbone, self.tokenizer_))
         state = load_file(str(model_dir / MODEL_FILE))
@@ -425,13 +520,17 @@ class FineTuner:
 def inspect_inputs(
     frame: pd.DataFrame, config: RunConfig, *, n_rows: int = 3, tokenizer=None
 ) -> list[dict]:
-    """Exactly what the model reads for a few training rows: serialised text, tokens, numeric inputs."""
+    """What the model reads for a few training rows: serialised text, tokens, numeric inputs."""
     from ..model.backbones import resolve
 
     spec = describe_table(frame, config.data)
     splits = split_rows(frame, spec, config.data, config.train.seed)
     train = frame.iloc[splits["train"]]
-    pre = Preprocessor(spec, numeric_in_text=config.model.numeric_in_text).fit(train)
+    pre = Preprocessor(
+        spec,
+        numeric_in_text=config.model.numeric_in_text,
+        table_encoding=config.model.table_encoding,
+    ).fit(train)
     if tokenizer is None:
         from transformers import AutoTokenizer
 
@@ -441,14 +540,18 @@ def inspect_inputs(
     sample = train.head(n_rows)
     features = pre.transform(sample)
     max_length = config.model.max_length or AUTO_MAX_LENGTH_CAP
+    vocabulary = pre.cell_vocabulary
     rows = []
     for i, text in enumerate(features.texts):
-        ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+        ids = tokenizer(text, truncation=True, max_length=max_length)["input_ids"] if text else []
         rows.append(
             {
                 "row": int(sample.index[i]),
                 "text": text,
                 "tokens": tokenizer.convert_ids_to_tokens(ids),
+                "cells": []
+                if features.cells is None
+                else [vocabulary[j] for j in features.cells[i]],
                 "numeric": dict(
                     zip(pre.numeric_names, map(float, features.numeric[i]), strict=True)
                 ),

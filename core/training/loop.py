@@ -1,4 +1,4 @@
-"""The training loop: optimizer -> scheduler -> for each epoch: train, evaluate, report, keep the best.
+"""The training loop: optimizer -> scheduler -> per epoch: train, evaluate, report, keep the best.
 
 It knows nothing of threads, processes or UI: progress goes out through ``on_progress(event)``
 and stopping comes in through ``should_stop()``.
@@ -39,6 +39,7 @@ class EncodedRows:
     input_ids: list[list[int]]
     numeric: np.ndarray  # (N, d_numeric_in)
     targets: np.ndarray | None  # (N,) int64 class ids or float32 scaled values
+    cells: np.ndarray | None = None  # (N, n_cell_columns) int64 cell vocabulary ids
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -74,7 +75,7 @@ def _lengths(rows: EncodedRows) -> np.ndarray:
 
 def collate(rows: EncodedRows, index: np.ndarray, *, pad_id: int) -> dict[str, torch.Tensor]:
     """The rows ``index`` as tensors, padded to their own longest row."""
-    width = max(len(rows.input_ids[i]) for i in index)
+    width = max(1, max(len(rows.input_ids[i]) for i in index))  # rows without text: one pad
     ids = np.full((len(index), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(index), width), dtype=np.int64)
     for row, i in enumerate(index):
@@ -86,6 +87,8 @@ def collate(rows: EncodedRows, index: np.ndarray, *, pad_id: int) -> dict[str, t
         "attention_mask": torch.from_numpy(mask),
         "numeric": torch.from_numpy(rows.numeric[index]),
     }
+    if rows.cells is not None:
+        batch["cells"] = torch.from_numpy(rows.cells[index])
     if rows.targets is not None:
         batch["targets"] = torch.from_numpy(rows.targets[index])
     return batch
@@ -110,7 +113,13 @@ def subset(rows: EncodedRows, index: np.ndarray) -> EncodedRows:
         input_ids=[rows.input_ids[i] for i in index],
         numeric=rows.numeric[index],
         targets=None if rows.targets is None else rows.targets[index],
+        cells=None if rows.cells is None else rows.cells[index],
     )
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> tuple:
+    """The model's positional inputs from a collated batch."""
+    return batch["input_ids"], batch["attention_mask"], batch["numeric"], batch.get("cells")
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -140,7 +149,7 @@ def predict_outputs(
         for index, batch in iterate_batches(rows, batch_size, pad_id=pad_id, shuffle=False):
             batch = _to_device(batch, device)
             with _autocast(device, dtype), _replaying(prefix, store, index, batch, device):
-                out = model(batch["input_ids"], batch["attention_mask"], batch["numeric"])
+                out = model(*model_inputs(batch))
             out = out.float().cpu().numpy()
             if outputs is None:
                 outputs = np.zeros((len(rows), out.shape[1]), dtype=np.float32)
@@ -156,7 +165,15 @@ def predict_outputs(
 def _make_prefix(model: nn.Module, depth: int, config: TrainConfig):
     from ..model.prefix_cache import FrozenPrefix, supports_prefix_cache
 
-    if depth <= 0 or not config.cache_frozen_prefix or not supports_prefix_cache(model.backbone):
+    if (
+        depth <= 0
+        or not config.cache_frozen_prefix
+        or not getattr(model, "reads_row_text", True)  # cells alone: a few short strings a step
+        # The cached prefix stands in for the backbone's bottom layers on the rows' texts, so
+        # the cells could not be encoded while it is in place.
+        or getattr(model, "n_cell_columns", 0)
+        or not supports_prefix_cache(model.backbone)
+    ):
         return None
     return FrozenPrefix(model.backbone, depth)
 
@@ -196,14 +213,14 @@ def _replaying(prefix, store, index: np.ndarray, batch: dict, device: torch.devi
 def _has_unused_parameters(
     model: nn.Module, rows: EncodedRows, pad_id: int, device, dtype, prefix
 ) -> bool:
-    """True when a forward and backward pass on two rows leaves some trainable weight without a gradient."""
+    """True if a forward/backward pass on two rows leaves a trainable weight without a gradient."""
     if prefix is not None:
         return (
             False  # the cached prefix holds only frozen layers; every trainable layer runs above it
         )
     batch = _to_device(collate(rows, np.arange(min(2, len(rows))), pad_id=pad_id), device)
     with _autocast(device, dtype):
-        out = model(batch["input_ids"], batch["attention_mask"], batch["numeric"])
+        out = model(*model_inputs(batch))
     out.float().sum().backward()
     unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     model.zero_grad(set_to_none=True)
@@ -334,8 +351,8 @@ def train(
     loss_fn = _loss_fn(task, weights, config)
     # FSDP re-wraps the layers that the prefix cache would swap: it trains without the cache.
     prefix = None if cluster.is_fsdp else _make_prefix(model, frozen_depth, config)
-    # Each rank scores its share of the validation rows; under FSDP every forward pass is a collective,
-    # so all ranks score all rows (the same number of passes each).
+    # Each rank scores its share of the validation rows; under FSDP every forward pass is a
+    # collective, so all ranks score all rows (the same number of passes each).
     val_shards = [np.arange(len(val_rows))[rank::world] for rank in range(world)]
     if cluster.is_fsdp:
         val_shards = [np.arange(len(val_rows))]
@@ -378,7 +395,7 @@ def train(
                         _autocast(device, dtype),
                         _replaying(prefix, stores.get("train"), index, batch, device),
                     ):
-                        out = forward(batch["input_ids"], batch["attention_mask"], batch["numeric"])
+                        out = forward(*model_inputs(batch))
                     targets = batch["targets"]
                     loss = (
                         loss_fn(out.float().squeeze(-1), targets)

@@ -6,8 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import core
-from dashboard import components as ui
-from dashboard import state
+from dashboard import formatting, state
 
 # (section, field, label, widget options); the default values come from core.default_config.
 HYPERPARAMETERS = [
@@ -147,9 +146,39 @@ depth = left.slider(
 trainable, total = counts[depth]
 right.metric(
     "Trainable backbone parameters",
-    f"{ui.millions(trainable)} of {ui.millions(total)}",
+    f"{formatting.millions(trainable)} of {formatting.millions(total)}",
     f"{trainable / total:.0%} of the backbone",
     delta_color="off",
+    delta_arrow="off",  # a share, not a change: no up arrow
+)
+TABLE_ENCODINGS = {
+    "auto": "By cells (each category value encoded once; numbers embedded per column)",
+    "cells": "By cells (always)",
+    "row_text": "Whole row as one text (slow on tables; the first version's path)",
+}
+TREES = {
+    "auto": "Blend with LightGBM when it helps on the validation rows",
+    "off": "Fine-tuned network alone",
+}
+state.init_widget("model.table_encoding", defaults.model.table_encoding)
+state.init_widget("model.trees", defaults.model.trees)
+left, right = st.columns(2)
+left.selectbox(
+    "How a table reaches the backbone",
+    list(TABLE_ENCODINGS),
+    format_func=TABLE_ENCODINGS.get,
+    key="model.table_encoding",
+    persist_state=state.PERSIST,
+    help="Free-text columns are read per row either way.",
+)
+right.selectbox(
+    "Trees in the model",
+    list(TREES),
+    format_func=TREES.get,
+    key="model.trees",
+    persist_state=state.PERSIST,
+    help="The blend weight is fitted on the validation rows; the scorecard then shows the "
+    "network alone and the trees alone beside the blend.",
 )
 state.init_widget(state.LORA_ON, defaults.model.lora_rank > 0)
 use_lora = st.toggle(
@@ -206,9 +235,10 @@ if use_lora:
         added = lora_parameters(name, int(rank), targets, depth)
         st.metric(
             "Trainable backbone parameters (adapters)",
-            ui.millions(added),
+            formatting.millions(added),
             f"{added / total:.2%} of the backbone",
             delta_color="off",
+            delta_arrow="off",
         )
     except core.FinTuneError as exc:
         st.error(str(exc), icon=":material/error:")
@@ -217,7 +247,8 @@ try:
 except core.FinTuneError as exc:
     device = str(exc)
 st.caption(
-    f"Training will run on **{device}**. The fusion head (numeric encoder and classifier) always trains."
+    f"Training will run on **{device}**. The fusion head (numeric encoder and classifier) always "
+    "trains."
 )
 
 st.subheader("Hyperparameters")
@@ -275,11 +306,17 @@ for row in inspect(
             f"**Row {row['row']}** · target `{row['target']}` · {len(row['tokens'])} tokens"
         )
         st.code(
-            row["text"] or "(no text: this row is read through the numeric inputs only)",
+            row["text"] or "(no free text: the backbone reads this row's cells, not a row text)",
             language=None,
             wrap_lines=True,
         )
-        with st.expander("Tokens"):
-            st.code(" ".join(row["tokens"]), language=None, wrap_lines=True)
+        if row["cells"]:
+            st.caption(
+                "Cells, each encoded by the backbone once per distinct value: "
+                + " · ".join(row["cells"])
+            )
+        if row["tokens"]:
+            with st.expander("Tokens"):
+                st.code(" ".join(row["tokens"]), language=None, wrap_lines=True)
         if row["numeric"]:
             st.dataframe(pd.DataFrame([row["numeric"]]), hide_index=True)

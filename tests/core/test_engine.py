@@ -148,8 +148,14 @@ def test_inspect_inputs_shows_what_the_model_reads(credit_df, tiny_config):
     rows = inspect_inputs(credit_df, tiny_config("credit_risk"), n_rows=2)
     assert len(rows) == 2
     first = rows[0]
-    assert first["text"].startswith("notes: ") and " | purpose: " in first["text"]
+    # Cells (the default): free text per row, each categorical cell its own short string.
+    assert first["text"].startswith("notes: ") and "purpose: " not in first["text"]
+    assert any(cell.startswith("purpose: ") for cell in first["cells"])
     assert first["tokens"][0] == "[CLS]" and first["tokens"][-1] == "[SEP]"
+    whole_row = tiny_config("credit_risk").replace(model={"table_encoding": "row_text"})
+    row_text = inspect_inputs(credit_df, whole_row, n_rows=1)[0]
+    assert row_text["text"].startswith("notes: ") and " | purpose: " in row_text["text"]
+    assert row_text["cells"] == []
     assert set(first["numeric"]) >= {"age_years", "monthly_income", "monthly_income (missing)"}
     assert first["target"] in ("bad", "good")
 

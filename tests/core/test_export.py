@@ -21,7 +21,8 @@ ONNX_TOLERANCE = 1e-4  # fp32 on both sides
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_backbone, make_table) -> object:
-    """A succeeded one-epoch binary run on the tiny BERT (shared: tests copy it before changing anything)."""
+    """A succeeded one-epoch binary run on the tiny BERT (shared: tests copy it before changing
+    anything)."""
     from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
     config = RunConfig(
@@ -112,7 +113,7 @@ def test_onnx_falls_back_to_the_torchscript_exporter(tiny_run, tmp_path, monkeyp
     rows = runs.test_rows(tiny_run, 7)
     np.testing.assert_allclose(
         _onnx_outputs(out / ONNX_FILE, tuner, rows),
-        tuner.raw_outputs(rows),
+        tuner.network_outputs(rows),  # the graph holds the network; trees ship beside it
         atol=ONNX_TOLERANCE,
         rtol=0,
     )
@@ -149,7 +150,7 @@ def test_onnx_matches_pytorch_on_minilm(runs_dir, project_root, tmp_path):
         len({int(m.sum()) for m in feed["attention_mask"]}) > 1
     )  # rows of different lengths, padded
 
-    expected = tuner.raw_outputs(rows)
+    expected = tuner.network_outputs(rows)
     batched = _onnx_outputs(out / ONNX_FILE, tuner, rows)
     one_by_one = np.concatenate(
         [_onnx_outputs(out / ONNX_FILE, tuner, rows.iloc[[i]]) for i in range(len(rows))]

@@ -16,6 +16,8 @@ from core.errors import DataError
 
 def _fit(frame: pd.DataFrame, target: str, **options) -> Preprocessor:
     spec = describe_table(frame, DataConfig(target=target))
+    # These tests are about the row-text encoding; the cells encoding has its own below.
+    options.setdefault("table_encoding", "row_text")
     return Preprocessor(spec, **options).fit(frame)
 
 
@@ -168,3 +170,26 @@ def test_target_encoding(sentiment_df, regression_df):
     scaled = reg.encode_target(regression_df)
     assert abs(scaled.mean()) < 1e-4
     assert np.allclose(reg.decode_regression(scaled), regression_df["spread_bps"], atol=1e-4)
+
+
+def test_cells_encode_each_categorical_value_once(credit_df):
+    pre = _fit(credit_df, "credit_risk", table_encoding="cells")
+    assert pre.encoding_ == "cells" and "purpose" in pre.cell_columns
+    vocabulary = pre.cell_vocabulary
+    assert len(vocabulary) == len(set(vocabulary))  # one string per distinct cell
+    cells = pre.cells(credit_df)
+    assert cells.shape == (len(credit_df), len(pre.cell_columns))
+    column = pre.cell_columns.index("purpose")
+    for row, value in zip(cells[:20, column], credit_df["purpose"].head(20), strict=True):
+        assert vocabulary[row] == f"purpose: {value}"
+    # An unseen value and a missing one get the column's own "(other)" and "(missing)" cells.
+    odd = credit_df.head(2).copy()
+    odd["purpose"] = ["time machine", None]
+    other, missing = (vocabulary[i] for i in pre.cells(odd)[:, column])
+    assert (other, missing) == ("purpose: (other)", "purpose: (missing)")
+    # Texts carry only free text: the categorical columns are not serialised again.
+    assert all("purpose:" not in text for text in pre.texts(credit_df.head(5)))
+    # Numbers get bins for their embeddings, fitted on these rows; the state round-trips.
+    assert len(pre.numeric_bins_) == len(pre.numeric_names)
+    again = Preprocessor.from_state(pre.state_dict())
+    assert (again.cells(credit_df) == cells).all() and again.numeric_bins_ == pre.numeric_bins_

@@ -23,7 +23,10 @@ def test_scorecard_baselines_tabs_and_charts(trained_app):
     assert not trained_app.exception
     assert "Scorecard: fine-tuned vs baselines (test)" in texts(trained_app.subheader)
     scorecard = trained_app.dataframe[0].value
-    assert list(scorecard.columns) == ["metric", "Fine-tuned", "LightGBM", "Majority class"]
+    models = [c for c in scorecard.columns if not c.startswith("· ")]
+    assert models == ["metric", "Fine-tuned", "LightGBM", "Majority class"]
+    parts = [c for c in scorecard.columns if c.startswith("· ")]  # a blend shows its parts
+    assert parts in ([], [c for c in parts if "network alone" in c or "trees alone" in c])
     assert {"KS ↑", "Gini ↑", "PR AUC ↑", "Brier score ↓", "Calibration error (ECE) ↓"} <= set(
         scorecard["metric"]
     )
@@ -41,7 +44,8 @@ def test_scorecard_baselines_tabs_and_charts(trained_app):
 
 @pytest.fixture
 def own_run_app(trained_runs, tmp_path, monkeypatch):
-    """The trained run copied to a runs folder of this test's own, so saving a threshold is private."""
+    """The trained run copied to a runs folder of this test's own, so saving a threshold is
+    private."""
     folder = tmp_path / "runs"
     shutil.copytree(trained_runs, folder)
     yield from app_over(folder, monkeypatch)
