@@ -370,7 +370,7 @@ def run_fold(frame, config, fold: dict[str, np.ndarray]) -> dict:
         for metric_name, value in values.items()
         if metric_name in ("roc_auc", "rmse")
     }
-    if getattr(tuner, "blend_", None):
+    if tuner.blend_ is not None:
         extras["blend_weight"] = tuner.blend_["weight"]
     info = {}  # whatever else run_baseline reports (settings, trees kept), one level flattened
     for key, value in reference.items():

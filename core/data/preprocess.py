@@ -87,7 +87,7 @@ class Preprocessor:
             }
             edges = np.unique(np.quantile(finite, [0.2, 0.4, 0.6, 0.8]))
             self.bin_edges_[column] = [float(e) for e in edges]
-        self.encoding_ = resolve_table_encoding(self.table_encoding, self.spec)
+        self.encoding_ = resolve_table_encoding(self.table_encoding)
         if self.encoding_ == "cells":
             self.text_numeric_ = False
             for column in self.spec.columns("categorical"):
@@ -196,15 +196,15 @@ class Preprocessor:
             return None
         ids, offset = [], 0
         for column, values in self.cell_values_.items():
-            index = {value: i for i, value in enumerate(values)}
             cleaned = frame[column].map(_cell_text)
+            position = cleaned.map({value: i for i, value in enumerate(values)})  # NaN: unseen
             missing, other = offset + len(values), offset + len(values) + 1
-            column_ids = cleaned.map(
-                lambda v, i=index, o=offset, m=missing, x=other: (
-                    m if not v else o + i[v] if v in i else x
-                )
+            column_ids = np.where(
+                cleaned.eq("").to_numpy(),
+                missing,
+                np.where(position.isna().to_numpy(), other, offset + position.fillna(0).to_numpy()),
             )
-            ids.append(column_ids.to_numpy(dtype=np.int64))
+            ids.append(column_ids.astype(np.int64))
             offset += len(values) + 2
         return np.stack(ids, axis=1)
 
@@ -277,12 +277,9 @@ class Preprocessor:
 DATE_PART_NAMES = ("month sin", "month cos", "weekday")
 
 
-def resolve_table_encoding(setting: str, spec: TableSpec) -> str:
-    """The encoding a table gets: ``auto`` reads tables by their cells.
-
-    Measured with ``python -m bench.quality --folds 5`` (docs/benchmarks.md): cells are faster on
-    every sample table and no worse; a text-only table reads the same either way.
-    """
+def resolve_table_encoding(setting: str) -> str:
+    """The encoding a table gets: ``auto`` reads tables by their cells (a text-only table reads
+    the same either way). Choosing per table by measurement is still open (issue 16)."""
     if setting not in TABLE_ENCODINGS:
         raise DataError(f"Table encoding {setting!r} is unknown: use auto, cells or row_text.")
     return "row_text" if setting == "row_text" else "cells"

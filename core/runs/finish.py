@@ -89,7 +89,7 @@ def write_report(
             *positive_scores(spec, labels["test"], predictions["test"]), decision
         )
 
-    if getattr(tuner, "blend_", None) is not None:
+    if tuner.blend_ is not None:
         # What each part of the blend brings, on the same test rows as the model they make up.
         metrics["parts"] = {
             "blend_weight": tuner.blend_["weight"],

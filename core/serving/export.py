@@ -198,7 +198,7 @@ def export_onnx(tuner, path: str | Path) -> dict:
             # Said plainly: a run blended with trees ships them beside the graph, not in it.
             "holds": "the fine-tuned network only; blend with trees.txt by the weight in "
             "fintune_model.json (blend)"
-            if getattr(tuner, "trees_", None) is not None
+            if tuner.trees_ is not None
             else "the whole model",
         }
     raise FinTuneError(

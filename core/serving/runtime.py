@@ -310,7 +310,7 @@ class ServedRun:
             numeric.append(features.numeric)
             if features.cells is not None:
                 extras.setdefault("cells", []).append(features.cells)
-            if getattr(tuner, "trees_", None) is not None:
+            if tuner.trees_ is not None:
                 extras.setdefault("trees", []).append(tuner.trees_.raw_outputs(chunk))
             if not tuner.preprocessor_.reads_row_text:
                 input_ids += [[] for _ in range(len(chunk))]

@@ -61,8 +61,12 @@ class FineTuner:
 
     ``fit`` returns self and sets ``spec_``, ``preprocessor_``, ``model_``, ``tokenizer_``,
     ``max_length_``, ``splits_`` and ``history_``; ``predict`` / ``predict_proba`` need a fitted
-    model.
+    model. ``trees_`` and ``blend_`` hold the tree model and its blend weight when the run's model
+    is a blend (None otherwise).
     """
+
+    trees_ = None  # a fitted core.model.trees.TreeModel when the blend helped
+    blend_: dict | None = None  # its record from core.model.trees.fit_blend
 
     def __init__(self, config: RunConfig):
         self.config = config
@@ -299,7 +303,7 @@ class FineTuner:
 
     def blend_outputs(self, frame: pd.DataFrame, network: np.ndarray) -> np.ndarray:
         """The shipped model's outputs given the network's outputs for ``frame``."""
-        if getattr(self, "trees_", None) is None:
+        if self.trees_ is None:
             return network
         from ..model.trees import apply_blend
 
@@ -307,7 +311,7 @@ class FineTuner:
 
     def part_outputs(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Each part's own outputs when the model is a blend: {"network": ..., "trees": ...}."""
-        if getattr(self, "trees_", None) is None:
+        if self.trees_ is None:
             return {}
         return {"network": self.network_outputs(frame), "trees": self.trees_.raw_outputs(frame)}
 
@@ -439,7 +443,7 @@ class FineTuner:
             }
         else:
             save_model(self.model_, str(model_dir / MODEL_FILE))
-        if getattr(self, "trees_", None) is not None:
+        if self.trees_ is not None:
             self.trees_.save(model_dir)
             meta["blend"] = self.blend_
         (model_dir / "fintune_model.json").write_text(json.dumps(meta, indent=2))
