@@ -22,6 +22,15 @@ SETTING_FLAGS = {
 }
 
 
+def _freeze_depth(text: str) -> int | str:
+    """``--freeze``: a number of layers, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    if text.strip().isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a freeze depth: use auto or 0, 1, 2, ...")
+
+
 def with_flags(message: str) -> str:
     """``message`` with the command-line flags of the settings it names, e.g. ``--batch-size``."""
     flags = [
@@ -44,7 +53,11 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--target", required=True, help="column to predict")
     train.add_argument("--backbone", default=None, help="registry name, local folder or Hub id")
     train.add_argument(
-        "--freeze", type=int, default=None, help="freeze embeddings + bottom N layers"
+        "--freeze",
+        type=_freeze_depth,
+        default=None,
+        help="freeze embeddings + bottom N layers, or auto (the default: the whole backbone on "
+        "tables, none on text-only data)",
     )
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=None)
@@ -243,7 +256,8 @@ def parser() -> argparse.ArgumentParser:
         "--background",
         type=int,
         default=None,
-        help="N random training rows as reference (default: one summary row; slower with more)",
+        help="N random training rows as reference (default: 16 on tables read by cells, one "
+        "summary row when rows are read as text; slower with more)",
     )
     explain.add_argument("-o", "--output", required=True)
 

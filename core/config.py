@@ -85,7 +85,9 @@ class ModelConfig:
     """The backbone, how much of it trains, and the fusion head."""
 
     backbone: str = DEFAULT_BACKBONE
-    freeze_depth: int = 0  # embeddings + bottom N encoder layers frozen
+    # Embeddings + bottom N encoder layers frozen. "auto" (core.model.backbones.auto_freeze_depth):
+    # the whole backbone on tables with columns besides free text, none on text-only data.
+    freeze_depth: int | str = "auto"
     max_length: int | None = None  # None: the 95th percentile of training lengths, capped at 256
     numeric_in_text: str = (
         "auto"  # "auto": binned numbers go to the text only when it would be empty
@@ -131,8 +133,17 @@ class ModelConfig:
             )
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout is {self.lora_dropout}: choose in [0, 1).")
-        if self.freeze_depth < 0:
-            raise ConfigError(f"freeze_depth is {self.freeze_depth}: use 0 or more.")
+        if isinstance(self.freeze_depth, str) and self.freeze_depth.strip().isdigit():
+            object.__setattr__(self, "freeze_depth", int(self.freeze_depth))
+        if self.freeze_depth != "auto" and (
+            isinstance(self.freeze_depth, bool)
+            or not isinstance(self.freeze_depth, int)
+            or self.freeze_depth < 0
+        ):
+            raise ConfigError(
+                f"freeze_depth is {self.freeze_depth!r}: use auto, or a number of layers "
+                "(0 or more)."
+            )
         if self.max_length is not None and not 8 <= self.max_length <= 4096:
             raise ConfigError(f"max_length is {self.max_length}: choose between 8 and 4096 tokens.")
         if self.numeric_in_text not in ("auto", "always", "never"):

@@ -12,7 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import DEFAULT_BACKBONE
+from ..config import DEFAULT_BACKBONE, ModelConfig
+from ..data.preprocess import resolve_table_encoding
+from ..data.schema import TableSpec
 from ..errors import BackboneError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -341,6 +343,25 @@ def freeze(model, depth: int) -> None:
         module.requires_grad_(False)
     for layer in list(layers)[:depth]:
         layer.requires_grad_(False)
+
+
+def resolve_freeze_depth(model: ModelConfig, spec: TableSpec, layers: int) -> int:
+    """The freeze depth a run trains with: the setting, or what "auto" stands for on this table.
+
+    "auto" freezes the whole backbone on a table with columns besides free text. Such a table is
+    read by its cells and numbers (core.model.fusion): a frozen backbone encodes each distinct
+    cell once, every epoch is a pass of the small head, and with the tree blend it matched
+    LightGBM on every sample table (docs/benchmarks.md, ``python -m bench.quality --folds 5``)
+    at 10x+ the speed of training the backbone. Text-only data, rows serialised as text
+    (``table_encoding="row_text"``) and LoRA (its adapters sit in the unfrozen layers) keep
+    every layer training: that is where fine-tuning the backbone itself pays.
+    """
+    if model.freeze_depth != "auto":
+        return int(model.freeze_depth)
+    reads_table = resolve_table_encoding(model.table_encoding) == "cells" and any(
+        role != "text" for role in (spec.roles[c] for c in spec.feature_columns)
+    )
+    return layers if reads_table and not model.lora_rank else 0
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -371,6 +371,7 @@ class Attributions:
     importance: list[tuple[str, float, float]]  # column, mean |SHAP|, mean SHAP; largest first
     seconds: float
     backbone_passes: int
+    background: str  # what each row was compared with, e.g. "16 random training rows (seed 0)"
 
 
 def attributions(run: RunFacts, n_rows: int, progress: Callable[[str], None]) -> Attributions:
@@ -400,6 +401,7 @@ def attributions(run: RunFacts, n_rows: int, progress: Callable[[str], None]) ->
         [(names[i], float(mean_abs[i]), float(mean[i])) for i in order],
         explanation.stats.seconds,
         explanation.stats.backbone_passes,
+        explanation.background.description,
     )
 
 

@@ -215,7 +215,9 @@ def model_section(run: f.RunFacts) -> list:
     trainable, total = metrics.get("trainable_parameters"), metrics.get("total_parameters")
     lora = f.lora_settings(run)
     depth = model.freeze_depth
-    if depth:
+    if depth == "auto":  # a run that stopped before its model was built
+        freeze = "auto (not resolved: the model was never built)"
+    elif depth:
         of = f" of {layers}" if layers else ""
         freeze = f"embeddings + bottom {depth}{of} encoder layers frozen" + (
             ", without adapters" if lora else ""
@@ -582,9 +584,8 @@ def attributions_section(run: f.RunFacts, found: f.Attributions | str, plot: Fig
         p(
             f"SHAP values (permutation algorithm) of the first {found.rows} test rows, one feature "
             f"per input column (a text column counts as one). The explained output is {output}; "
-            "the reference is one summary row of the training rows (medians, most frequent "
-            "categories, no text). Mean |SHAP| ranks how much each column moved the output on "
-            "these rows; mean SHAP shows the usual direction."
+            f"the reference is {found.background}. Mean |SHAP| ranks how much each column moved "
+            "the output on these rows; mean SHAP shows the usual direction."
         ),
         plot(figure, height=120 + 30 * len(found.importance)),
         table(["column", "mean |SHAP|", "mean SHAP"], [list(row) for row in found.importance]),

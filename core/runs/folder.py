@@ -113,6 +113,15 @@ def read_config(run_dir: Path) -> tuple[RunConfig, str]:
         raise DamagedRunError(run_dir, f"config.json: {str(exc).rstrip('.')}") from exc
 
 
+def record_resolved_config(run_dir: Path, config: RunConfig) -> None:
+    """Replace config.json's "auto" settings by what the run resolved them to (the same source).
+
+    Written once the model is built, so that every later reader (report, compare, the runs table)
+    sees the freeze depth that trained rather than "auto".
+    """
+    write_json(run_dir / "config.json", {**config.to_dict(), "source": read_config(run_dir)[1]})
+
+
 def load_config(run_dir: Path) -> RunConfig:
     """The run's checked config (DamagedRunError otherwise)."""
     return read_config(run_dir)[0]
@@ -312,6 +321,21 @@ def test_rows(run_dir: Path, n: int | None = None) -> pd.DataFrame:
     return load_data(run_dir).loc[order.head(n) if n is not None else order]
 
 
+def held_out_rows(run_dir: Path, n: int) -> tuple[pd.DataFrame, int]:
+    """The run's first ``n`` held-out rows and how many of them are test rows: its test rows, then
+    its validation rows when there are fewer than ``n`` test rows (a 1,000-row table holds 150
+    test rows; global importance reads better on more). No weight was fitted on either set;
+    validation rows chose the epoch and the blend weight."""
+    test = test_rows(run_dir)
+    if len(test) >= n:
+        return test.head(n), n
+    try:
+        order = read_val_predictions(run_dir)["row"]
+    except RunError:  # a run from before validation predictions were kept: test rows only
+        return test, len(test)
+    return pd.concat([test, load_data(run_dir).loc[order.head(n - len(test))]]), len(test)
+
+
 def model_dir(run_dir: Path) -> Path:
     """The folder of the run's final model."""
     return Path(run_dir) / "model"
@@ -337,7 +361,7 @@ class RunSummary:
     target: str
     task: str
     backbone: str
-    freeze_depth: int
+    freeze_depth: int | str  # "auto" until the run has built its model
     test_metric: str
     test_value: float | None
     message: str

@@ -258,6 +258,7 @@ def execute(
             cluster=cluster,
         )
         write_status(run_dir, "running", phase="Saving the model")
+        runs.record_resolved_config(run_dir, tuner.config)
         runs.write_model(run_dir, tuner.save)
         from ..model.backbones import count_parameters
         from .finish import write_report

@@ -15,7 +15,13 @@ from ..data.preprocess import Preprocessor
 from ..data.schema import describe_table
 from ..data.split import split_rows
 from ..errors import ConfigError, RunError
-from ..model.backbones import count_parameters, freeze, load_backbone, n_layers
+from ..model.backbones import (
+    count_parameters,
+    freeze,
+    load_backbone,
+    n_layers,
+    resolve_freeze_depth,
+)
 from ..stats.metrics import classification_metrics, regression_metrics
 from .events import PhaseEvent
 
@@ -137,7 +143,7 @@ class FineTuner:
             pad_id=self.pad_id_,
             score_outputs=lambda outputs: self.score_outputs(outputs, val_rows.targets),
             class_weights=self._class_weights(train_rows.targets),
-            frozen_depth=cfg.model.freeze_depth,
+            frozen_depth=self.config.model.freeze_depth,
             on_progress=on_progress,
             should_stop=should_stop,
             on_best=(lambda event: on_checkpoint(self, event))
@@ -187,6 +193,10 @@ class FineTuner:
     def _build_model(self, loaded) -> None:
         backbone, self.tokenizer_ = loaded
         depth = self.config.model.freeze_depth
+        if depth == "auto":
+            depth = resolve_freeze_depth(self.config.model, self.spec_, n_layers(backbone))
+            # The saved model and the run's config.json record the depth that trained.
+            self.config = self.config.replace(model={"freeze_depth": depth})
         if depth > n_layers(backbone):
             raise ConfigError(
                 f"Freeze depth {depth} is more than {self.config.model.backbone!r} has layers "

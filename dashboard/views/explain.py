@@ -44,11 +44,13 @@ except core.FinTuneError as exc:
 left, middle, right = st.columns(3)
 source = left.radio(
     "Rows to explain",
-    ["test", "upload"],
+    ["held_out", "upload"],
     key=state.EXPLAIN_SOURCE,
     horizontal=True,
     persist_state=state.PERSIST,
-    format_func={"test": "the run's test rows", "upload": "rows of a file"}.get,
+    format_func={"held_out": "the run's held-out rows", "upload": "rows of a file"}.get,
+    help="Held-out rows: the run's test rows, then its validation rows when N is more than the "
+    "test rows.",
 )
 state.init_widget(state.EXPLAIN_ROWS, core.DEFAULT_EXPLAIN_ROWS)
 n_rows = int(
@@ -82,8 +84,14 @@ else:
     )
 
 try:
-    if source == "test":
-        rows, rows_key = core.test_rows(summary.path, n_rows), ("test", n_rows)
+    if source == "held_out":
+        rows, n_test = core.held_out_rows(summary.path, n_rows)
+        rows_key = ("held_out", n_rows)
+        chosen = (
+            f"the run's {n_test} test rows and {len(rows) - n_test} of its validation rows"
+            if n_test < len(rows)
+            else "the run's test rows"
+        ) + (": all it holds out" if len(rows) < n_rows else "")
     else:
         upload = st.file_uploader(
             "File with the run's columns (CSV or Parquet)",
@@ -96,6 +104,7 @@ try:
         raw = upload.getvalue()
         rows = read_upload(upload.file_id, upload.name, raw).head(n_rows)
         rows_key = ("upload", hashlib.sha256(raw).hexdigest(), n_rows)
+        chosen = f"the first rows of {upload.name}"
         core.load_model(summary.path).preprocessor_.check_columns(rows)  # the missing columns, now
 except core.FinTuneError as exc:
     st.error(str(exc), icon=":material/error:")
@@ -113,8 +122,9 @@ elif snap is not None and snap.state == "cancelled":
     st.warning("The explanation was cancelled.", icon=":material/cancel:")
 if snap is None or snap.state in ("failed", "cancelled"):
     st.caption(
-        f"{len(rows)} rows, each compared with one summary row of the training data "
-        "(medians, most frequent categories, empty text)."
+        f"{len(rows)} rows ({chosen}), each compared with random training rows (16 on a "
+        "table read by its cells; one summary row of the training data when whole rows are read "
+        "as text)."
     )
     if not st.button("Compute explanations", type="primary", icon=":material/play_arrow:"):
         st.stop()
@@ -128,9 +138,10 @@ explanation = snap.explanation
 output = formatting.output_label(explanation, spec.task)
 stats = explanation.stats
 st.caption(
-    f"{len(rows)} rows explained in {stats.seconds:.1f} s: {stats.backbone_passes:,} backbone "
-    f"passes, {stats.model_rows:,} model rows ({stats.precision}). Each bar and point is on the "
-    f"scale of {output}."
+    f"{len(rows)} rows explained in {stats.seconds:.1f} s ({chosen}): "
+    f"{stats.backbone_passes:,} backbone passes, {stats.model_rows:,} model rows "
+    f"({stats.precision}); reference: {explanation.background.description}. Each bar and "
+    f"point is on the scale of {output}."
 )
 
 st.subheader("Global importance")

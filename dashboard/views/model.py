@@ -92,6 +92,36 @@ def inspect(digest: str, config_json: str, _frame: pd.DataFrame, _tokenizer) -> 
     return core.inspect_inputs(_frame, config, n_rows=3, tokenizer=_tokenizer)
 
 
+def resolved_freeze_depth(name: str, setting, layers: int) -> tuple[int, str]:
+    """The depth the run will train with, and for "auto" a line saying why (core decides)."""
+    if setting != "auto":
+        return setting, ""
+    lora = core.DEFAULT_LORA_RANK if st.session_state.get(state.LORA_ON) else 0
+    model = core.ModelConfig(
+        backbone=name,
+        table_encoding=st.session_state.get("model.table_encoding", "auto"),
+        lora_rank=lora,
+    )
+    try:
+        _, _, _, spec = state.validated()
+    except (LookupError, core.FinTuneError):
+        return 0, "auto: the whole backbone on tables, none on text-only data (load data to see)."
+    depth = core.resolve_freeze_depth(model, spec, layers)
+    if depth:
+        return depth, (
+            f"auto → all {depth} layers frozen: this table is read by its cells, each encoded "
+            "once; the epochs train the head."
+        )
+    reason = (
+        "LoRA adapters"
+        if lora
+        else "text-only data"
+        if not spec.feature_columns or all(spec.roles[c] == "text" for c in spec.feature_columns)
+        else "rows read as one text"
+    )
+    return 0, f"auto → nothing frozen ({reason}): the whole backbone fine-tunes."
+
+
 st.title("Model")
 defaults = state.defaults()
 infos = {info.name: info for info in backbones()}
@@ -133,16 +163,24 @@ except core.FinTuneError as exc:
 
 freeze_key = "model.freeze_depth"
 state.init_widget(freeze_key, defaults.model.freeze_depth)
-if st.session_state[freeze_key] > info.n_layers:
+state.init_widget("model.table_encoding", defaults.model.table_encoding)
+state.init_widget(state.LORA_ON, defaults.model.lora_rank > 0)
+chosen = st.session_state[freeze_key]
+if chosen != "auto" and chosen > info.n_layers:
     st.session_state[freeze_key] = info.n_layers
 left, right = st.columns([3, 2])
-depth = left.slider(
+left.select_slider(
     "Freeze depth: embeddings + bottom layers frozen",
-    0,
-    info.n_layers,
+    ["auto", *range(info.n_layers + 1)],
     key=freeze_key,
     persist_state=state.PERSIST,
+    help="auto: the whole backbone on a table (its cells are then encoded once and every epoch "
+    "trains only the head, about 10x faster, level with LightGBM on the sample tables); none on "
+    "text-only data, where fine-tuning the backbone pays.",
 )
+depth, why = resolved_freeze_depth(name, st.session_state[freeze_key], info.n_layers)
+if why:
+    left.caption(why)
 trainable, total = counts[depth]
 right.metric(
     "Trainable backbone parameters",
@@ -160,7 +198,6 @@ TREES = {
     "auto": "Blend with LightGBM when it helps on the validation rows",
     "off": "Fine-tuned network alone",
 }
-state.init_widget("model.table_encoding", defaults.model.table_encoding)
 state.init_widget("model.trees", defaults.model.trees)
 left, right = st.columns(2)
 left.selectbox(
@@ -180,7 +217,6 @@ right.selectbox(
     help="The blend weight is fitted on the validation rows; the scorecard then shows the "
     "network alone and the trees alone beside the blend.",
 )
-state.init_widget(state.LORA_ON, defaults.model.lora_rank > 0)
 use_lora = st.toggle(
     "LoRA adapters instead of training the backbone's weights",
     key=state.LORA_ON,

@@ -23,7 +23,14 @@ if spec is not None:
     budget = f"{t.epochs} epoch{'s' if t.epochs > 1 else ''}" + (
         f", at most {t.max_steps} steps" if t.max_steps else ""
     )
-    tuning = f"freeze depth {m.freeze_depth}" + (
+    depth = m.freeze_depth
+    if depth == "auto":
+        try:
+            layers = core.describe_backbone(m.backbone).n_layers
+            depth = f"{core.resolve_freeze_depth(m, spec, layers)} (auto)"
+        except core.FinTuneError:  # a backbone that cannot be read: Start says why
+            pass
+    tuning = f"freeze depth {depth}" + (
         f", LoRA r{m.lora_rank} (alpha {m.lora_scale:g}, "
         f"{', '.join(m.lora_targets or ['all linear layers'])})"
         if m.lora_rank

@@ -121,7 +121,7 @@ CASES = {
     "config truncated": (_truncate("config.json"), "config.json is not valid JSON (truncated?)"),
     "freeze depth text": (
         _edit_json("config.json", lambda r: r["model"].update(freeze_depth="deep")),
-        "config.json: model.freeze_depth is text 'deep': it must be a whole number",
+        "config.json: freeze_depth is 'deep': use auto, or a number of layers",
     ),
     "freeze depth negative": (
         _edit_json("config.json", lambda r: r["model"].update(freeze_depth=-2)),

@@ -1,5 +1,5 @@
-"""SHAP explanations: additivity, the right columns and words, the backbone cache, typed errors,
-CLI."""
+"""SHAP explanations: additivity, the right columns and words, the fast path equal to the
+straightforward one, the background used, the backbone cache, typed errors, CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import pytest
 
 from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import ConfigError, DataError, RunError
+from core.explain import attributions, masking
 from core.explain.attributions import (
+    DEFAULT_BACKGROUND_ROWS,
+    ExplainBackground,
     ExplanationCancelled,
     explain_rows,
     explain_tokens,
@@ -27,7 +30,7 @@ from tests.conftest import credit_table, regression_table, sentiment_table
 pytestmark = pytest.mark.timeout(600)
 
 
-def _config(backbone: str, target: str, **train) -> RunConfig:
+def _config(backbone: str, target: str, model: dict | None = None, **train) -> RunConfig:
     train = {
         "epochs": 1,
         "batch_size": 16,
@@ -39,7 +42,7 @@ def _config(backbone: str, target: str, **train) -> RunConfig:
     }
     return RunConfig(
         data=DataConfig(target=target),
-        model=ModelConfig(backbone=backbone, d_hidden=32, d_numeric=16),
+        model=ModelConfig(backbone=backbone, d_hidden=32, d_numeric=16, **(model or {})),
         train=TrainConfig(**train),
     )
 
@@ -69,6 +72,34 @@ def multiclass_tuner(tiny_backbone):
     return FineTuner(_config(tiny_backbone, "label", max_steps=4)).fit(sentiment_table())
 
 
+@pytest.fixture(scope="module")
+def credit_tuner(tiny_backbone):
+    return FineTuner(_config(tiny_backbone, "credit_risk", max_steps=4)).fit(credit_table())
+
+
+@pytest.fixture(scope="module")
+def blended_tuner(credit_tuner):
+    """The credit model blended with trees that read every column, the notes as TF-IDF too."""
+    import copy
+
+    from core.model.trees import TreeModel
+
+    train = credit_table()
+    blended = copy.copy(credit_tuner)
+    blended.trees_ = TreeModel(credit_tuner.spec_, text=True, max_rounds=20).fit(
+        train.head(150), train.tail(50)
+    )
+    assert blended.trees_.features_.vocabulary  # the text part is exercised
+    blended.blend_ = {"task": "binary", "weight": 0.5}
+    return blended
+
+
+@pytest.fixture(scope="module")
+def row_text_run(tmp_path_factory, tiny_backbone):
+    config = _config(tiny_backbone, "credit_risk", {"table_encoding": "row_text"}, max_steps=2)
+    return _run(tmp_path_factory.mktemp("explain_row_text"), config, credit_table())
+
+
 # --------------------------------------------------------------------------- additivity
 
 
@@ -87,8 +118,11 @@ def test_rows_add_up_to_the_engines_probability(credit_run):
     np.testing.assert_allclose(
         total, tuner.predict_proba(rows)[:, tuner.spec_.positive_index], atol=1e-3
     )
-    # One summary row as reference: the same base value for every row.
+    # One reference set for all rows (16 random training rows by default): one base value.
     assert np.ptp(explanation.base_values) == 0
+    assert explanation.background == ExplainBackground(
+        "sample", DEFAULT_BACKGROUND_ROWS, 0, "16 random training rows (seed 0)"
+    )
 
 
 def test_rows_add_up_with_a_background_sample_and_bf16(credit_run):
@@ -162,6 +196,96 @@ def test_the_two_columns_that_decide_the_label_rank_first(tiny_backbone):
     assert set(importance.nlargest(2).index) == {"sector", "score"}, importance
 
 
+# --------------------------------------------------------------------------- fast path
+
+
+def _same(fast, slow) -> None:
+    np.testing.assert_allclose(fast.values, slow.values, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fast.base_values, slow.base_values, rtol=0, atol=1e-6)
+    assert fast.stats.model_rows == slow.stats.model_rows
+
+
+@pytest.mark.parametrize(
+    "which", ["blended", "regression", "multiclass", "row_text"], ids=lambda w: w
+)
+def test_the_fast_path_gives_the_straightforward_values(
+    which, blended_tuner, regression_tuner, multiclass_tuner, row_text_run
+):
+    """Inputs built once and masked by indexing, batched, each distinct row once, the head alone
+    on assembled inputs (cells), trees on a prebuilt matrix with TF-IDF text, texts per
+    combination (row text): the values of shap calling the model on preprocessed frames."""
+    tuner, rows, background = {
+        "blended": (blended_tuner, credit_table(seed=3).head(6), credit_table().head(3)),
+        "regression": (regression_tuner, regression_table(seed=9).head(6), regression_table()[:3]),
+        "multiclass": (multiclass_tuner, sentiment_table(seed=4).head(5), sentiment_table()[:3]),
+        "row_text": (load_model(row_text_run), credit_table(seed=3).head(4), credit_table()[:2]),
+    }[which]
+    options = {"background": background, "precision": "fp32", "n_permutations": 2}
+    fast = explain_rows(tuner, rows, **options)
+    _same(fast, explain_rows(tuner, rows, fast=False, **options))
+    total = fast.base_values + fast.values.sum(axis=1)
+    if which == "blended":  # the trees' part, from prebuilt inputs, matches TreeModel's own
+        positive = tuner.spec_.positive_index
+        np.testing.assert_allclose(total, tuner.predict_proba(rows)[:, positive], atol=1e-5)
+    if which == "regression":
+        np.testing.assert_allclose(total, tuner.predict(rows), atol=1e-3)
+
+
+def test_batches_do_not_change_the_values(credit_tuner, monkeypatch):
+    rows, background = credit_table(seed=2).head(5), credit_table().head(4)
+    whole = explain_rows(credit_tuner, rows, background=background, precision="fp32")
+    monkeypatch.setattr(attributions, "EVAL_BATCH_ROWS", 1)
+    _same(explain_rows(credit_tuner, rows, background=background, precision="fp32"), whole)
+
+
+def test_cells_run_only_the_head_per_masked_row(credit_tuner, monkeypatch):
+    calls = []
+    fuse = credit_tuner.model_.fuse
+    monkeypatch.setattr(
+        credit_tuner.model_, "fuse", lambda *args: calls.append(len(args[1])) or fuse(*args)
+    )
+    explain_rows(credit_tuner, credit_table().head(3), background=credit_table().tail(2))
+    assert len(calls) == 1 and calls[0] <= 8  # the start-up check on a few mixed rows
+
+
+def test_backbone_passes_count_the_cell_vocabulary_once(credit_tuner):
+    rows, background = credit_table(seed=6).head(4), credit_table().head(2)
+    credit_tuner.model_.eval()  # as a loaded run is; this drops any cached cell vectors
+    first = explain_rows(credit_tuner, rows, background=background).stats
+    again = explain_rows(credit_tuner, rows, background=background).stats
+    vocabulary = len(credit_tuner.preprocessor_.cell_vocabulary)
+    # The vocabulary is encoded once and kept; the notes are encoded per explanation.
+    assert first.backbone_passes == again.backbone_passes + vocabulary
+    assert again.backbone_passes == 6  # 4 rows' notes + 2 background rows' notes
+
+
+def test_replayed_calls_are_checked():
+    recorder = masking.Recorder()
+    recorder.record()
+    recorder(np.array([[0.0], [1.0]]))
+    recorder(np.array([[2.0]]))
+    recorder.evaluate(lambda codes: codes[:, 0] * 10)
+    assert recorder(np.array([[0.0], [1.0]])).tolist() == [0.0, 10.0]
+    # Not the recorded rows (something else drew from numpy's random state): asked directly.
+    assert recorder(np.array([[5.0]])).tolist() == [50.0]
+
+
+# --------------------------------------------------------------------------- background
+
+
+def test_background_choices_are_recorded(credit_run, row_text_run):
+    rows = credit_table(seed=8).head(3)
+    summary = explain_rows(credit_run, rows, background="summary").background
+    assert summary == ExplainBackground("summary", 1, None, attributions.SUMMARY_DESCRIPTION)
+    sampled = explain_rows(credit_run, rows, background=5, seed=3).background
+    assert (sampled.kind, sampled.n_rows, sampled.seed) == ("sample", 5, 3)
+    assert sampled.description == "5 random training rows (seed 3)"
+    given = explain_rows(credit_run, rows, background=credit_table().head(1)).background
+    assert given == ExplainBackground("rows", 1, None, "1 given row")
+    # Reading rows as text, every background row multiplies the texts: one summary row.
+    assert explain_rows(row_text_run, rows).background.kind == "summary"
+
+
 # --------------------------------------------------------------------------- speed machinery
 
 
@@ -172,9 +296,13 @@ def test_cache_runs_the_backbone_on_fewer_texts_than_model_rows(credit_run):
     assert 0 < stats.backbone_passes < stats.model_rows / 2, stats
 
 
-def test_progress_and_cancel(credit_run):
+def test_progress_and_cancel(credit_run, monkeypatch):
     rows = credit_table().head(4)
     seen = []
+    explain_rows(credit_run, rows, on_progress=seen.append)
+    assert seen == [1.0]  # 4 rows fit one batch of masked rows
+    monkeypatch.setattr(attributions, "EVAL_BATCH_ROWS", 1)  # one row per batch
+    seen.clear()
     explain_rows(credit_run, rows, on_progress=seen.append)
     assert seen == [0.25, 0.5, 0.75, 1.0]
     with pytest.raises(ExplanationCancelled):
@@ -211,6 +339,8 @@ def test_bad_inputs_raise_typed_errors(credit_run, tmp_path, regression_tuner):
         explain_rows(credit_run, rows, class_index=2)
     with pytest.raises(ConfigError, match="at most"):
         explain_rows(credit_run, rows, background=credit_table(n=300))
+    with pytest.raises(ConfigError, match="'median'.*'summary'"):
+        explain_rows(credit_run, rows, background="median")
     with pytest.raises(ConfigError, match="regression"):
         explain_rows(regression_tuner, regression_table().head(2), class_index=0)
     with pytest.raises(ConfigError, match="background="):

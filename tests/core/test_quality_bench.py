@@ -265,7 +265,7 @@ def test_the_command_runs_end_to_end_without_training(monkeypatch, tmp_path, cap
         + ["--set", "train.lr=1e-4", "--json", str(out)]
     )
     printed = capsys.readouterr()
-    assert [depth for depth, _ in seen] == [0, 0, 0, 2, 2, 2]
+    assert [depth for depth, _ in seen] == ["auto", "auto", "auto", 2, 2, 2]
     assert "fold 3/3" in printed.err and "test 2022-" in printed.err
     assert "+0.100" in printed.out and "3/0/0" in printed.out
     assert "network_roc_auc 0.650" in printed.out

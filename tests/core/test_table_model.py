@@ -32,7 +32,14 @@ def test_cells_are_encoded_once_per_distinct_value_when_frozen(credit_df, tiny_c
 
 
 def test_the_backbone_learns_through_the_cells(credit_df, tiny_config):
-    tuner = FineTuner(tiny_config("credit_risk", max_steps=3, data={"roles": {"notes": "ignore"}}))
+    tuner = FineTuner(
+        tiny_config(
+            "credit_risk",
+            max_steps=3,
+            data={"roles": {"notes": "ignore"}},
+            model={"freeze_depth": 0},  # "auto" would freeze the whole backbone on a table
+        )
+    )
 
     def snapshot(model):
         return model.backbone.encoder.layer[-1].output.dense.weight.detach().clone()
@@ -68,3 +75,44 @@ def test_the_blend_ships_end_to_end(credit_df, tiny_config, tmp_path):
     off = FineTuner(tiny_config("credit_risk", max_steps=2, model={"trees": "off"})).fit(credit_df)
     assert off.trees_ is None and off.evaluate_parts(test) == {}
     np.testing.assert_allclose(off.raw_outputs(test), off.network_outputs(test))
+
+
+def test_auto_freezes_the_whole_backbone_on_a_table_and_none_on_text(
+    credit_df, sentiment_df, tiny_config
+):
+    from core.model.backbones import n_layers
+
+    table = FineTuner(tiny_config("credit_risk", max_steps=1)).fit(credit_df)
+    layers = n_layers(table.model_.backbone)
+    assert table.config.model.freeze_depth == layers  # the saved config holds the resolved depth
+    assert not any(p.requires_grad for p in table.model_.backbone.parameters())
+    text = FineTuner(tiny_config("label", max_steps=1)).fit(sentiment_df)
+    assert text.config.model.freeze_depth == 0
+    assert any(p.requires_grad for p in text.model_.backbone.encoder.parameters())
+
+
+def test_auto_keeps_the_backbone_training_for_row_text_and_lora(credit_df, tiny_config):
+    from core.data.schema import describe_table
+    from core.model.backbones import resolve_freeze_depth
+
+    spec = describe_table(credit_df, tiny_config("credit_risk").data)
+    for model, expected in (
+        ({}, 4),
+        ({"table_encoding": "row_text"}, 0),
+        ({"lora_rank": 4}, 0),
+        ({"freeze_depth": 2}, 2),
+    ):
+        config = tiny_config("credit_risk", model=model)
+        assert resolve_freeze_depth(config.model, spec, 4) == expected, model
+
+
+def test_a_run_folder_records_the_depth_auto_became(runs_dir, credit_df, tiny_config):
+    from core.runs import folder as runs
+    from core.runs.worker import execute
+
+    run_dir = runs.create_run(runs_dir, tiny_config("credit_risk", max_steps=1), credit_df)
+    assert runs.load_config(run_dir).model.freeze_depth == "auto"
+    assert execute(run_dir) == "succeeded", runs.read_status(run_dir)
+    config = runs.load_config(run_dir)
+    assert isinstance(config.model.freeze_depth, int) and config.model.freeze_depth > 0
+    assert runs.list_runs(runs_dir)[0].tuning == f"freeze {config.model.freeze_depth}"

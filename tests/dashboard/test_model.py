@@ -24,8 +24,13 @@ def test_defaults_come_from_the_engine(app):
 
 def test_freeze_depth_updates_the_trainable_count(app):
     open_page(app, "model")
-    slider = app.slider(key="model.freeze_depth")
-    assert slider.min == 0 and slider.max == 6  # MiniLM has six layers
+    slider = app.select_slider(key="model.freeze_depth")
+    assert slider.options == ["auto", *map(str, range(7))]  # MiniLM has six layers
+    # auto on German credit (no free text): the whole backbone frozen, and the page says why.
+    assert slider.value == "auto" and "auto → all 6 layers frozen" in texts(app.caption)
+    assert app.metric[0].value.startswith("0 of")
+    slider.set_value(0).run()
+    assert not app.exception
     unfrozen = app.metric[0].value
     slider.set_value(6).run()
     assert not app.exception
