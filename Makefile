@@ -1,5 +1,5 @@
 # The two set-up commands of the README's quick start, and the checks CI runs.
-.PHONY: dashboard test lint bench-quality bench-load bench-serve
+.PHONY: dashboard test lint bench-quality bench-load bench-serve bench-table-speed
 
 dashboard:  ## set up, then start the dashboard on http://127.0.0.1:8501 with the sample data
 	bash scripts/setup.sh run
@@ -19,3 +19,7 @@ bench-load:  ## 20 dashboard sessions watching a training job: render times and 
 
 bench-serve:  ## fintune serve under 50 clients: rows/s, /health latency, answers checked offline
 	.venv/bin/python -m bench.serve --check
+
+bench-table-speed:  ## issue 16 speed targets: credit (FinTune, first version, HF Trainer), then 30k rows
+	.venv/bin/python -m bench.table_speed --with-old --json build/table_speed.json
+	.venv/bin/python -m bench.table_speed --large --json build/table_speed_large.json

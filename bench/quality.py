@@ -351,6 +351,7 @@ def reference_settings() -> dict:
 def run_fold(frame, config, fold: dict[str, np.ndarray]) -> dict:
     """Fit FinTune and the reference on one fold's rows; their test metrics and seconds."""
     from core.evaluation.baselines import run_baseline
+    from core.model.trees import has_tree_features
     from core.training.estimator import FineTuner
 
     started = time.perf_counter()
@@ -370,8 +371,14 @@ def run_fold(frame, config, fold: dict[str, np.ndarray]) -> dict:
         for metric_name, value in values.items()
         if metric_name in ("roc_auc", "rmse")
     }
+    if not parts_metrics and metric in ours:
+        # The blend was not kept (or not tried): the network alone is the run's model, and the
+        # fold still counts in the network's mean (leaving it out biased that mean upwards).
+        extras[f"network_{metric}"] = _number(ours[metric])
     if tuner.blend_ is not None:
         extras["blend_weight"] = tuner.blend_["weight"]
+    elif tuner.config.model.trees != "off" and has_tree_features(tuner.spec_):
+        extras["blend_weight"] = 1.0  # trees tried, not kept: all weight on the network
     info = {}  # whatever else run_baseline reports (settings, trees kept), one level flattened
     for key, value in reference.items():
         if key not in ("val", "test"):
