@@ -194,9 +194,10 @@ def test_lora_settings_are_shown_when_the_config_has_them(binary, tmp_path, lora
     page = write_model_report(run_dir, shap_rows=0).read_text(encoding="utf-8")
     model = _section(page, "model")
     if lora is None:
-        assert (
-            "LoRA" not in page and "embeddings + bottom" not in model
-        )  # nothing frozen, no adapters
+        assert "LoRA" not in page  # no adapters
+        # The depth "auto" became, as the run recorded it: the whole tiny backbone on a table.
+        assert raw["model"]["freeze_depth"] == 3
+        assert "embeddings + bottom 3 of 3 encoder layers frozen" in model
         return
     assert (
         "LoRA: every pretrained weight frozen" in model and "<th>LoRA rank</th><td>8</td>" in model
