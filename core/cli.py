@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -501,7 +502,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     ]
     print(f"FinTune dashboard: http://{args.host}:{args.port}", file=sys.stderr)
     # From the project root, so that .streamlit/config.toml (upload limit, theme) applies.
-    return subprocess.call(command, env=env, cwd=root)
+    server = subprocess.Popen(command, env=env, cwd=root)
+    # Stopping this command stops the server (and with it the runs it started: they watch it).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda number, _frame: server.send_signal(number))
+    while True:
+        try:
+            return server.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the server too; wait for it to finish
+            continue
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

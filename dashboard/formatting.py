@@ -47,15 +47,19 @@ def with_interval(value, interval, digits: int = 3) -> str:
 
 
 def run_label(summary) -> str:
-    """``run id · target · backbone (freeze n) · test metric``, for run pickers."""
+    """``file → target · backbone (freeze n) · test metric · date time · run id``, for run
+    pickers: what a person recognises first, the id last."""
     metric = (
         f" · {core.metric_label(summary.test_metric)} {summary.test_value:.3f}"
         if summary.test_value is not None
         else ""
     )
+    when = summary.created[:16].replace("T", " ") if summary.created else ""
+    data = f"{summary.source} → " if summary.source else ""
     return (
-        f"{summary.run_id} · {summary.target} · {summary.backbone} "
-        f"(freeze {summary.freeze_depth}){metric}"
+        f"{data}{summary.target} · {summary.backbone} ({summary.tuning}){metric}"
+        + (f" · {when}" if when else "")
+        + f" · {summary.run_id}"
     )
 
 

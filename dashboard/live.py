@@ -36,9 +36,10 @@ def live_run(jobs, run_id: str | None) -> None:
         st.rerun()
     head, cancel = st.columns([5, 1])
     head.subheader(f"Run {run_id}")
-    # The engine reports phases up to tokenising; after that the step events tell the story.
+    # In the loop the step events tell the story; before and after it (loading, the trees, the
+    # report's baselines and checks) the phase says what is happening.
     activity = (
-        "" if snap.finished else (f"training, epoch {snap.epoch}" if snap.steps else snap.phase)
+        "" if snap.finished else f"training, epoch {snap.epoch}" if snap.training else snap.phase
     )
     head.markdown(
         f"State: **{STATE_ICONS.get(snap.state, '')} {snap.state}**"
@@ -52,16 +53,25 @@ def live_run(jobs, run_id: str | None) -> None:
     if snap.state in ("failed", "interrupted", "cancelled", "damaged") and snap.message:
         (st.error if snap.state == "failed" else st.warning)(snap.message)
     step_text = (
-        f"step {snap.step} of {snap.total_steps}" if snap.total_steps else snap.phase or snap.state
+        f"step {snap.step} of {snap.total_steps}"
+        if snap.training or (snap.finished and snap.total_steps)
+        else f"training done · {snap.phase}"
+        if snap.total_steps and snap.phase
+        else snap.phase or snap.state
     )
     st.progress(snap.progress, text=step_text)
     c = st.columns(4)
     c[0].metric("Epoch", snap.epoch or "–")
     c[1].metric("Loss", "–" if snap.loss is None else f"{snap.loss:.4f}")
     c[2].metric("Samples/s", "–" if snap.samples_per_s is None else f"{snap.samples_per_s:.1f}")
+    # While the loop runs, its ETA; otherwise the wall time so far, every phase included.
     c[3].metric(
-        "ETA" if not snap.finished else "Elapsed",
-        duration(snap.elapsed_s if snap.finished else snap.eta_s),
+        "ETA (training)" if snap.training else "Elapsed",
+        duration(snap.eta_s if snap.training else snap.wall_s),
+        help=None
+        if snap.training
+        else "From the worker's start: loading, training and the "
+        "report (baselines, intervals, stability) all count.",
     )
     ranks = snap.steps[-1].get("ranks") if snap.steps else None
     if ranks:

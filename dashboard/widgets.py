@@ -22,8 +22,14 @@ def pick_finished_run(key: str):
         st.info("No finished runs yet: train one on the Train page first.")
         st.stop()
     if st.session_state.get(key) not in done:
+        # The run this tab just trained; else the newest trained on the file loaded now (a
+        # credit file is not scored against a sentiment model); else the newest of all.
         current = st.session_state.get(state.CURRENT_RUN)
-        st.session_state[key] = current if current in done else next(iter(done))
+        loaded = st.session_state.get(state.DATA_NAME)
+        same_file = [r for r, s in done.items() if loaded and s.source == loaded]
+        st.session_state[key] = (
+            current if current in done else same_file[0] if same_file else next(iter(done))
+        )
     run_id = st.selectbox(
         "Run",
         list(done),

@@ -65,6 +65,20 @@ def market_columns(frame: pd.DataFrame) -> dict[str, str | None] | None:
     }
 
 
+_LEVEL_NAMES = ("open", "high", "low", "adj open", "adj high", "adj low", "vwap")
+
+
+def price_level_columns(frame: pd.DataFrame, columns: dict[str, str | None]) -> list[str]:
+    """The raw levels of a market table (prices, volume): inputs to leave out once returns,
+    volatility and volume ratios are derived. A level trends and drifts out of the range seen in
+    training, so a model reading it learns the period rather than the pattern."""
+    folded = {re.sub(r"[_\-\s]+", " ", str(c)).strip().lower(): str(c) for c in frame.columns}
+    names = [*_CLOSE_NAMES, *_VOLUME_NAMES, *_LEVEL_NAMES]
+    levels = {folded[n] for n in names if n in folded}
+    levels |= {c for c in (columns.get("close"), columns.get("volume")) if c in frame.columns}
+    return [str(c) for c in frame.columns if str(c) in levels]
+
+
 def derive_market_features(
     frame: pd.DataFrame,
     *,

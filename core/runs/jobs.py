@@ -14,13 +14,14 @@ import subprocess
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from ..config import RunConfig
 from ..errors import RunError
-from ..training.events import EpochEvent, StepEvent
+from ..training.events import TRAINING_PHASE, EpochEvent, StepEvent
 from . import folder as runs
 from .files import DAMAGED_FIX, DamagedRunError
 from .process import settle_exit, signal_group, start_warm_worker, start_worker, terminate
@@ -47,6 +48,27 @@ class JobSnapshot:
     elapsed_s: float | None = None
     steps: list[dict] = field(default_factory=list)
     epochs: list[dict] = field(default_factory=list)
+    started: str = ""  # ISO times from status.json ("" until the worker starts / the run ends)
+    finished_at: str = ""
+
+    @property
+    def wall_s(self) -> float | None:
+        """Seconds from the worker's start to the end (or to now while it runs): every phase,
+        loading and the report after training included."""
+        if not self.started:
+            return None
+
+        def moment(text: str) -> datetime:
+            stamp = datetime.fromisoformat(text)
+            return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)  # status.json is UTC
+
+        end = moment(self.finished_at) if self.finished_at else datetime.now(UTC)
+        return max(0.0, (end - moment(self.started)).total_seconds())
+
+    @property
+    def training(self) -> bool:
+        """Whether the run is in its training loop (not loading, nor writing its report)."""
+        return not self.finished and self.phase == TRAINING_PHASE and bool(self.steps)
 
     @property
     def progress(self) -> float:
@@ -90,6 +112,8 @@ def snapshot(run_dir: Path) -> JobSnapshot:
         elapsed_s=last.elapsed_s,
         steps=[e.to_dict() for e in steps],  # as dicts: the dashboard's curves plot them
         epochs=[e.to_dict() for e in epochs],
+        started=status.get("started") or "",
+        finished_at=status.get("finished") or "",
     )
 
 

@@ -26,12 +26,14 @@ CANCEL_GRACE_S = 15.0  # SIGTERM first (stop at the next step), then SIGKILL
 FOLLOW_POLL_S = 0.5  # how often the terminal relays a followed run's new events
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _WORKER = ["-m", "core.runs.worker"]
+PARENT_ENV = "FINTUNE_PARENT_PID"
 
 
 def _popen(argv: list[str], *, stdout, stdin=subprocess.DEVNULL) -> subprocess.Popen:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env[PARENT_ENV] = str(os.getpid())  # the worker stops when this process is gone
     return subprocess.Popen(
         argv,
         stdout=stdout,

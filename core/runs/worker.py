@@ -282,7 +282,12 @@ def execute(
         write_status(run_dir, state, phase="Done", message="")
     except TrainingCancelled:
         state = "cancelled"
-        write_status(run_dir, state, phase="Cancelled", message="Cancelled by the user.")
+        message = (
+            "The app that started this run stopped, so the run stopped too: start it again."
+            if _ORPHANED.is_set()
+            else "Cancelled by the user."
+        )
+        write_status(run_dir, state, phase="Cancelled", message=message)
     except FinTuneError as exc:
         state = "failed"
         write_status(run_dir, state, kind=failure_kind(exc), message=str(exc), phase="Failed")
@@ -357,6 +362,31 @@ def _wait_warm() -> str | None:
     return line
 
 
+PARENT_POLL_S = 1.0
+_ORPHANED = threading.Event()  # set when the process that started this worker went away
+
+
+def _watch_parent(stop: threading.Event) -> None:
+    """Stop the run at its next step once the app that started it has gone.
+
+    Workers run in their own session (so that cancel can kill their whole tree), which also
+    means a dashboard stopped with SIGTERM or a closed terminal does not take them along: left
+    alone they would train on as orphans nobody watches. The starter's pid comes in the
+    environment (every rank of a multi-process run gets it through the launcher).
+    """
+    from .process import PARENT_ENV
+
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
+    while not stop.is_set():
+        try:
+            os.kill(parent, 0)  # signal 0: is it still there?
+        except (ProcessLookupError, PermissionError):  # gone (or its pid reused by another user)
+            _ORPHANED.set()
+            stop.set()
+            return
+        time.sleep(PARENT_POLL_S)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m core.runs.worker RUN_DIR | --warm``: execute one run folder."""
     argv = sys.argv[1:] if argv is None else argv
@@ -374,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     # SIGTERM asks for a stop at the next training step; the job manager escalates to SIGKILL.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threading.Thread(target=_watch_parent, args=(stop,), name="parent-watch", daemon=True).start()
     try:
         state = execute(argv[0], should_stop=stop.is_set)
     except Exception:

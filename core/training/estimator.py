@@ -23,7 +23,7 @@ from ..model.backbones import (
     resolve_freeze_depth,
 )
 from ..stats.metrics import classification_metrics, regression_metrics
-from .events import PhaseEvent
+from .events import TRAINING_PHASE, PhaseEvent
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class FineTuner:
             ).to_dict()
         )
         train_rows, val_rows = self.encode(parts["train"]), self.encode(parts["val"])
-        report(PhaseEvent(phase="Training").to_dict())
+        report(PhaseEvent(phase=TRAINING_PHASE).to_dict())
 
         from .distributed import current_cluster
 

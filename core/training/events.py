@@ -175,6 +175,9 @@ class EpochEvent(_Event):
         )
 
 
+TRAINING_PHASE = "Training"  # the phase of the training loop; the others load or report
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PhaseEvent(_Event):
     """A stage of preparing or running training ("Tokenising", "Training", ...)."""

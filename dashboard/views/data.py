@@ -37,6 +37,10 @@ def derive_market(frame, name: str, columns: dict) -> None:
     state.load_bytes(derived.to_csv(index=False).encode(), f"{name.rsplit('.', 1)[0]}-features.csv")
     st.session_state[state.TARGET] = f"next_{horizon}d_{kind}"
     st.session_state[state.EMBARGO] = horizon if horizon > 1 else 0
+    # Raw prices and volume stay in the file but out of the model: returns carry their signal.
+    st.session_state[state.ROLES] = {
+        c: "ignore" for c in core.price_level_columns(derived, columns)
+    }
 
 
 st.title("Data")
@@ -116,15 +120,18 @@ if split_kind == "time" or (split_kind == "auto" and has_dates):
 
 market = core.market_columns(frame)
 if market is not None:
+    derived_already = any(str(c).startswith("next_") for c in frame.columns)
     with st.expander(
         "Market data: derive returns, volatility and a next-period target",
         icon=":material/candlestick_chart:",
+        expanded=not derived_already,  # the main use of such a file: offered up front
     ):
         st.caption(
             f"Found dates in `{market['date']}` and prices in `{market['close']}`"
             + (f", volume in `{market['volume']}`" if market["volume"] else "")
             + (f", instruments in `{market['group']}`" if market["group"] else "")
-            + ". Every feature reads only past rows; only the target looks ahead."
+            + ". Every feature reads only past rows; only the target looks ahead. The raw "
+            "prices and volume are then left out of the model (role ignore; change it below)."
         )
         m1, m2 = st.columns(2)
         horizon = m1.number_input("Horizon (periods ahead)", 1, 250, 1, key="data.market_horizon")

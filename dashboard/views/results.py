@@ -64,6 +64,15 @@ if report_file.is_file():
         "again (after changing the threshold, say).",
     )
 
+comparison = (
+    against_baselines(str(summary.path), (summary.path / "metrics.json").stat().st_mtime)
+    if baselines
+    else None
+)
+said = None if comparison is None else core.verdict(comparison, task, n_test_rows=len(predictions))
+if said is not None:  # the answer first; the tables below are its evidence
+    show = {"better": st.success, "worse": st.warning}.get(said.tone, st.info)
+    show(said.text, icon=":material/gavel:")
 st.subheader("Scorecard: fine-tuned vs baselines (test)")
 if "test_intervals" not in metrics:
     st.info(
@@ -78,9 +87,6 @@ if task == "binary":
 if isinstance(metrics.get("baselines"), dict) and "error" in metrics["baselines"]:
     st.warning(f"The baselines could not be fitted: {metrics['baselines']['error']}")
 if baselines:
-    comparison = against_baselines(
-        str(summary.path), (summary.path / "metrics.json").stat().st_mtime
-    )
     if not comparison.delong.empty:
         st.caption(
             "DeLong test of each baseline's ROC AUC against the fine-tuned model (same test rows):"

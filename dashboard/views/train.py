@@ -60,8 +60,16 @@ if spec is not None:
                 st.error(str(exc), icon=":material/error:")
                 config = None
     start, sweep = st.columns([1, 2])
+    # A second click while this tab's run is going would queue a duplicate behind it; the live
+    # view redraws the page when the run ends, which enables the button again.
+    current = state.current_run_id()
+    busy = current is not None and not jobs.snapshot(current).finished
     if start.button(
-        "Start fine-tuning", type="primary", icon=":material/play_arrow:", disabled=config is None
+        "Start fine-tuning",
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=config is None or busy,
+        help=f"Run {current} is still going: wait for it, or cancel it below." if busy else None,
     ):
         try:
             st.session_state[state.CURRENT_RUN] = jobs.submit(config, frame, source=name)

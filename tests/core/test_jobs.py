@@ -178,3 +178,70 @@ def test_shutdown_ends_the_spare_worker(runs_dir):
     spare = jobs._spare
     jobs.shutdown()
     assert spare.wait(timeout=60) == 0
+
+
+def _gone_or_zombie(pid: int) -> bool:
+    """Ended: no such process, or one that ended and waits for a parent to reap it (an orphan
+    is re-parented, and a container's first process may never reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_stops_when_the_app_that_started_it_is_gone(runs_dir, credit_df, tiny_config):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run_dir = runs.create_run(runs_dir, _long(tiny_config), credit_df)
+    # A stand-in for the dashboard: it starts the worker and exits at once (as a dashboard
+    # stopped with SIGTERM does), leaving the worker in its own session.
+    starter = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from core.runs.process import start_worker; "
+            "print(start_worker(sys.argv[1]).pid)",
+            str(run_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    pid = int(starter.stdout)
+    final = _wait_for(
+        lambda: read_status(run_dir)["state"] in ("cancelled", "failed", "succeeded"), timeout=120
+    )
+    assert final
+    status = read_status(run_dir)
+    assert status["state"] == "cancelled", status
+    assert "The app that started this run stopped" in status["message"]
+    assert _wait_for(lambda: _gone_or_zombie(pid), timeout=20)
+
+
+def test_the_snapshot_tells_the_loop_from_the_phases_around_it():
+    from core.runs.jobs import JobSnapshot
+
+    step = [{"step": 10, "total_steps": 10}]
+    loop = JobSnapshot("r", "running", phase="Training", steps=step, started="2026-01-01T00:00:00")
+    after = JobSnapshot(
+        "r",
+        "running",
+        phase="Fitting baselines on the same split",
+        steps=step,
+        started=loop.started,
+    )
+    assert loop.training and not after.training  # the baselines are not "epoch 4, ETA 0 s"
+    done = JobSnapshot(
+        "r",
+        "succeeded",
+        steps=step,
+        started="2026-01-01T00:00:00+00:00",
+        finished_at="2026-01-01T00:03:05+00:00",
+    )
+    assert done.wall_s == 185.0  # the report's minutes count in the elapsed time
+    assert JobSnapshot("r", "queued").wall_s is None
+    assert loop.wall_s > 0  # still running: up to now

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.data.market import derive_market_features, market_columns
+from core.data.market import derive_market_features, market_columns, price_level_columns
 from core.errors import ConfigError, DataError
 
 FEATURES = [
@@ -206,3 +206,12 @@ def test_market_columns_guesses_common_names():
     }
     assert market_columns(pd.DataFrame(columns=["date", "revenue"])) is None
     assert market_columns(pd.DataFrame(columns=["close", "volume"])) is None
+
+
+def test_price_levels_are_named_for_leaving_out():
+    frame = pd.DataFrame(
+        columns=["Date", "Ticker", "Open", "High", "Low", "Adj Close", "Close", "Volume"]
+        + ["return_1d", "volume_ratio_20d", "headline"]
+    )
+    levels = price_level_columns(frame, market_columns(frame))
+    assert levels == ["Open", "High", "Low", "Adj Close", "Close", "Volume"]

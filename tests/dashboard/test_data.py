@@ -132,6 +132,8 @@ def test_market_helper_derives_features_and_target(app):
     csv.writer(out).writerows([[r[i] for i in keep] for r in rows])
     app.file_uploader[0].set_value(("prices.csv", out.getvalue().encode(), "text/csv")).run()
     assert not app.exception
+    helper = next(e for e in app.expander if e.label.startswith("Market data"))
+    assert helper.proto.expanded  # a price file without a target: the helper is offered open
     app.number_input(key="data.market_horizon").set_value(5).run()
     next(b for b in app.button if b.label == "Derive features and use them").click().run()
     assert not app.exception
@@ -139,6 +141,15 @@ def test_market_helper_derives_features_and_target(app):
     assert app.selectbox(key="data.target").value == "next_5d_direction"
     assert app.number_input(key="data.embargo").value == 5
     assert "split: chronological by 'date', embargo 5 dates" in texts(app.success)
+    # Raw levels are left out by default; the derived returns and volume ratio stay in.
+    roles = app.session_state["data.roles"]
+    assert {c for c, r in roles.items() if r == "ignore"} == {
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+    }
 
 
 def _trailing_table(extra: str = "") -> bytes:

@@ -22,6 +22,10 @@ def test_scorecard_baselines_tabs_and_charts(trained_app):
     open_page(trained_app, "results")
     assert not trained_app.exception
     assert "Scorecard: fine-tuned vs baselines (test)" in texts(trained_app.subheader)
+    # The verdict comes first: the model against LightGBM (the stronger baseline), with its test.
+    said = [e.value for e in [*trained_app.success, *trained_app.warning, *trained_app.info]]
+    verdict = next(v for v in said if "ROC AUC (" in v)
+    assert "LightGBM" in verdict and "DeLong p =" in verdict and "Next:" in verdict
     scorecard = trained_app.dataframe[0].value
     models = [c for c in scorecard.columns if not c.startswith("· ")]
     assert models == ["metric", "Fine-tuned", "LightGBM", "Majority class"]
