@@ -82,7 +82,9 @@ st.dataframe(tables.scorecard(metrics), hide_index=True, width="stretch")
 if task == "binary":
     st.caption(
         "Accuracy and F1 here label each row with its more probable class; at the chosen "
-        "threshold they are on the Decision threshold tab."
+        "threshold they are on the Decision threshold tab. The majority class gives every row "
+        "the same probability (the training share), so its calibration error is near 0 by "
+        "construction: it ranks no one."
     )
 if isinstance(metrics.get("baselines"), dict) and "error" in metrics["baselines"]:
     st.warning(f"The baselines could not be fitted: {metrics['baselines']['error']}")
