@@ -63,7 +63,7 @@ def test_pages_that_pick_a_finished_run_skip_damaged_ones(app, damaged_runs, pag
     pickers = [w for w in app.selectbox if w.label == "Run"]
     assert pickers
     for picker in pickers:  # only the healthy succeeded run is offered
-        assert len(picker.options) == 1 and picker.options[0].startswith(OLDER)
+        assert len(picker.options) == 1 and picker.options[0].endswith(OLDER)  # label, then id
 
 
 def _no_run_folders() -> bool:
