@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -92,3 +93,19 @@ def browser():
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The dashboard served by `streamlit run` on localhost over a fresh, empty runs folder."""
+    from live_server import start_dashboard
+
+    from tests.conftest import stop_process
+
+    runs_dir = tmp_path_factory.mktemp("runs")
+    env = dict(os.environ, FINTUNE_RUNS_DIR=str(runs_dir), TOKENIZERS_PARALLELISM="false")
+    process, url = start_dashboard(
+        runs_dir / "streamlit.log", cwd=ROOT, env=env, address="127.0.0.1"
+    )
+    yield url
+    stop_process(process, timeout=20)

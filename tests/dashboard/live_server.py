@@ -68,3 +68,19 @@ def start_dashboard(log_path: Path, *, cwd: Path, env: dict, address: str | None
             process.kill()
             pytest.fail(f"streamlit did not start: {log_path.read_text()[-2000:]}")
         time.sleep(0.5)
+
+
+def settle(page, *, before_ms: int = 300, after_ms: int = 300) -> None:
+    """Wait until Streamlit has finished the script run the last action started (the status
+    widget appears a moment after the action, hence the pause before)."""
+    page.wait_for_timeout(before_ms)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=120_000)
+    if after_ms:
+        page.wait_for_timeout(after_ms)
+
+
+def open_nav(page, title: str, **pauses) -> None:
+    """Open a page from the sidebar and wait for its title and its script run."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    page.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
+    settle(page, **pauses)

@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from live_server import start_dashboard
+from live_server import open_nav, settle
 from playwright.sync_api import expect
-
-from tests.conftest import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_data"
@@ -28,31 +26,6 @@ TRAINING_TIMEOUT_S = 300
 EXPLAIN_TIMEOUT_S = 300  # 200 rows of the credit sample on a 2-core CPU
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The dashboard served by `streamlit run` on localhost, with a fresh runs folder."""
-    runs_dir = tmp_path_factory.mktemp("runs")
-    env = dict(os.environ, FINTUNE_RUNS_DIR=str(runs_dir), TOKENIZERS_PARALLELISM="false")
-    process, url = start_dashboard(
-        runs_dir / "streamlit.log", cwd=ROOT, env=env, address="127.0.0.1"
-    )
-    yield url
-    stop_process(process, timeout=20)
-
-
-def _settle(page) -> None:
-    """Wait until Streamlit has finished the current script run."""
-    page.wait_for_timeout(300)
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=120_000)
-    page.wait_for_timeout(300)
-
-
-def _open(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
-    page.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
-    _settle(page)
 
 
 def _final_state(page) -> str:
@@ -78,7 +51,7 @@ def test_upload_train_and_read_results(server, browser):
     page.set_default_timeout(60_000)
     page.goto(server)
     page.get_by_role("heading", name="Data", level=1).wait_for()
-    _settle(page)
+    settle(page)
 
     # Data: upload the credit CSV through the file uploader and pick the target.
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
@@ -90,18 +63,18 @@ def test_upload_train_and_read_results(server, browser):
     page.get_by_role("option", name="credit_risk", exact=True).click()
     page.get_by_text("Task: binary").wait_for()
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
-    _settle(page)
+    settle(page)
     _shot(page, "data")
 
     # Model: a small budget, and the input preview is there.
-    _open(page, "Model")
+    open_nav(page, "Model")
     page.get_by_text("Trainable backbone parameters").wait_for()
     unfrozen = page.locator('[data-testid="stMetricValue"]').first.inner_text()
     page.get_by_role("slider").focus()
     for key in ("End", "ArrowLeft", "ArrowLeft"):  # freeze depth 4 of MiniLM's 6 layers
         page.keyboard.press(key)
         page.wait_for_timeout(300)  # one key per rerun: a press during a rerun can be dropped
-    _settle(page)
+    settle(page)
     # expect() retries until the rerun that follows the last key press has drawn the page.
     expect(page.locator('[data-testid="stSliderThumbValue"]')).to_have_text("4", timeout=30_000)
     expect(page.locator('[data-testid="stMetricValue"]').first).not_to_have_text(
@@ -111,13 +84,13 @@ def test_upload_train_and_read_results(server, browser):
         field = page.get_by_label(label, exact=True)
         field.fill(value)
         field.press("Enter")
-        _settle(page)
+        settle(page)
     page.get_by_text("What the model reads").wait_for()
     page.get_by_text("tokens", exact=False).first.wait_for()
     _shot(page, "model")
 
     # Train: start, watch it finish.
-    _open(page, "Train")
+    open_nav(page, "Train")
     page.get_by_text("freeze depth 4, 1 epoch, at most 4 steps").wait_for()
     page.get_by_role("button", name="Start fine-tuning").click()
     clicked = time.monotonic()
@@ -137,12 +110,12 @@ def test_upload_train_and_read_results(server, browser):
     _shot(page, "train")
 
     # Results: the scorecard beside the baselines, the curves, then the decision threshold by cost.
-    _open(page, "Results")
+    open_nav(page, "Results")
     page.get_by_role("heading", name="Scorecard: fine-tuned vs baselines (test)").wait_for()
     page.get_by_text("DeLong test of each baseline").wait_for()
     assert page.locator('[data-testid="stDataFrame"]').count() >= 2  # scorecard and DeLong table
     page.locator(".js-plotly-plot").first.wait_for()
-    _settle(page)
+    settle(page)
     titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
     assert any(t.startswith("ROC curve") for t in titles) and any(
         t.startswith("Scores by actual class (KS") for t in titles
@@ -152,19 +125,19 @@ def test_upload_train_and_read_results(server, browser):
     miss = page.get_by_label("Cost of missing a bad row (false negative)")
     miss.fill("5")
     miss.press("Enter")
-    _settle(page)
+    settle(page)
     page.get_by_text("Expected cost per row (test)").wait_for()
     page.get_by_role("button", name="Use this threshold for predictions").click()
     page.get_by_text("saved: predictions now use it").wait_for()
-    _settle(page)
+    settle(page)
     _shot(page, "results-threshold")
     page.get_by_role("tab", name="Calibration").click()
     page.get_by_text("Expected calibration error").wait_for()
-    _settle(page)
+    settle(page)
     _shot(page, "results-calibration")
 
     # Predict: score the same file with the finished run.
-    _open(page, "Predict")
+    open_nav(page, "Predict")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
         str(SAMPLES / "credit_risk.csv")
     )
@@ -173,12 +146,12 @@ def test_upload_train_and_read_results(server, browser):
     assert not page.locator('[data-testid="stException"]').count()
 
     # Explain: SHAP values of the run's test rows in a background job, then the charts.
-    _open(page, "Explain")
+    open_nav(page, "Explain")
     page.get_by_role("button", name="Compute explanations").click()
     page.locator('[data-testid="stProgress"]').wait_for()
     page.get_by_role("heading", name="Global importance").wait_for(timeout=EXPLAIN_TIMEOUT_S * 1000)
     page.locator(".js-plotly-plot").nth(2).wait_for()
-    _settle(page)
+    settle(page)
     titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
     assert len(titles) == 3, titles
     assert titles[0].startswith("Importance") and titles[1].startswith("Effect on P(bad)")
@@ -188,7 +161,7 @@ def test_upload_train_and_read_results(server, browser):
     page.set_viewport_size(
         {"width": 1440, "height": 1900}
     )  # the page scrolls inside: show the waterfall too
-    _settle(page)
+    settle(page)
     _shot(page, "explain")
     assert not page.locator('[data-testid="stException"]').count()
     page.close()

@@ -8,16 +8,13 @@ so the assertion on time is only a generous bound for slow shared machines.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-from live_server import start_dashboard
+from live_server import open_nav, settle
 from playwright.sync_api import expect
-
-from tests.conftest import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "build" / "browser" / "demo_explain.png"  # build/ is ignored by git
@@ -28,28 +25,13 @@ CREDIT_CSV = ROOT / "sample_data" / "credit_risk.csv"
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The dashboard served by `streamlit run` on localhost over a fresh, empty runs folder."""
-    runs_dir = tmp_path_factory.mktemp("demo_runs")
-    env = dict(os.environ, FINTUNE_RUNS_DIR=str(runs_dir), TOKENIZERS_PARALLELISM="false")
-    process, url = start_dashboard(
-        runs_dir / "streamlit.log", cwd=ROOT, env=env, address="127.0.0.1"
-    )
-    yield url
-    stop_process(process, timeout=20)
-
-
 def _idle(page) -> None:
-    """Wait until Streamlit has finished the script run the last action started."""
-    page.wait_for_timeout(200)  # the status widget appears a moment after the action
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=120_000)
+    """A short settle: the demo's clock runs through every wait."""
+    settle(page, before_ms=200, after_ms=0)
 
 
 def _open(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
-    page.get_by_role("heading", name=title, level=1).wait_for()
-    _idle(page)
+    open_nav(page, title, before_ms=200, after_ms=0)
 
 
 def test_demo_load_sample_train_and_explain(server, browser):

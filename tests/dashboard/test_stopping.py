@@ -11,8 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from tests.dashboard.live_server import free_port
+from live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
