@@ -235,25 +235,13 @@ class FastModel:
 
     def _tree_outputs(self, codes: np.ndarray, sources: np.ndarray) -> np.ndarray:
         """The tree model's raw outputs (as TreeModel.raw_outputs) from the prebuilt inputs."""
-        from ..model.trees import log_softmax
-
         layout = self.layout
-        trees = layout.trees
         x = layout.gather(layout.tree_dense, sources, layout.tree_columns)
         if layout.tree_text_columns is not None:
             import scipy.sparse as sp
 
             x = sp.hstack([sp.csr_matrix(x), self._tree_text(codes)]).tocsr()
-        margin = np.asarray(
-            trees.booster_.predict(x, num_iteration=trees.best_iteration, raw_score=True),
-            dtype=np.float64,
-        )
-        task = trees.spec.task
-        if task == "regression":
-            return margin.reshape(-1, 1)
-        if task == "binary":
-            return np.stack([-np.logaddexp(0.0, margin), -np.logaddexp(0.0, -margin)], axis=1)
-        return log_softmax(margin.reshape(len(codes), -1))
+        return layout.trees.raw_outputs_of_features(x)
 
     def _tree_text(self, codes: np.ndarray):
         """The TF-IDF part (N, V) of the tree model's inputs: its transform, once per distinct

@@ -344,7 +344,10 @@ class TreeModel:
         Regression: one column of ``(prediction - mean) / std`` with ``target_stats``.
         """
         self._check_fitted()
-        x = self.features_.transform(frame)
+        return self.raw_outputs_of_features(self.features_.transform(frame))
+
+    def raw_outputs_of_features(self, x) -> np.ndarray:
+        """:meth:`raw_outputs` from inputs already built by ``features_`` (dense or CSR)."""
         margin = np.asarray(
             self.booster_.predict(x, num_iteration=self.best_iteration, raw_score=True),
             dtype=np.float64,
@@ -354,7 +357,7 @@ class TreeModel:
         if self.spec.task == "binary":
             # log p(class 1) = -softplus(-m), log p(class 0) = -softplus(m)
             return np.stack([-np.logaddexp(0.0, margin), -np.logaddexp(0.0, -margin)], axis=1)
-        return log_softmax(margin.reshape(len(frame), -1))
+        return log_softmax(margin.reshape(x.shape[0], -1))
 
     def outputs_to_predictions(self, outputs: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), or predicted values (N,) in the target's units."""

@@ -112,12 +112,13 @@ def resolved_freeze_depth(name: str, setting, layers: int) -> tuple[int, str]:
             f"auto → all {depth} layers frozen: this table is read by its cells, each encoded "
             "once; the epochs train the head."
         )
+    # Core's rule keeps every layer for LoRA, for rows read as text, else for text-only data.
     reason = (
         "LoRA adapters"
         if lora
-        else "text-only data"
-        if not spec.feature_columns or all(spec.roles[c] == "text" for c in spec.feature_columns)
         else "rows read as one text"
+        if model.table_encoding == "row_text"
+        else "text-only data"
     )
     return 0, f"auto → nothing frozen ({reason}): the whole backbone fine-tunes."
 
