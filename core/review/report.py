@@ -17,9 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ConfigError, FinTuneError
-from . import facts, sections
+from . import facts
 from .limitations import limitations
 from .page import Figures, page
+from .sections.data import data_section, split_section
+from .sections.glance import glance
+from .sections.model import model_section, reproducibility_section
+from .sections.performance import calibration_section, metrics_section
+from .sections.risks import attributions_section, limitations_section, stability_section
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +84,15 @@ def write_model_report(
     limits = limitations(facts.evidence(run, truncated))
     plot = Figures()
     parts = {
-        "data": sections.data_section(run, data_sha),
-        "split": sections.split_section(run),
-        "model": sections.model_section(run),
-        "reproducibility": sections.reproducibility_section(run),
-        "metrics": sections.metrics_section(run),
-        "calibration": sections.calibration_section(run, plot),
-        "attributions": sections.attributions_section(run, found, plot),
-        "stability": sections.stability_section(run),
-        "limitations": sections.limitations_section(limits, found),
+        "data": data_section(run, data_sha),
+        "split": split_section(run),
+        "model": model_section(run),
+        "reproducibility": reproducibility_section(run),
+        "metrics": metrics_section(run),
+        "calibration": calibration_section(run, plot),
+        "attributions": attributions_section(run, found, plot),
+        "stability": stability_section(run),
+        "limitations": limitations_section(limits, found),
     }
     generated = datetime.now(UTC).isoformat(timespec="seconds")
     source = run.raw_config.get("source") or "a table"
@@ -95,7 +100,7 @@ def write_model_report(
         title=f"Model risk report · run {run.path.name}",
         subtitle=f"Run {run.path.name} · {run.task} model of {run.target} on {source} · "
         f"written {generated}",
-        glance=sections.glance(run, limits),
+        glance=glance(run, limits),
         sections=[(key, name, parts[key]) for key, name in SECTIONS],
         footer=f"Written by fintune {facts.version('fintune')} from the run folder "
         f"{run.path.name}. "
