@@ -43,6 +43,46 @@ def _throughput(run_dir: Path, start: float, end: float, batch_size: int) -> flo
     return (s1 - s0) * batch_size / (t1 - t0)
 
 
+class JobNotReady(SystemExit):
+    """The job failed, ended or hung before the measurement could use it."""
+
+
+def wait_for_step(
+    jobs, run_id: str, step: int, *, timeout_s: float, poll_s: float = 0.5, clock=time.monotonic
+):
+    """Wait until the job has taken ``step`` steps; its snapshot then.
+
+    Fails fast, with the job's state and message, when the job ends first (failed, cancelled, or
+    too short a run), and cancels it and fails when ``timeout_s`` passes (a hung job must not hang
+    CI).
+    """
+    deadline = clock() + timeout_s
+    while (snapshot := jobs.snapshot(run_id)).step < step:
+        if snapshot.finished:
+            raise JobNotReady(
+                f"load benchmark: the training job ended as {snapshot.state} before step {step}: "
+                f"{snapshot.message or 'no message'}"
+            )
+        if clock() > deadline:
+            jobs.cancel(run_id)
+            raise JobNotReady(
+                f"load benchmark: training did not reach step {step} in {timeout_s:.0f} s "
+                f"(state {snapshot.state}, step {snapshot.step}); the job was cancelled"
+            )
+        time.sleep(poll_s)
+    return snapshot
+
+
+def still_running(jobs, run_id: str, phase: str) -> None:
+    """Fail when the job ended during a measured phase: its throughput would be meaningless."""
+    snapshot = jobs.snapshot(run_id)
+    if snapshot.finished:
+        raise JobNotReady(
+            f"load benchmark: the training job ended as {snapshot.state} during '{phase}': "
+            f"{snapshot.message or 'no message'}"
+        )
+
+
 def _live_view() -> None:
     """What an open Train page's fragments run: the live run every LIVE_REFRESH_S, all runs every
     RUNS_REFRESH_S."""
@@ -98,6 +138,12 @@ def main() -> None:
         help="exit 1 if a session raised or a render took 2 s or more (CI)",
     )
     parser.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=STARTUP_TIMEOUT_S,
+        help="seconds to wait for the job's step 10 before failing (default %(default)s)",
+    )
+    parser.add_argument(
         "--view",
         choices=["fragment", "page"],
         default="fragment",
@@ -122,25 +168,17 @@ def main() -> None:
         config, core.read_table(ROOT / "sample_data" / "credit_risk.csv"), source="credit_risk.csv"
     )
     run_dir = runs_dir / run_id
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while (snapshot := jobs.snapshot(run_id)).step < 10:  # past start-up, tokenising, first steps
-        if snapshot.finished:
-            raise SystemExit(
-                f"load benchmark: the training job ended as {snapshot.state} before step 10: "
-                f"{snapshot.message}"
-            )
-        if time.monotonic() > deadline:
-            jobs.cancel(run_id)
-            raise SystemExit(
-                f"load benchmark: training did not reach step 10 in {STARTUP_TIMEOUT_S} s "
-                f"(state {snapshot.state}, step {snapshot.step})"
-            )
-        time.sleep(0.5)
+    try:  # past start-up, tokenising and the first steps
+        wait_for_step(jobs, run_id, 10, timeout_s=args.startup_timeout)
+    except JobNotReady:
+        jobs.shutdown()
+        raise
 
     phases = {}
     start = time.time()
     time.sleep(args.seconds)
     phases["alone (before)"] = (start, time.time())
+    still_running(jobs, run_id, "alone (before)")
 
     # Sessions start (imports, first page) before the measured window, then all go at once.
     context = multiprocessing.get_context("spawn")
@@ -179,6 +217,7 @@ def main() -> None:
     start = time.time()
     time.sleep(args.seconds)
     phases["alone (after)"] = (start, time.time())
+    still_running(jobs, run_id, "alone (after)")  # also covers the watched phase before it
     jobs.cancel(run_id)
     jobs.wait(run_id, timeout=60)
     jobs.shutdown()

@@ -2,7 +2,10 @@
 
 When the embeddings and the bottom N layers are frozen, their output for a row never changes, so
 it is computed once (in eval mode, without gradients), stored in fp16, and later epochs run only
-the top layers. Past a memory budget the store is a file-backed memmap instead of RAM.
+the top layers. Each store (the training rows', the validation rows') holds at most
+``DEFAULT_BUDGET_BYTES`` in RAM; past that it is a file-backed memmap in the temporary folder
+instead, deleted when the store is closed or collected. Because the prefix runs in eval mode,
+dropout in the frozen layers is off with the cache (it is on without it).
 """
 
 from __future__ import annotations
@@ -42,9 +45,9 @@ def supports_prefix_cache(backbone: nn.Module) -> bool:
 class PrefixStore:
     """Per-row prefix outputs of variable length, in one flat fp16 array (RAM or memmap)."""
 
-    def __init__(
-        self, lengths: np.ndarray, d_model: int, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
-    ):
+    def __init__(self, lengths: np.ndarray, d_model: int, *, budget_bytes: int | None = None):
+        # Read at call time, not bound as a default argument, so the module's budget can be changed.
+        budget_bytes = DEFAULT_BUDGET_BYTES if budget_bytes is None else budget_bytes
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
         shape = (int(self.offsets[-1]), d_model)
@@ -57,6 +60,18 @@ class PrefixStore:
             self.values = np.memmap(self._file.name, dtype=np.float16, mode="w+", shape=shape)
             logger.info("prefix cache of %.1f GB spills to %s", size / 1e9, self._file.name)
         self.filled = np.zeros(len(self.lengths), dtype=bool)
+
+    @property
+    def spilled(self) -> bool:
+        """True when the store is a file on disk rather than RAM."""
+        return self._file is not None
+
+    def close(self) -> None:
+        """Release the values; a spilled store's file is deleted."""
+        self.values = np.empty((0, self.values.shape[1]), dtype=np.float16)
+        if self._file is not None:
+            self._file.close()  # NamedTemporaryFile deletes its file on close
+            self._file = None
 
     def put(self, rows: np.ndarray, states: torch.Tensor) -> None:
         host = states.detach().to("cpu", torch.float16).numpy()  # (B, T, d)
@@ -78,10 +93,31 @@ class FrozenPrefix:
 
     def __init__(self, backbone: nn.Module, depth: int):
         self.backbone = backbone
-        self.depth = depth
         self.layers = find_layers(backbone)
         self._parent, self._attribute = _layer_container(backbone)
         self._embedding_names = [name for name, _ in backbone.named_children() if "embed" in name]
+        self.depth = depth
+        if depth >= len(self.layers) and not self._runs_without_layers():
+            # DeBERTa's encoder fails with no layer to run (its output is set inside the layer
+            # loop), so with every layer frozen the last one is not cached but run each step.
+            self.depth = len(self.layers) - 1
+            logger.info("every layer frozen: the prefix cache keeps %d of them", self.depth)
+
+    def _runs_without_layers(self) -> bool:
+        """True when the backbone runs from cached states with an empty layer list."""
+        parameter = next(self.backbone.parameters())
+        ids = torch.ones((1, 2), dtype=torch.long, device=parameter.device)
+        states = torch.zeros((1, 2, self.backbone.config.hidden_size), device=parameter.device)
+        was_training = self.backbone.training
+        self.backbone.eval()  # no dropout: the probe must not draw from the random generator
+        try:
+            with torch.no_grad(), self.top_only(states, depth=len(self.layers)):
+                self.backbone(input_ids=ids, attention_mask=torch.ones_like(ids))
+        except Exception:  # any failure means: do not run it that way
+            return False
+        finally:
+            self.backbone.train(was_training)
+        return True
 
     @torch.no_grad()
     def compute(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -99,14 +135,16 @@ class FrozenPrefix:
             self.backbone.train(was_training)
 
     @contextlib.contextmanager
-    def top_only(self, states: torch.Tensor):
-        """Within this block the backbone starts from ``states`` and runs only the top layers."""
+    def top_only(self, states: torch.Tensor, *, depth: int | None = None):
+        """Within this block the backbone starts from ``states`` and runs only the top layers
+        (those above ``depth``, by default the cached depth)."""
+        depth = self.depth if depth is None else depth
         saved_layers = getattr(self._parent, self._attribute)
         saved_embeddings = {name: getattr(self.backbone, name) for name in self._embedding_names}
         stand_in = _CachedEmbeddings()
         stand_in.states = states
         try:
-            setattr(self._parent, self._attribute, nn.ModuleList(list(self.layers)[self.depth :]))
+            setattr(self._parent, self._attribute, nn.ModuleList(list(self.layers)[depth:]))
             for index, name in enumerate(self._embedding_names):
                 # The first embedding module yields the cached states; any projection after it
                 # passes them on.

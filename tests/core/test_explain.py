@@ -320,8 +320,19 @@ def test_summary_row_is_a_typical_training_row(credit_run):
     assert row["application_date"][0] in set(train["application_date"])
 
 
-def test_warm_up_needs_no_model():
-    warm_up_explanations()  # compiles shap's kernels; a dashboard calls it at start-up
+def test_warm_up_needs_no_model(monkeypatch):
+    import transformers
+
+    from core.model import backbones
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the warm-up loaded a model")
+
+    monkeypatch.setattr(backbones, "load_backbone", no_model)
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", no_model)
+    # Compiles shap's kernels; a dashboard calls it at start-up, and a rerun may call it again.
+    assert warm_up_explanations() is None
+    assert warm_up_explanations() is None
 
 
 # --------------------------------------------------------------------------- bad input

@@ -284,3 +284,43 @@ def test_a_typo_fails_before_any_training(monkeypatch):
     for argv in (["--set", "model.freeze_dept=2"], ["--variants", "frozn"], ["--datasets", "x"]):
         with pytest.raises(SystemExit, match="bench.quality"):
             quality.main(argv)
+
+
+def test_lightgbm_reference_early_stops_on_our_val_rows_with_our_date_parts(monkeypatch):
+    """run_fold gives LightGBM the fold's validation rows for early stopping, and its features
+    include the month and weekday parts the network derives from a date column."""
+    from core.config import DataConfig
+    from core.data.preprocess import DATE_PART_NAMES
+    from core.data.schema import describe_table
+    from core.evaluation.baselines import run_baseline
+    from core.model import trees
+
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range("2022-01-03", periods=n, freq="D").astype(str),
+            "x": rng.normal(size=n),
+        }
+    )
+    frame["y"] = (frame["x"] + rng.normal(scale=0.5, size=n) > 0).astype(int)
+    spec = describe_table(frame, DataConfig(target="y"))
+    parts = {"train": frame.iloc[:280], "val": frame.iloc[280:340], "test": frame.iloc[340:]}
+    seen = {}
+    fit = trees.TreeModel.fit
+
+    def recording(self, train, val=None):
+        seen["val"], model = val, fit(self, train, val)
+        seen["names"] = model.features_.names
+        return model
+
+    monkeypatch.setattr(trees.TreeModel, "fit", recording)
+    name, result = run_baseline(spec, parts)
+    assert name.startswith("LightGBM")
+    assert seen["val"].index.equals(parts["val"].index)
+    assert [f"date ({part})" for part in DATE_PART_NAMES] == [
+        c for c in seen["names"] if c.startswith("date")
+    ]
+    settings = result["settings"]
+    assert settings["early_stopping_rounds"] > 0
+    assert settings["best_iteration"] < settings["max_rounds"]  # stopped early on those rows

@@ -66,9 +66,17 @@ def test_stratified_resamples_keep_class_counts():
 
 def test_undefined_resamples_leave_interval_out():
     y = np.array([1] + [0] * 99)  # unstratified resamples often lose the one event
-    score = np.linspace(0, 1, 100)
-    intervals = bootstrap_intervals(_auc_fn(y, score), 100, n_boot=20, seed=0)
-    assert intervals["roc_auc"] is None or all(math.isfinite(v) for v in intervals["roc_auc"])
+    score = np.linspace(1, 0, 100)  # the event ranks first: AUC 1 wherever it is defined
+    fn = _auc_fn(y, score)
+    defined = [not math.isnan(fn(index)["roc_auc"]) for index in resample_indices(100, 20, 0, None)]
+    assert 10 <= sum(defined) < 20  # some resamples lost the event, enough kept it
+    # The undefined ones are left out, not counted: the interval is that of the defined ones.
+    low, high = bootstrap_intervals(fn, 100, n_boot=20, seed=0)["roc_auc"]
+    assert low == pytest.approx(1.0) and high == pytest.approx(1.0)
+    # Fewer than 10 defined resamples (8 of these 14): no interval at all.
+    defined = [not math.isnan(fn(index)["roc_auc"]) for index in resample_indices(100, 14, 0, None)]
+    assert sum(defined) < 10
+    assert bootstrap_intervals(fn, 100, n_boot=14, seed=0)["roc_auc"] is None
 
 
 # --------------------------------------------------------------------------- paired differences

@@ -53,7 +53,8 @@ def test_missing_columns_and_empty_files_show_errors(trained_app):
     open_page(trained_app, "predict")
     trained_app.file_uploader[0].set_value(("few.csv", b"a,b\n1,2\n3,4\n", "text/csv")).run()
     assert not trained_app.exception
-    assert trained_app.error and "column" in texts(trained_app.error)
+    assert "The file lacks column(s) " in texts(trained_app.error)
+    assert "'credit_amount'" in texts(trained_app.error)  # a column the run was trained on
     trained_app.file_uploader[0].set_value(("empty.csv", b"", "text/csv")).run()
     assert not trained_app.exception
     assert "empty.csv is empty" in texts(trained_app.error)

@@ -18,7 +18,7 @@ TABS = [
 ]
 
 
-def test_scorecard_baselines_tabs_and_charts(trained_app):
+def test_scorecard_baselines_tabs_and_charts(trained_app, trained_runs):
     open_page(trained_app, "results")
     assert not trained_app.exception
     assert "Scorecard: fine-tuned vs baselines (test)" in texts(trained_app.subheader)
@@ -30,7 +30,16 @@ def test_scorecard_baselines_tabs_and_charts(trained_app):
     models = [c for c in scorecard.columns if not c.startswith("· ")]
     assert models == ["metric", "Fine-tuned", "LightGBM", "Majority class"]
     parts = [c for c in scorecard.columns if c.startswith("· ")]  # a blend shows its parts
-    assert parts in ([], [c for c in parts if "network alone" in c or "trees alone" in c])
+    (run_dir,) = [p for p in trained_runs.iterdir() if (p / "metrics.json").exists()]
+    blend = json.loads((run_dir / "metrics.json").read_text()).get("parts")
+    if blend is None:  # the run kept the network alone: nothing to show beside it
+        assert parts == []
+    else:
+        weight = blend["blend_weight"]
+        assert parts == [
+            f"· network alone ({weight:.0%} of the blend)",
+            f"· trees alone ({1 - weight:.0%})",
+        ]
     assert {"KS ↑", "Gini ↑", "PR AUC ↑", "Brier score ↓", "Calibration error (ECE) ↓"} <= set(
         scorecard["metric"]
     )
