@@ -1,1 +1,1 @@
-"""SHAP explanations of a run and the queue that computes them."""
+"""SHAP explanations of a run, and the queue and the separate process that compute them."""

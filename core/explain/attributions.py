@@ -47,6 +47,9 @@ DEFAULT_TOKEN_EVALS = 300
 # Masked rows per model pass of explain_rows: big enough that per-call overhead vanishes, small
 # enough for memory and for progress and cancellation to come often.
 EVAL_BATCH_ROWS = 20_000
+# Rows per chunk at most: where a masked row costs a backbone pass (text), 20,000 masked rows
+# would be one chunk for thousands of rows, and progress and cancel would wait for its end.
+MAX_CHUNK_ROWS = 32
 
 
 class ExplanationCancelled(Exception):
@@ -312,7 +315,7 @@ def explain_rows(
             recorder = Recorder()
             explainer = _permutation_explainer(recorder, reference_codes, columns, seed)
             per_row = len(reference_codes) * max(max_evals)
-            chunk = max(1, EVAL_BATCH_ROWS // max(per_row, 1))
+            chunk = max(1, min(MAX_CHUNK_ROWS, EVAL_BATCH_ROWS // max(per_row, 1)))
             for start in range(0, len(rows), chunk):
                 stop()
                 chunk_rows = range(start, min(start + chunk, len(rows)))

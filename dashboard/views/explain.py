@@ -15,6 +15,14 @@ def read_upload(file_id: str, name: str, _raw: bytes):
     return core.read_table(_raw, filename=name)
 
 
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def about(seconds: float) -> str:
+    return "under a second" if seconds < 1 else f"about {formatting.duration(seconds)}"
+
+
 @st.fragment(run_every=1.0)
 def progress(key: tuple) -> None:
     job = state.explain_jobs().get(key)
@@ -22,19 +30,34 @@ def progress(key: tuple) -> None:
     if snap is None or snap.finished:
         st.rerun()  # the whole page draws the result, or the error
     bar, cancel = st.columns([5, 1])
-    text = (
-        "waiting for the explainer to start"
-        if snap.state == "queued"
-        else f"{snap.fraction:.0%} of {job.n_rows} rows"
-    )
+    if snap.state == "queued" and snap.position:
+        text = f"{ordinal(snap.position)} in the queue, after {snap.after}"
+    elif snap.state == "queued":
+        text = "starting the explainer"
+    else:
+        text = f"{snap.fraction:.0%} of {job.n_rows} rows"
+        if snap.rows_per_s:
+            text += f" · {snap.rows_per_s:,.1f} rows/s"
+        if snap.eta_s is not None:
+            text += f" · {about(snap.eta_s)} left"
     bar.progress(snap.fraction, text=text)
     if cancel.button("Cancel", icon=":material/stop:", key="explain.cancel"):
         job.cancel()
         st.toast("Cancelling the explanation ...")
 
 
+@st.fragment(run_every=1.0)
+def await_speed(run_dir) -> None:
+    if state.explain_jobs().speed(run_dir) is not None:
+        st.rerun()  # the page states the estimate
+    st.caption("Timing a few rows of this run to estimate how long it takes here ...")
+
+
 st.title("Explain")
 summary = widgets.pick_finished_run(state.EXPLAIN_RUN)
+jobs = state.explain_jobs()
+# Loads the run in the explainer process and times a few rows, while this page loads it too.
+speed = jobs.speed(summary.path)
 try:
     spec = core.load_model(summary.path).spec_
 except core.FinTuneError as exc:
@@ -110,7 +133,6 @@ except core.FinTuneError as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
 
-jobs = state.explain_jobs()
 key = (str(summary.path), *rows_key, label)
 job = jobs.get(key)
 snap = job.snapshot() if job is not None else None
@@ -126,6 +148,13 @@ if snap is None or snap.state in ("failed", "cancelled"):
         "table read by its cells; one summary row of the training data when whole rows are read "
         "as text)."
     )
+    if speed is None:
+        await_speed(summary.path)
+    elif (seconds := speed.seconds(len(rows))) is not None:
+        st.caption(
+            f"Computing takes {about(seconds)} here, in a separate process (estimated from "
+            f"{speed.basis}); other jobs queued before it run first."
+        )
     if not st.button("Compute explanations", type="primary", icon=":material/play_arrow:"):
         st.stop()
     job = jobs.start(key, summary.path, rows, class_index=label)

@@ -4,8 +4,10 @@ downloads."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from apptest_helpers import open_page, texts
 from conftest import app_over
@@ -43,7 +45,7 @@ def _compute(at, n_rows: int) -> core.ExplainJob:
     [button] = [b for b in at.button if b.label == "Compute explanations"]
     button.click().run()
     assert not at.exception
-    [job] = state.explain_jobs().jobs()  # one job per test: a fresh registry each time
+    *_, job = state.explain_jobs().jobs()  # a fresh registry each test; the newest job last
     return job
 
 
@@ -88,17 +90,34 @@ def test_explains_the_test_rows_of_a_run(trained_app):
     assert not [b for b in trained_app.button if b.label == "Compute explanations"]
 
 
-def test_cancel_then_compute_again(trained_app):
+def test_estimate_queue_place_cancel_then_compute_again(trained_app, trained_runs):
     open_page(trained_app, "explain")
+    [run] = core.list_runs(trained_runs)
+    jobs = state.explain_jobs()
+    deadline = time.monotonic() + 300
+    while jobs.speed(run.path) is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # opening the page asked the explainer to time a few rows of the run
+    trained_app.run()
+    assert "estimated from a timed check of 16 rows here" in texts(trained_app.caption)
+
+    # Another tab's long job holds the explainer: this one waits, and says behind what.
+    rows = core.test_rows(run.path)
+    other = jobs.start("another tab", run.path, pd.concat([rows] * 6), n_permutations=4)
     job = _compute(trained_app, 200)
-    assert not job.snapshot().finished
-    assert trained_app.get("progress")
+    assert job is not other and not job.snapshot().finished
+    [bar] = trained_app.get("progress")
+    assert bar.proto.text == f"1st in the queue, after {len(rows) * 6} rows of {run.run_id}" + (
+        " (computing now)"
+    )
     trained_app.button(key="explain.cancel").click().run()
     assert job.wait(timeout=120).state == "cancelled"
+    assert job.snapshot().state == "cancelled"  # a queued job is dropped at once
     trained_app.run()
     assert not trained_app.exception
     assert "cancelled" in texts(trained_app.warning)
     assert [b for b in trained_app.button if b.label == "Compute explanations"]
+    other.cancel()
+    assert other.wait(timeout=120).state == "cancelled"
 
 
 def test_bad_files_show_the_engines_message(trained_app):
@@ -107,7 +126,8 @@ def test_bad_files_show_the_engines_message(trained_app):
     assert "Upload a file" in texts(trained_app.info)
     trained_app.file_uploader[0].set_value(("few.csv", b"a,b\n1,2\n3,4\n", "text/csv")).run()
     assert not trained_app.exception
-    assert "column" in texts(trained_app.error)
+    assert "The file lacks column(s) " in texts(trained_app.error)
+    assert "'credit_amount'" in texts(trained_app.error)  # a column the run was trained on
     trained_app.file_uploader[0].set_value(("empty.csv", b"", "text/csv")).run()
     assert not trained_app.exception
     assert "empty.csv is empty" in texts(trained_app.error)
