@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import auth, state  # noqa: E402
+from dashboard import auth, saved_session, state  # noqa: E402
 
 st.set_page_config(page_title="FinTune", page_icon=":material/model_training:", layout="wide")
 auth.gate()  # a password whenever the app is bound to anything but this machine
@@ -28,4 +28,8 @@ pages = [
     st.Page("views/explain.py", title="Explain", icon=":material/psychology_alt:"),
 ]
 state.explain_jobs()  # created at start-up: compiles shap's kernels in the background meanwhile
-st.navigation(pages).run()
+saved_session.restore()  # a reloaded tab gets its choices back before the page draws
+try:
+    st.navigation(pages).run()
+finally:  # st.stop() and st.rerun() in a page raise out of run(): save after those runs too
+    saved_session.save()

@@ -3,7 +3,8 @@
 Session state holds only small values (the file name and digest, the target, role overrides,
 widget values, the current run id). The table itself lives in ``st.cache_data`` keyed by the
 file's digest, and the job manager in ``st.cache_resource``: one per process, so every tab and
-every reload sees the same jobs.
+every reload sees the same jobs. The choices named in ``REMEMBERED`` also survive a reload of the
+tab (dashboard/saved_session.py), and so do uploaded files (kept by digest under the runs folder).
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 import core
+
+logger = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- keys
 
@@ -63,6 +68,55 @@ TRAIN_CHOICES = ("class_weights", "loss")  # select boxes on the Model page
 # Widgets whose value must survive a visit to another page take persist_state=PERSIST.
 PERSIST = "session"
 
+SESSION_ID = "session.id"  # this tab's id, kept in the URL (?session=...): names its saved file
+SESSION_NOTES = "session.notes"  # what a reload could not bring back; the Data page shows it
+
+# The choices that describe the table; load_bytes resets them when another table is loaded.
+TABLE_CHOICES = (
+    DATA_NAME,
+    DATA_DIGEST,
+    DATA_SAMPLE,
+    TARGET,
+    TASK,
+    ROLES,
+    SPLIT_KIND,
+    SPLIT_COLUMN,
+    EMBARGO,
+    POSITIVE_CLASS,
+)
+# What a reloaded tab gets back (dashboard/saved_session.py), with the JSON types each may hold:
+# a saved value of another type is dropped, since a text in a number box would raise.
+_TEXT, _NUMBER, _LIST = (str,), (int, float, type(None)), (list,)
+REMEMBERED: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(TABLE_CHOICES, _TEXT),
+    DATA_SAMPLE: (str, type(None)),
+    ROLES: (dict,),
+    EMBARGO: _NUMBER,
+    BACKBONE: _TEXT,
+    "model.freeze_depth": (int, str),  # "auto" or a depth
+    "model.max_length": _NUMBER,
+    "model.dropout": _NUMBER,
+    "model.table_encoding": _TEXT,
+    "model.trees": _TEXT,
+    LORA_ON: (bool,),
+    **{f"model.{field}": _NUMBER for field in LORA_FIELDS if field != "lora_targets"},
+    "model.lora_targets": _TEXT,
+    **{f"train.{field}": _NUMBER for field in TRAIN_FIELDS},
+    "train.epochs": (int, str),  # "auto" or a number of epochs
+    "train.patience": (int, str),
+    "train.head_lr": (int, float, str),  # "auto" or a rate
+    **{f"train.{field}": _TEXT for field in TRAIN_CHOICES},
+    CURRENT_RUN: _TEXT,
+    RESULT_RUN: _TEXT,
+    COMPARE_RUNS: _LIST,
+    PREDICT_RUN: _TEXT,
+    EXPLAIN_RUN: _TEXT,
+    EXPLAIN_SOURCE: _TEXT,
+    EXPLAIN_ROWS: _NUMBER,
+    EXPLAIN_CLASS: _TEXT,
+    EXPLAIN_ROW: (int, str),  # a row's index label
+}
+
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 SAMPLES = {  # file -> default target, as documented in sample_data/README.md
     "credit_risk.csv": "credit_risk",
@@ -81,6 +135,25 @@ def runs_dir() -> Path:
     return Path(os.environ.get("FINTUNE_RUNS_DIR", "runs")).resolve()
 
 
+def sessions_dir() -> Path:
+    """Where tabs keep their choices and uploads across reloads: ``<runs>/.sessions``."""
+    return runs_dir() / ".sessions"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a whole file or nothing (a temp file beside it, then a rename): a reload never reads
+    half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @st.cache_resource(show_spinner=False)
 def _manager(directory: str) -> core.JobManager:
     # FINTUNE_WARM_WORKER=0 skips the pre-started spare worker (saves ~1 GB on small machines).
@@ -96,9 +169,11 @@ def manager() -> core.JobManager:
 def explain_jobs() -> core.ExplainJobs:
     """The process-wide explanation jobs: a second visit with the same run and rows is instant.
 
-    The router creates it at start-up, which starts compiling shap's kernels in the background.
+    The router creates it at start-up, which starts the explainer process (explanations are
+    computed there, off this server) and lets it compile shap's kernels meanwhile;
+    FINTUNE_WARM_WORKER=0 starts it when the Explain page first needs it instead.
     """
-    return core.ExplainJobs()
+    return core.ExplainJobs(warm_up=os.environ.get("FINTUNE_WARM_WORKER", "1") != "0")
 
 
 def current_run_id() -> str | None:
@@ -125,11 +200,30 @@ def _table(digest: str, name: str, _raw: bytes | None = None) -> pd.DataFrame:
     return core.read_table(_raw, filename=name)
 
 
+def kept_upload(digest: str) -> Path:
+    """Where an uploaded file's bytes are kept, so a reloaded tab can read the table again."""
+    return sessions_dir() / "files" / digest
+
+
+def _keep(raw: bytes, digest: str) -> None:
+    path = kept_upload(digest)
+    if path.is_file():  # the same bytes, named by their digest: written once
+        return
+    try:
+        write_atomically(path, raw)
+    except OSError:  # the table still works in this tab; only a reload would lose it
+        logger.warning("could not keep the uploaded file at %s", path, exc_info=True)
+
+
 def load_bytes(raw: bytes, name: str, *, sample: str | None = None) -> pd.DataFrame:
     """Read a file (raises core.DataError) and make it the current table of this session."""
     digest = hashlib.sha256(raw).hexdigest()
     frame = _table(digest, name, raw)
+    if sample is None:  # samples come back by name
+        _keep(raw, digest)
     if st.session_state.get(DATA_DIGEST) != digest:
+        if st.session_state.get(DATA_DIGEST) is not None:  # one the user chose, not the default
+            st.session_state.pop(SESSION_NOTES, None)  # "X was not restored" has done its job
         st.session_state[DATA_DIGEST] = digest
         st.session_state[DATA_NAME] = name
         st.session_state[DATA_SAMPLE] = sample
@@ -157,12 +251,15 @@ def table() -> tuple[str, pd.DataFrame] | None:
     name = st.session_state[DATA_NAME]
     try:
         return name, _table(digest, name)
-    except LookupError:  # evicted from the cache (or the cache was cleared)
+    except LookupError:  # evicted from the cache, cleared, or a reloaded tab's first read
         sample = st.session_state.get(DATA_SAMPLE)
         if sample:
             return name, load_sample(sample)
-        st.session_state.pop(DATA_DIGEST, None)
-        return None
+        try:
+            return name, _table(digest, name, kept_upload(digest).read_bytes())
+        except (OSError, core.DataError):  # its kept copy is gone or damaged
+            st.session_state.pop(DATA_DIGEST, None)
+            return None
 
 
 # ----------------------------------------------------------------------------- the config

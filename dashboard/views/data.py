@@ -70,6 +70,8 @@ elif upload is not None and upload.file_id != st.session_state.get(state.LAST_UP
     except core.DataError as exc:
         st.error(str(exc), icon=":material/error:")
 
+for note in st.session_state.get(state.SESSION_NOTES, ()):  # from a reload (saved_session.py)
+    st.info(note, icon=":material/history:")
 loaded = state.table()
 if loaded is None:
     st.info("Upload a file or load a sample dataset to begin.")
@@ -188,6 +190,9 @@ if spec.task == "binary":
     state.init_widget(state.POSITIVE_CLASS, "auto")
     if st.session_state[state.POSITIVE_CLASS] not in ("auto", *spec.classes):
         st.session_state[state.POSITIVE_CLASS] = "auto"
+    # The browser keeps the chosen option's label and sends it back: after another target,
+    # "auto (bad, the rarer)" would come back as the value. Setting it sends the new label.
+    st.session_state[state.POSITIVE_CLASS] = st.session_state[state.POSITIVE_CLASS]
     st.selectbox(
         "Positive class (the event: default, fraud, …)",
         ["auto", *spec.classes],
