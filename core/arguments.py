@@ -31,6 +31,15 @@ def _freeze_depth(text: str) -> int | str:
     raise argparse.ArgumentTypeError(f"{text!r} is not a freeze depth: use auto or 0, 1, 2, ...")
 
 
+def _epochs(text: str) -> int | str:
+    """``--epochs``: a number, or ``auto`` (4; 30 when only the head trains)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    if text.strip().isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number of epochs: use auto or 1, 2, ...")
+
+
 def with_flags(message: str) -> str:
     """``message`` with the command-line flags of the settings it names, e.g. ``--batch-size``."""
     flags = [
@@ -59,7 +68,13 @@ def parser() -> argparse.ArgumentParser:
         help="freeze embeddings + bottom N layers, or auto (the default: the whole backbone on "
         "tables, none on text-only data)",
     )
-    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument(
+        "--epochs",
+        type=_epochs,
+        default=None,
+        help="epochs at most (early stopping), or auto (the default: 4; 30 when only the head "
+        "trains)",
+    )
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--lr", type=float, default=None, help="backbone learning rate")
     train.add_argument(
@@ -163,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("data", help="CSV or Parquet file")
     sweep.add_argument("--target", required=True, help="column to predict")
     sweep.add_argument("--backbone", default=None, help="registry name, local folder or Hub id")
-    sweep.add_argument("--epochs", type=int, default=None)
+    sweep.add_argument("--epochs", type=_epochs, default=None)
     sweep.add_argument("--batch-size", type=int, default=None)
     sweep.add_argument("--max-length", type=int, default=None)
     sweep.add_argument(

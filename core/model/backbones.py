@@ -364,6 +364,18 @@ def resolve_freeze_depth(model: ModelConfig, spec: TableSpec, layers: int) -> in
     return layers if reads_table and not model.lora_rank else 0
 
 
+def trains_head_only(model: ModelConfig, spec: TableSpec, layers: int) -> bool:
+    """Whether a run on this table trains the head alone: no backbone weight learns and no row
+    goes through the backbone per epoch (no free text, rows not read as text), so the cells are
+    encoded once and every epoch is a pass of the small head (core.model.fusion)."""
+    if model.lora_rank or resolve_table_encoding(model.table_encoding) == "row_text":
+        return False
+    if spec.columns("text"):
+        return False
+    # Without categorical cells the backbone reads nothing and is frozen whatever the depth.
+    return resolve_freeze_depth(model, spec, layers) >= layers or not spec.columns("categorical")
+
+
 def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     total = sum(p.numel() for p in model.parameters())

@@ -56,9 +56,9 @@ class Evidence:
     embargo: int
     truncation: tuple[float, int, int] | None  # share longer, tokens allowed, rows measured
     epochs: Epochs | None
-    epochs_allowed: int
+    epochs_allowed: int | str  # "auto" only in a run stopped before its model was built
     max_steps: int | None
-    patience: int
+    patience: int | str
     shifted: Sequence[tuple[str, float]]  # inputs whose PSI level is "shift": name, PSI
     failed_checks: dict[str, str]  # check ("stability", "baselines") -> its error
     equal_costs: bool  # a cost-chosen threshold with a false positive costing as a false negative
@@ -217,7 +217,11 @@ def truncation_limits(truncation: tuple[float, int, int] | None) -> list[str]:
 
 
 def training_limits(
-    epochs: Epochs | None, *, epochs_allowed: int, max_steps: int | None, patience: int
+    epochs: Epochs | None,
+    *,
+    epochs_allowed: int | str,
+    max_steps: int | None,
+    patience: int | str,
 ) -> list[str]:
     """How training ended: capped, stopped early, still improving, best not last, single epoch."""
     if epochs is None or not epochs.run:
@@ -228,7 +232,7 @@ def training_limits(
             f"Training was capped at max_steps = {max_steps} after {epochs.run} epoch(s): "
             "a quick trial, probably not a fully trained model."
         )
-    elif epochs.run < epochs_allowed:
+    elif isinstance(epochs_allowed, int) and epochs.run < epochs_allowed:  # "auto": unresolved
         found.append(
             f"Early stopping: training stopped after epoch {epochs.last} of "
             f"{epochs_allowed}, the validation score having not improved for {patience} "

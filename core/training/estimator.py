@@ -21,6 +21,7 @@ from ..model.backbones import (
     load_backbone,
     n_layers,
     resolve_freeze_depth,
+    trains_head_only,
 )
 from ..stats.metrics import classification_metrics, regression_metrics
 from .events import TRAINING_PHASE, PhaseEvent
@@ -138,7 +139,7 @@ class FineTuner:
             self.model_,
             train_rows,
             val_rows,
-            config=cfg.train,
+            config=self.config.train,
             task=self.spec_.task,
             pad_id=self.pad_id_,
             score_outputs=lambda outputs: self.score_outputs(outputs, val_rows.targets),
@@ -202,6 +203,12 @@ class FineTuner:
                 f"Freeze depth {depth} is more than {self.config.model.backbone!r} has layers "
                 f"({n_layers(backbone)}): choose 0-{n_layers(backbone)}."
             )
+        head_only = trains_head_only(self.config.model, self.spec_, n_layers(backbone))
+        # The saved model and the run's config.json record the epochs and patience that trained.
+        schedule = self.config.train.resolved(head_only=head_only)
+        self.config = self.config.replace(
+            train={name: getattr(schedule, name) for name in ("epochs", "patience", "head_lr")}
+        )
         self.model_ = self._fusion_model(backbone)
         freeze(backbone, depth)
         if not self.model_.reads_row_text and not self.model_.n_cell_columns:

@@ -327,6 +327,8 @@ def train(
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
+    if "auto" in (config.epochs, config.patience, config.head_lr):  # FineTuner resolves them
+        raise ValueError("train() needs a resolved TrainConfig: see TrainConfig.resolved.")
     # -- optimizer and schedule (the schedule drives the raw optimizer's groups, wrapped or not)
     groups = model.make_parameter_groups(
         lr=config.lr, head_lr=config.head_lr, weight_decay=config.weight_decay

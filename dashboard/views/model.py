@@ -10,7 +10,6 @@ from dashboard import formatting, state
 
 # (section, field, label, widget options); the default values come from core.default_config.
 HYPERPARAMETERS = [
-    ("train", "epochs", "Epochs", {"min_value": 1, "max_value": 100, "step": 1}),
     (
         "train",
         "max_steps",
@@ -24,20 +23,8 @@ HYPERPARAMETERS = [
         "Backbone learning rate",
         {"min_value": 1e-7, "max_value": 0.1, "step": 1e-5, "format": "%.1e"},
     ),
-    (
-        "train",
-        "head_lr",
-        "Head learning rate",
-        {"min_value": 1e-7, "max_value": 0.1, "step": 1e-4, "format": "%.1e"},
-    ),
     ("train", "weight_decay", "Weight decay", {"min_value": 0.0, "max_value": 1.0, "step": 0.01}),
     ("train", "warmup_ratio", "Warm-up ratio", {"min_value": 0.0, "max_value": 0.9, "step": 0.05}),
-    (
-        "train",
-        "patience",
-        "Early-stopping patience (epochs)",
-        {"min_value": 1, "max_value": 100, "step": 1},
-    ),
     (
         "model",
         "max_length",
@@ -121,6 +108,31 @@ def resolved_freeze_depth(name: str, setting, layers: int) -> tuple[int, str]:
         else "text-only data"
     )
     return 0, f"auto → nothing frozen ({reason}): the whole backbone fine-tunes."
+
+
+HEAD_LR_BOX = "model_page.head_lr"  # the number box; empty stands for "auto"
+
+
+def schedule_caption(layers: int) -> str:
+    """What "auto" epochs, patience and head rate become for the loaded table and model."""
+    try:
+        _, _, config, spec = state.validated()
+    except (LookupError, core.FinTuneError):
+        return (
+            "auto: 4 epochs, patience 2, head rate 1e-3; 30, 6 and 3e-4 when only the head "
+            "trains (load data to see)."
+        )
+    head_only = core.trains_head_only(config.model, spec, layers)
+    schedule = config.train.resolved(head_only=head_only)
+    why = (
+        "only the head trains, and each of its epochs takes a moment"
+        if head_only
+        else "backbone weights train, and each epoch is a pass of the backbone"
+    )
+    return (
+        f"auto → {schedule.epochs} epochs at most, patience {schedule.patience}, head learning "
+        f"rate {schedule.head_lr:g}: {why}."
+    )
 
 
 st.title("Model")
@@ -294,6 +306,33 @@ for i, (section, field, label, options) in enumerate(HYPERPARAMETERS):
     key = f"{section}.{field}"
     state.init_widget(key, getattr(getattr(defaults, section), field))
     grid[i % 4].number_input(label, key=key, persist_state=state.PERSIST, **options)
+# Epochs, patience, head rate: "auto" or a value (core.TrainConfig.resolved says what auto is).
+left, middle, right = st.columns([2, 2, 1])
+for column, field, label in (
+    (left, "epochs", "Epochs at most (early stopping ends sooner)"),
+    (middle, "patience", "Early-stopping patience (epochs)"),
+):
+    key = f"train.{field}"
+    state.init_widget(key, getattr(defaults.train, field))
+    column.select_slider(label, ["auto", *range(1, 101)], key=key, persist_state=state.PERSIST)
+# The run's setting is "train.head_lr" ("auto" or a rate); the box shows auto as empty.
+state.init_widget("train.head_lr", defaults.train.head_lr)
+chosen_rate = st.session_state["train.head_lr"]
+state.init_widget(HEAD_LR_BOX, None if chosen_rate == "auto" else chosen_rate)
+rate = right.number_input(
+    "Head learning rate",
+    min_value=1e-7,
+    max_value=0.1,
+    step=1e-4,
+    format="%.1e",
+    placeholder="auto",
+    key=HEAD_LR_BOX,
+    persist_state=state.PERSIST,
+    help="Empty: auto (1e-3 while backbone weights train, 3e-4 when only the head trains).",
+)
+st.session_state["train.head_lr"] = "auto" if rate is None else rate
+if "auto" in (st.session_state[f"train.{f}"] for f in ("epochs", "patience", "head_lr")):
+    left.caption(schedule_caption(info.n_layers))
 problem = length_problem(name, st.session_state.get("model.max_length"))
 if problem:
     st.error(problem, icon=":material/error:")

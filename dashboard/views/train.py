@@ -20,16 +20,20 @@ except core.FinTuneError as exc:
 
 if spec is not None:
     m, t = config.model, config.train
-    budget = f"{t.epochs} epoch{'s' if t.epochs > 1 else ''}" + (
-        f", at most {t.max_steps} steps" if t.max_steps else ""
-    )
     depth = m.freeze_depth
-    if depth == "auto":
-        try:
-            layers = core.describe_backbone(m.backbone).n_layers
+    try:
+        layers = core.describe_backbone(m.backbone).n_layers
+        if depth == "auto":
             depth = f"{core.resolve_freeze_depth(m, spec, layers)} (auto)"
-        except core.FinTuneError:  # a backbone that cannot be read: Start says why
-            pass
+        auto_epochs = t.epochs == "auto"
+        t = t.resolved(head_only=core.trains_head_only(m, spec, layers))
+    except core.FinTuneError:  # a backbone that cannot be read: Start says why
+        auto_epochs = False
+    budget = (
+        f"up to {t.epochs} epochs" + (" (auto)" if auto_epochs else "")
+        if t.epochs != 1
+        else "1 epoch"
+    ) + (f", at most {t.max_steps} steps" if t.max_steps else "")
     tuning = f"freeze depth {depth}" + (
         f", LoRA r{m.lora_rank} (alpha {m.lora_scale:g}, "
         f"{', '.join(m.lora_targets or ['all linear layers'])})"

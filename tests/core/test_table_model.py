@@ -116,3 +116,49 @@ def test_a_run_folder_records_the_depth_auto_became(runs_dir, credit_df, tiny_co
     config = runs.load_config(run_dir)
     assert isinstance(config.model.freeze_depth, int) and config.model.freeze_depth > 0
     assert runs.list_runs(runs_dir)[0].tuning == f"freeze {config.model.freeze_depth}"
+    # The notes column is free text, read by the backbone every epoch: auto patience is 2.
+    assert (config.train.epochs, config.train.patience) == (1, 2)
+
+
+def test_auto_epochs_follow_what_trains(credit_df, sentiment_df, tiny_config):
+    from core.config import AUTO_SCHEDULE, ConfigError, TrainConfig
+    from core.data.schema import describe_table
+    from core.model.backbones import trains_head_only
+
+    no_text = tiny_config("credit_risk", data={"roles": {"notes": "ignore"}}).data
+    credit = describe_table(credit_df, no_text)
+    numbers = credit_df[["age_years", "monthly_income", "credit_risk"]]
+    text = describe_table(sentiment_df, tiny_config("label").data)
+    for spec, model, expected in (
+        (credit, {}, True),  # auto freezes the whole backbone: only the head trains
+        (credit, {"freeze_depth": 2}, False),  # the top layers learn through the cells
+        (credit, {"table_encoding": "row_text"}, False),
+        (credit, {"lora_rank": 4}, False),
+        (describe_table(credit_df, tiny_config("credit_risk").data), {}, False),  # free text
+        (describe_table(numbers, tiny_config("credit_risk").data), {"freeze_depth": 0}, True),
+        (text, {}, False),
+    ):
+        config = tiny_config(spec.target, model=model)
+        assert trains_head_only(config.model, spec, 4) is expected, (spec.target, model)
+    assert TrainConfig().resolved(head_only=True).epochs == AUTO_SCHEDULE[True][0] > 4
+    assert TrainConfig().resolved(head_only=False).patience == AUTO_SCHEDULE[False][1]
+    chosen = TrainConfig(epochs="3", patience=1).resolved(head_only=True)
+    assert (chosen.epochs, chosen.patience) == (3, 1)  # a number is kept, text digits read
+    for bad in (0, "soon", True, 2.5):
+        try:
+            TrainConfig(epochs=bad)
+        except ConfigError as exc:
+            assert "epochs" in str(exc) and "auto" in str(exc)
+        else:
+            raise AssertionError(f"epochs={bad!r} was accepted")
+
+
+def test_a_head_only_run_trains_the_auto_epochs(credit_df, tiny_config):
+    from core.config import AUTO_SCHEDULE
+
+    config = tiny_config(
+        "credit_risk", data={"roles": {"notes": "ignore"}}, epochs="auto", patience=50
+    )
+    tuner = FineTuner(config).fit(credit_df.head(120))
+    assert tuner.config.train.epochs == AUTO_SCHEDULE[True][0]  # saved resolved
+    assert len(tuner.history_) == AUTO_SCHEDULE[True][0]  # patience 50: every epoch ran

@@ -70,21 +70,26 @@ def test_upload_train_and_read_results(server, browser):
     open_nav(page, "Model")
     page.get_by_text("Trainable backbone parameters").wait_for()
     unfrozen = page.locator('[data-testid="stMetricValue"]').first.inner_text()
-    page.get_by_role("slider").focus()
-    for key in ("End", "ArrowLeft", "ArrowLeft"):  # freeze depth 4 of MiniLM's 6 layers
-        page.keyboard.press(key)
-        page.wait_for_timeout(300)  # one key per rerun: a press during a rerun can be dropped
-    settle(page)
-    # expect() retries until the rerun that follows the last key press has drawn the page.
-    expect(page.locator('[data-testid="stSliderThumbValue"]')).to_have_text("4", timeout=30_000)
+    # Sliders in page order: freeze depth, epochs, patience.
+    for index, keys, shown in (
+        (0, ("End", "ArrowLeft", "ArrowLeft"), "4"),  # freeze depth 4 of MiniLM's 6 layers
+        (1, ("Home", "ArrowRight"), "1"),  # epochs: auto, then 1
+    ):
+        page.get_by_role("slider").nth(index).focus()
+        for key in keys:
+            page.keyboard.press(key)
+            page.wait_for_timeout(300)  # one key per rerun: a press during a rerun can be dropped
+        settle(page)
+        # expect() retries until the rerun that follows the last key press has drawn the page.
+        thumb = page.locator('[data-testid="stSliderThumbValue"]').nth(index)
+        expect(thumb).to_have_text(shown, timeout=30_000)
     expect(page.locator('[data-testid="stMetricValue"]').first).not_to_have_text(
         unfrozen, timeout=30_000
     )
-    for label, value in (("Epochs", "1"), ("Max steps (optional)", "4")):
-        field = page.get_by_label(label, exact=True)
-        field.fill(value)
-        field.press("Enter")
-        settle(page)
+    field = page.get_by_label("Max steps (optional)", exact=True)
+    field.fill("4")
+    field.press("Enter")
+    settle(page)
     page.get_by_text("What the model reads").wait_for()
     page.get_by_text("tokens", exact=False).first.wait_for()
     _shot(page, "model")

@@ -18,8 +18,20 @@ def test_defaults_come_from_the_engine(app):
                 assert app.session_state[key] == getattr(getattr(defaults, section), field.name), (
                     key
                 )
-    assert app.number_input(key="train.epochs").value == defaults.train.epochs
     assert app.selectbox(key="model.backbone").value == core.DEFAULT_BACKBONE
+    epochs = app.select_slider(key="train.epochs")
+    assert epochs.value == defaults.train.epochs == "auto"
+    # German credit has no free text: auto freezes the backbone, and only the head trains.
+    shown = "auto → 30 epochs at most, patience 6, head learning rate 0.0003: only the head trains"
+    assert shown in texts(app.caption)
+    assert app.number_input(key="model_page.head_lr").value is None  # empty box: auto
+    app.select_slider(key="model.freeze_depth").set_value(0).run()
+    assert "auto → 4 epochs at most, patience 2, head learning rate 0.001: backbone" in texts(
+        app.caption
+    )
+    epochs.set_value(12).run()
+    open_page(app, "train")
+    assert "up to 12 epochs" in texts(app.markdown)
 
 
 def test_freeze_depth_updates_the_trainable_count(app):

@@ -35,6 +35,7 @@ def model_section(run: f.RunFacts) -> list:
     ]
     if lora:
         pairs += _lora_rows(lora, depth)
+    head_lr = train.head_lr if train.head_lr == "auto" else f"{train.head_lr:g}"  # auto: unbuilt
     pairs += [
         ("Freeze depth", freeze),
         (
@@ -61,7 +62,7 @@ def model_section(run: f.RunFacts) -> list:
         ("Class weights", train.class_weights),
         (
             "Optimiser",
-            f"AdamW, backbone lr {train.lr:g}, head lr {train.head_lr:g}, weight decay "
+            f"AdamW, backbone lr {train.lr:g}, head lr {head_lr}, weight decay "
             f"{train.weight_decay:g}, warm-up {train.warmup_ratio:g}, gradient clip "
             f"{train.max_grad_norm:g}",
         ),
