@@ -25,6 +25,7 @@ _EXPORTS = {
     "infer_roles": "data.schema",
     "infer_task": "data.schema",
     "describe_table": "data.schema",
+    "parse_datetime": "data.schema",
     "split_rows": "data.split",
     "TableSpec": "data.schema",
     "Preprocessor": "data.preprocess",

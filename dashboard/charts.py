@@ -53,7 +53,67 @@ def missing_values(frame: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def _period(dates: pd.Series) -> tuple[str, str]:
+    """A period that gives a readable number of bars for this span of dates: (pandas code, word)."""
+    days = (dates.max() - dates.min()).days if dates.notna().any() else 0
+    if days <= 120:
+        return "D", "day"
+    if days <= 3 * 365:
+        return "W", "week"
+    return "M", "month"
+
+
+def dates_profile(series: pd.Series) -> go.Figure:
+    """Rows per day, week or month of a date column (gaps show as empty periods)."""
+    dates = core.parse_datetime(series).dt.tz_localize(None)
+    code, word = _period(dates)
+    counts = dates.dt.to_period(code).value_counts().sort_index()
+    figure = go.Figure(go.Bar(x=counts.index.to_timestamp(), y=counts.values))
+    figure.update_layout(
+        title=f"{series.name}: rows per {word}", xaxis_title=None, yaxis_title="rows"
+    )
+    return figure
+
+
+def target_over_time(
+    dates: pd.Series, target: pd.Series, task: str, positive: str | None = None
+) -> go.Figure:
+    """The target per period: the positive class's share (binary), each class's share
+    (multiclass) or the mean (regression), with the rows per period on a second axis."""
+    when = core.parse_datetime(dates).dt.tz_localize(None)
+    code, word = _period(when)
+    period = when.dt.to_period(code).rename("period")
+    frame = pd.DataFrame({"period": period, "target": target.values}).dropna(subset=["period"])
+    groups = frame.groupby("period")["target"]
+    x = groups.size().index.to_timestamp()
+    figure = go.Figure()
+    if task == "regression":
+        values = groups.apply(lambda v: pd.to_numeric(v, errors="coerce").mean())
+        figure.add_scatter(x=x, y=values.values, mode="lines", name=f"mean {target.name}")
+        y_title = f"mean {target.name}"
+    else:
+        labels = [positive] if task == "binary" and positive is not None else None
+        labels = labels or sorted(frame["target"].astype(str).unique())
+        for label in labels:
+            share = groups.apply(lambda v, label=label: (v.astype(str) == str(label)).mean())
+            figure.add_scatter(x=x, y=share.values, mode="lines", name=str(label))
+        y_title = "share of rows"
+        figure.update_yaxes(tickformat=".0%")
+    figure.add_bar(
+        x=x, y=groups.size().values, name="rows", yaxis="y2", opacity=0.25, marker_color="grey"
+    )
+    figure.update_layout(
+        title=f"{target.name} per {word}",
+        yaxis={"title": y_title},
+        yaxis2={"title": "rows", "overlaying": "y", "side": "right", "showgrid": False},
+        legend={"orientation": "h", "y": -0.15},
+    )
+    return figure
+
+
 def distribution(series: pd.Series, role: str) -> go.Figure:
+    if role == "datetime":
+        return dates_profile(series)
     if role in ("numeric", "text"):
         values = (
             pd.to_numeric(series, errors="coerce")

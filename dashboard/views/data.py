@@ -220,6 +220,13 @@ with p1:
     charts.plot(charts.class_balance(frame[target], spec.task))
 with p2:
     charts.plot(charts.missing_values(frame))
+dates = spec.columns("datetime")
+if dates:  # a time series: how the target moves over time says more than any histogram
+    chosen = st.session_state.get(state.SPLIT_COLUMN)
+    column = chosen if chosen in dates else dates[0]
+    charts.plot(
+        charts.target_over_time(frame[column], frame[target], spec.task, spec.positive_class)
+    )
 shown = st.multiselect("Distributions of", spec.feature_columns, default=spec.feature_columns[:4])
 grid = st.columns(2)
 for i, column in enumerate(shown):

@@ -52,6 +52,30 @@ def test_chronological_split_by_a_date_column(app):
     assert "Task: **binary**" in texts(app.success)  # the time split validates
 
 
+def test_a_time_series_is_profiled_over_time(app):
+    app.run()
+    assert "per month" not in _chart_titles(app)  # German credit has no dates
+    app.file_uploader[0].set_value(
+        ("market.csv", (SAMPLES / "market_daily.csv").read_bytes(), "text/csv")
+    ).run()
+    app.selectbox(key="data.target").select("next_day_direction").run()
+    assert not app.exception
+    titles = _chart_titles(app)
+    # Six years of days: the target's share per month, and the date column as rows per month.
+    assert "next_day_direction per month" in titles
+    app.multiselect[0].set_value(["date"]).run()
+    assert "date: rows per month" in _chart_titles(app)
+
+
+def _chart_titles(at) -> str:
+    import json
+
+    return "\n".join(
+        str(json.loads(chart.proto.spec).get("layout", {}).get("title", {}).get("text"))
+        for chart in at.get("plotly_chart")
+    )
+
+
 def test_empty_file_shows_the_engine_message(app):
     app.run()
     app.file_uploader[0].set_value(("empty.csv", b"", "text/csv")).run()
