@@ -117,7 +117,8 @@ class FusionModel(nn.Module):
         return any(p.requires_grad for p in self.backbone.parameters())
 
     def train(self, mode: bool = True) -> FusionModel:
-        self._cell_table = None  # weights may change: cell vectors are computed again
+        if self.backbone_trains:
+            self._cell_table = None  # its weights change: cell vectors are computed again
         return super().train(mode)
 
     def cell_vectors(self, cells: torch.Tensor) -> torch.Tensor:
@@ -137,11 +138,18 @@ class FusionModel(nn.Module):
     def _frozen_cell_table(self) -> torch.Tensor:
         table = self._cell_table
         if table is None or table.device != self.cell_ids.device:
-            with torch.no_grad():
-                chunks = [
-                    self.embed_text(self.cell_ids[i : i + 256], self.cell_mask[i : i + 256])
-                    for i in range(0, len(self.cell_ids), 256)
-                ]
+            # The frozen backbone's features, without dropout noise: computed once for all epochs
+            # and for inference alike (a frozen run encodes each cell once in all).
+            training = self.backbone.training
+            self.backbone.eval()
+            try:
+                with torch.no_grad():
+                    chunks = [
+                        self.embed_text(self.cell_ids[i : i + 256], self.cell_mask[i : i + 256])
+                        for i in range(0, len(self.cell_ids), 256)
+                    ]
+            finally:
+                self.backbone.train(training)
             table = torch.cat(chunks).float()  # (V, d)
             self._cell_table = table
         return table
