@@ -333,6 +333,12 @@ rate = right.number_input(
 st.session_state["train.head_lr"] = "auto" if rate is None else rate
 if "auto" in (st.session_state[f"train.{f}"] for f in ("epochs", "patience", "head_lr")):
     left.caption(schedule_caption(info.n_layers))
+try:
+    _, _, config, spec = state.validated()
+    preset = core.matching_preset(config, spec, info.n_layers)
+    st.caption(f"Preset (Train page): {preset or 'Custom'}.")
+except (LookupError, core.FinTuneError):
+    pass
 problem = length_problem(name, st.session_state.get("model.max_length"))
 if problem:
     st.error(problem, icon=":material/error:")

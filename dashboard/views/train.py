@@ -1,10 +1,78 @@
 """Train: start a background fine-tuning job and watch it; every tab sees the same jobs."""
 
+import json
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import streamlit as st
 
 import core
 from core.training import distributed
 from dashboard import charts, live, state
+
+PRESET = "train.preset"  # the preset control; derived from the settings on every run
+SUGGESTED = "train.preset_suggested"  # the preset was pre-selected once for this tab
+
+
+@st.cache_resource(show_spinner=False)
+def _estimates() -> tuple[ThreadPoolExecutor, dict[tuple, Future]]:
+    # One measuring thread per process: the page shows "measuring ..." instead of waiting.
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="estimate"), {}
+
+
+def estimate(config: core.RunConfig, frame, spec) -> Future:
+    """The run's time estimate (core measures this backbone here), computed once per config."""
+    pool, futures = _estimates()
+    key = (st.session_state.get(state.DATA_DIGEST), json.dumps(config.to_dict(), default=str))
+    if key not in futures:
+        futures[key] = pool.submit(core.estimate_run, config, frame, spec)
+    return futures[key]
+
+
+def apply_preset(choices: dict[str, dict]) -> None:
+    """Set the Model page's settings to the chosen preset's (they show there)."""
+    for section, values in choices.get(st.session_state.get(PRESET), {}).items():
+        for field, value in values.items():
+            st.session_state[f"{section}.{field}"] = value
+
+
+@st.fragment(run_every=1.0)
+def waiting_for(future: Future) -> None:
+    if future.done():
+        st.rerun()  # the whole page: the estimate may pre-select a preset
+    st.caption(":material/speed: Estimated run time: measuring this machine's speed ...")
+
+
+def preset_and_estimate(frame, config: core.RunConfig, spec) -> None:
+    """The preset control and the estimated run time of the chosen settings."""
+    layers = core.describe_backbone(config.model.backbone).n_layers
+    choices = core.presets(spec, layers, config.model)
+    balanced = estimate(config.replace(**choices["Balanced"]), frame, spec)
+    if not st.session_state.get(SUGGESTED) and balanced.done() and not balanced.exception():
+        st.session_state[SUGGESTED] = True
+        if core.matching_preset(config, spec, layers) == "Balanced":  # nothing chosen yet
+            device = "cpu" if balanced.result().device == "CPU" else "gpu"
+            st.session_state[PRESET] = core.suggested_preset(balanced.result().seconds, device)
+            apply_preset(choices)
+            st.rerun()  # the lines above show the preset's settings
+    st.session_state[PRESET] = core.matching_preset(config, spec, layers)
+    st.segmented_control(
+        "Preset", core.PRESETS, key=PRESET, on_change=apply_preset, args=(choices,)
+    )
+    chosen = st.session_state[PRESET]
+    st.caption(
+        core.preset_note(chosen, spec, layers, config.model)
+        if chosen
+        else "Custom: settings changed on the Model page (a preset sets freeze depth, epochs and "
+        "patience; choose one to go back to it)."
+    )
+    future = estimate(config, frame, spec)
+    if not future.done():
+        waiting_for(future)
+    elif future.exception() is not None:
+        st.caption(f":material/speed: No estimate: {future.exception()}")
+    else:
+        st.markdown(f":material/speed: Estimated run time: {future.result().describe()}.")
+
 
 st.title("Train")
 jobs = state.manager()
@@ -44,6 +112,10 @@ if spec is not None:
         f"**{name}** → predict **{spec.target}** ({spec.task}) with **{m.backbone}**, "
         f"{tuning}, {budget}, batch {t.batch_size}, lr {t.lr:g}."
     )
+    try:
+        preset_and_estimate(frame, config, spec)
+    except core.FinTuneError as exc:  # a backbone that cannot be read: Start says why
+        st.caption(f"No presets or estimate: {exc}")
     gpus = distributed.gpu_count()
     if gpus > 1:
         n_gpus = st.number_input(

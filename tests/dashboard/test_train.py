@@ -98,3 +98,47 @@ def test_sweep_freeze_depth_queues_every_setting_and_draws_the_curve(
     assert "Freeze-depth sweep" in texts(app.subheader)
     assert f"{tiny_layers + 2} of {tiny_layers + 2} runs finished" in texts(app.caption)
     assert app.get("plotly_chart")
+
+
+def _estimate_line(app: AppTest, timeout: float = 120) -> str:
+    """The estimate line above Start, once this machine's speed is measured."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = [m.value for m in app.markdown if "Estimated run time: about" in m.value]
+        if shown:
+            return shown[0]
+        assert "measuring this machine's speed" in texts(app.caption)
+        time.sleep(1)
+        app.run()
+        assert not app.exception
+    raise AssertionError("no estimate shown")
+
+
+def test_presets_set_the_model_settings_and_the_estimate_is_shown(app):
+    open_page(app, "train")
+    assert not app.exception
+    line = _estimate_line(app)
+    assert "on this CPU (measured: all-MiniLM-L6-v2" in line and "rows/s" in line
+    assert "early stopping can end it sooner" in line
+    preset = app.segmented_control(key="train.preset")
+    assert preset.value == "Balanced"  # the credit sample's defaults take seconds
+    preset.set_value("Quick demo").run()
+    assert not app.exception
+    assert app.session_state["train.epochs"] == 10 and app.session_state["train.patience"] == 3
+    assert app.session_state["model.freeze_depth"] == "auto"
+    assert "up to 10 epochs" in texts(app.markdown)
+    assert "up to 10 epochs" in _estimate_line(app)
+    # The Model page shows what the preset set; a manual change there makes it Custom.
+    open_page(app, "model")
+    assert app.select_slider(key="train.epochs").value == 10
+    assert "Preset (Train page): Quick demo." in texts(app.caption)
+    app.select_slider(key="train.epochs").set_value(12).run()
+    assert "Preset (Train page): Custom." in texts(app.caption)
+    open_page(app, "train")
+    assert app.segmented_control(key="train.preset").value is None
+    assert "Custom: settings changed on the Model page" in texts(app.caption)
+    app.segmented_control(key="train.preset").set_value("Best quality").run()
+    assert app.session_state["train.patience"] == 12
+    assert "LightGBM" in texts(app.caption)
