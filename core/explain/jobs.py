@@ -196,16 +196,22 @@ class ExplainJob:
 _ids = itertools.count(1)
 
 
+def _error_types(base: type) -> list[type]:
+    """``base`` and every subclass of it, however deep."""
+    found = [base]
+    for sub in base.__subclasses__():
+        found += _error_types(sub)
+    return found
+
+
 def _error_from(reply: dict) -> BaseException:
     """The worker's failure as an exception here: the same FinTuneError type for a user's error,
     a RuntimeError carrying the worker's traceback for a bug."""
-    from .. import errors
-
     error = reply.get("error") or {}
     kind, message = error.get("kind", "Exception"), error.get("message", "")
     if error.get("user"):
-        cls = getattr(errors, kind, None)
-        if isinstance(cls, type) and issubclass(cls, FinTuneError):
+        cls = next((c for c in _error_types(FinTuneError) if c.__name__ == kind), None)
+        if cls is not None:
             try:
                 return cls(message)
             except TypeError:  # an error with required fields (TrainingError's kind)

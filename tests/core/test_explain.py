@@ -250,7 +250,8 @@ def test_cells_run_only_the_head_per_masked_row(credit_tuner, monkeypatch):
 
 def test_backbone_passes_count_the_cell_vocabulary_once(credit_tuner):
     rows, background = credit_table(seed=6).head(4), credit_table().head(2)
-    credit_tuner.model_.eval()  # as a loaded run is; this drops any cached cell vectors
+    credit_tuner.model_.eval()  # as a loaded run is: in eval mode, with no cell vectors yet
+    credit_tuner.model_._cell_table = None  # (a frozen backbone keeps them from training on)
     first = explain_rows(credit_tuner, rows, background=background).stats
     again = explain_rows(credit_tuner, rows, background=background).stats
     vocabulary = len(credit_tuner.preprocessor_.cell_vocabulary)

@@ -140,8 +140,9 @@ def test_auto_epochs_follow_what_trains(credit_df, sentiment_df, tiny_config):
     ):
         config = tiny_config(spec.target, model=model)
         assert trains_head_only(config.model, spec, 4) is expected, (spec.target, model)
-    assert TrainConfig().resolved(head_only=True).epochs == AUTO_SCHEDULE[True][0] > 4
-    assert TrainConfig().resolved(head_only=False).patience == AUTO_SCHEDULE[False][1]
+    assert TrainConfig().resolved(head_only=True).epochs == AUTO_SCHEDULE[True]["epochs"] > 4
+    assert TrainConfig().resolved(head_only=False).patience == AUTO_SCHEDULE[False]["patience"]
+    assert TrainConfig().resolved(head_only=True).head_lr == AUTO_SCHEDULE[True]["head_lr"]
     chosen = TrainConfig(epochs="3", patience=1).resolved(head_only=True)
     assert (chosen.epochs, chosen.patience) == (3, 1)  # a number is kept, text digits read
     for bad in (0, "soon", True, 2.5):
@@ -160,5 +161,5 @@ def test_a_head_only_run_trains_the_auto_epochs(credit_df, tiny_config):
         "credit_risk", data={"roles": {"notes": "ignore"}}, epochs="auto", patience=50
     )
     tuner = FineTuner(config).fit(credit_df.head(120))
-    assert tuner.config.train.epochs == AUTO_SCHEDULE[True][0]  # saved resolved
-    assert len(tuner.history_) == AUTO_SCHEDULE[True][0]  # patience 50: every epoch ran
+    assert tuner.config.train.epochs == AUTO_SCHEDULE[True]["epochs"]  # saved resolved
+    assert len(tuner.history_) == AUTO_SCHEDULE[True]["epochs"]  # patience 50: every epoch ran

@@ -76,7 +76,8 @@ def test_results_button_writes_the_report_and_offers_it(report_app):
     next(b for b in at.button if b.label == "Model report").click().run()
     assert not at.exception, at.exception
     assert label in [b.label for b in at.download_button]
-    run_dir = next(p for p in Path(os.environ["FINTUNE_RUNS_DIR"]).iterdir() if p.is_dir())
+    runs = Path(os.environ["FINTUNE_RUNS_DIR"]).iterdir()  # .sessions: the tabs' saved choices
+    run_dir = next(p for p in runs if p.is_dir() and not p.name.startswith("."))
     assert "<h2>Known limitations</h2>" in (run_dir / "report.html").read_text(encoding="utf-8")
 
 
