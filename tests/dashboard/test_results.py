@@ -66,7 +66,7 @@ def own_run_app(trained_runs, tmp_path, monkeypatch):
 
 def test_costs_move_the_threshold_and_saving_relabels_predictions(own_run_app):
     at = open_page(own_run_app, "results")
-    run_dir = next(p for p in _runs_folder().iterdir() if p.is_dir())
+    run_dir = next(p for p in _runs_folder().iterdir() if (p / "metrics.json").exists())
     key = f"results.decision.{run_dir.name}"
     even = float(_metric(at, "Threshold"))
     at.number_input(key=f"{key}.cost_fn").set_value(20.0).run()
@@ -91,7 +91,7 @@ def test_costs_move_the_threshold_and_saving_relabels_predictions(own_run_app):
 
 def test_approval_rate_sets_the_share_approved(own_run_app):
     at = open_page(own_run_app, "results")
-    run_dir = next(p for p in _runs_folder().iterdir() if p.is_dir())
+    run_dir = next(p for p in _runs_folder().iterdir() if (p / "metrics.json").exists())
     key = f"results.decision.{run_dir.name}"
     at.radio(key=f"{key}.method").set_value("approval_rate").run()
     at.slider(key=f"{key}.approval").set_value(0.6).run()
