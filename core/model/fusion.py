@@ -117,9 +117,16 @@ class FusionModel(nn.Module):
         return any(p.requires_grad for p in self.backbone.parameters())
 
     def train(self, mode: bool = True) -> FusionModel:
-        if self.backbone_trains:
-            self._cell_table = None  # its weights change: cell vectors are computed again
+        # Into training with a backbone that learns: its weights will change, so the cell vectors
+        # are computed again at the next eval. Not on the way out: a loaded model (every weight
+        # requires grad) would re-encode its vocabulary at each eval() call, 1.6 s per predict.
+        if mode and self.backbone_trains:
+            self._cell_table = None
         return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._cell_table = None  # new weights (the best epoch's, a saved run's): new cell vectors
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def cell_vectors(self, cells: torch.Tensor) -> torch.Tensor:
         """The projected vector of each cell (B, n_cells, d_cell) for vocabulary ids (B, n_cells).

@@ -160,6 +160,7 @@ class FineTuner:
             self._build_model(load_backbone(cfg.model.backbone))
             self.model_.load_state_dict(best_state, strict=False)
         self.model_.to("cpu")
+        self.model_.eval()  # fitted: inference from here on, like a loaded model
         self._fit_trees(parts, val_rows.targets, report)
         return self
 

@@ -16,6 +16,7 @@ def test_cells_are_encoded_once_per_distinct_value_when_frozen(credit_df, tiny_c
     assert not model.reads_row_text or tuner.spec_.columns("text")
     assert model.n_cell_columns == len(tuner.preprocessor_.cell_columns) > 0
     calls = []
+    model._cell_table = None  # fitting scored the validation rows: count from a fresh table
     hook = model.backbone.register_forward_hook(lambda m, args, out: calls.append(1))
     try:
         model.eval()
@@ -163,3 +164,45 @@ def test_a_head_only_run_trains_the_auto_epochs(credit_df, tiny_config):
     tuner = FineTuner(config).fit(credit_df.head(120))
     assert tuner.config.train.epochs == AUTO_SCHEDULE[True]["epochs"]  # saved resolved
     assert len(tuner.history_) == AUTO_SCHEDULE[True]["epochs"]  # patience 50: every epoch ran
+
+
+def test_a_learning_backbone_encodes_its_cells_once_per_weights_for_inference(
+    credit_df, tiny_config
+):
+    """Every weight of a loaded model requires grad; eval() must not throw its cell vectors away
+    (each predict would re-encode the vocabulary), but new weights must."""
+    tuner = FineTuner(
+        tiny_config(
+            "credit_risk",
+            max_steps=2,
+            data={"roles": {"notes": "ignore"}},  # no text read per row: only the cells
+            model={"freeze_depth": 0, "trees": "off"},  # the network alone answers
+            precision="fp32",
+        )
+    ).fit(credit_df)
+    model = tuner.model_
+    assert model.backbone_trains and not model.training  # fitted: in eval mode
+    model._cell_table = None  # fitting scored the validation rows: count from a fresh table
+    calls = []
+    hook = model.backbone.register_forward_hook(lambda m, args, out: calls.append(1))
+    try:
+        first = tuner.predict_proba(credit_df.head(20))
+        passes = len(calls)
+        again = tuner.predict_proba(credit_df.head(20))  # eval() again: the same vectors
+        assert len(calls) == passes > 0
+        np.testing.assert_allclose(first, again)
+        table = model._cell_table.clone()
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        for name, weight in state.items():
+            if name.endswith("encoder.layer.0.output.dense.weight"):
+                weight.add_(0.5)
+        model.load_state_dict(state)
+        tuner.predict_proba(credit_df.head(20))
+        assert len(calls) == 2 * passes  # new weights: the vocabulary was encoded again
+        assert not torch.allclose(model._cell_table, table)  # ... into new vectors
+        model.train()
+        model.eval()
+        tuner.predict_proba(credit_df.head(20))
+        assert len(calls) == 3 * passes  # through training mode: encoded again
+    finally:
+        hook.remove()
