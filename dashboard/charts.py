@@ -428,3 +428,38 @@ def highlighted_tokens(tokens, values, scale: float) -> str:
         + "".join(spans)
         + "</div>"
     )
+
+
+def approval_by_group(groups: pd.DataFrame, column: str) -> go.Figure:
+    """Approval rate per group of ``column`` with its 95% interval, and the four-fifths line:
+    0.8 x the most-approved group's rate (``groups``: core.run_fairness(...).groups)."""
+    rows = groups[groups["column"] == column]
+    rate = rows["approval_rate"].to_numpy(dtype=float)
+    figure = go.Figure(
+        go.Bar(
+            x=rows["group"].astype(str),
+            y=rate,
+            marker={"color": "#4c78a8"},
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": rows["approval_rate_high"].to_numpy(dtype=float) - rate,
+                "arrayminus": rate - rows["approval_rate_low"].to_numpy(dtype=float),
+                "color": "#333333",
+            },
+            customdata=rows["rows"],
+            hovertemplate="%{x}: approval %{y:.1%} of %{customdata} rows<extra></extra>",
+        )
+    )
+    if len(rate) and np.isfinite(rate).any():
+        line = core.FOUR_FIFTHS * float(np.nanmax(rate))
+        figure.add_hline(
+            y=line,
+            line={"dash": "dash", "color": NEGATIVE},
+            annotation_text=f"{core.FOUR_FIFTHS:g} × the most approved ({line:.0%})",
+            annotation_position="top left",
+        )
+    figure.update_yaxes(title="approval rate", tickformat=".0%", rangemode="tozero")
+    figure.update_xaxes(title=column, type="category")
+    figure.update_layout(title=f"Approval rate by {column}", showlegend=False)
+    return figure

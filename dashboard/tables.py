@@ -106,3 +106,58 @@ def delong_table(comparison) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def fairness_groups_table(result, column: str) -> pd.DataFrame:
+    """One row per group of ``column`` (``result``: core.run_fairness(...)): rows, positives and
+    each rate with its 95% interval."""
+    rows = result.groups[result.groups["column"] == column]
+
+    def cell(row, metric: str) -> str:
+        return with_interval(row[metric], (row[f"{metric}_low"], row[f"{metric}_high"]))
+
+    return pd.DataFrame(
+        {
+            "group": rows["group"],
+            "rows": rows["rows"],
+            f"{result.positive_class} (positives)": rows["positives"],
+            **{
+                name: [cell(r, metric) for _, r in rows.iterrows()]
+                for metric, name in core.FAIRNESS_METRICS.items()
+            },
+        }
+    )
+
+
+def fairness_ratio_table(result, column: str) -> pd.DataFrame:
+    """Each group's approval rate as a ratio to the most-approved group's, with the finding."""
+    rows = result.disparities[result.disparities["column"] == column]
+    return pd.DataFrame(
+        {
+            "group": rows["group"],
+            "approval ratio": [
+                "reference (most approved)"
+                if r["group"] == r["reference"]
+                else with_interval(
+                    r["approval_ratio"], (r["approval_ratio_low"], r["approval_ratio_high"])
+                )
+                for _, r in rows.iterrows()
+            ],
+            "finding": rows["finding"],
+        }
+    )
+
+
+def fairness_gaps_table(result) -> pd.DataFrame:
+    """Per column: the approval, equal-opportunity and equalized-odds gaps with their intervals
+    and the p value from shuffled group labels."""
+    return pd.DataFrame(
+        {
+            "column": result.gaps["column"],
+            "gap": [core.GAP_NAMES[m] for m in result.gaps["measure"]],
+            "value": [
+                with_interval(r["value"], (r["low"], r["high"])) for _, r in result.gaps.iterrows()
+            ],
+            "p (shuffled groups)": [f"{p:.3f}" for p in result.gaps["p_value"]],
+        }
+    )

@@ -1,5 +1,5 @@
-"""``fintune runs``, ``threshold``, ``compare``, ``explain`` and ``report``: looking into
-finished runs.
+"""``fintune runs``, ``threshold``, ``compare``, ``explain``, ``report`` and ``fairness``: looking
+into finished runs.
 """
 
 from __future__ import annotations
@@ -144,4 +144,73 @@ def cmd_report(args: argparse.Namespace) -> int:
         on_progress=lambda message: print(message, file=sys.stderr),
     )
     print(path)
+    return 0
+
+
+def cmd_fairness(args: argparse.Namespace) -> int:
+    """A finished binary run's outcomes per group, with intervals, and the disparities."""
+    import pandas as pd
+
+    from ..evaluation.fairness import GAP_NAMES
+    from ..review.fairness import run_fairness
+    from ..serving.safe_csv import to_safe_csv
+    from ..stats.metrics import format_interval, format_number
+
+    result = run_fairness(args.run_dir, args.by, rows=args.rows, bands=args.bands)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if result.groups.empty:
+        return 0
+    rows = "test rows" if result.rows_used == "test" else "test and validation rows"
+    print(
+        f"{result.rows:,} {rows} at threshold {result.threshold:.4f}: flagged = predicted "
+        f"{result.positive_class}, approved = not flagged; brackets: bootstrap 95% intervals"
+    )
+
+    def cell(row, metric: str) -> str:
+        return format_interval(row[metric], [row[f"{metric}_low"], row[f"{metric}_high"]], 3)
+
+    for column in result.groups["column"].unique():
+        groups = result.groups[result.groups["column"] == column]
+        ratios = result.disparities[result.disparities["column"] == column]
+        gaps = result.gaps[result.gaps["column"] == column]
+        shown = pd.DataFrame(
+            {
+                "group": groups["group"],
+                "rows": groups["rows"],
+                result.positive_class: groups["positives"],
+                "approval rate": [cell(r, "approval_rate") for _, r in groups.iterrows()],
+                "approval ratio": [
+                    "reference"
+                    if r["group"] == r["reference"]
+                    else format_interval(
+                        r["approval_ratio"],
+                        [r["approval_ratio_low"], r["approval_ratio_high"]],
+                        3,
+                    )
+                    for _, r in ratios.iterrows()
+                ],
+                "TPR": [cell(r, "tpr") for _, r in groups.iterrows()],
+                "FPR": [cell(r, "fpr") for _, r in groups.iterrows()],
+                "ROC AUC": [cell(r, "roc_auc") for _, r in groups.iterrows()],
+                "mean predicted": [cell(r, "mean_predicted") for _, r in groups.iterrows()],
+                "observed": [cell(r, "observed_rate") for _, r in groups.iterrows()],
+            }
+        )
+        print(f"\n{column}")
+        print(shown.to_string(index=False))
+        for _, r in ratios[ratios["finding"] != ""].iterrows():
+            print(f"  {r['group']}: approval ratio {r['approval_ratio']:.3f}, {r['finding']}")
+        for _, r in gaps.iterrows():
+            value = format_interval(r["value"], [r["low"], r["high"]], 3)
+            print(
+                f"  {GAP_NAMES[r['measure']]}: {value}, p (shuffled groups) "
+                f"{format_number(r['p_value'], 3)}"
+            )
+    if args.output:
+        table = result.groups.merge(
+            result.disparities.drop(columns="approval_rate"), on=["column", "group"]
+        )
+        Path(args.output).write_bytes(to_safe_csv(table))
+        print(f"wrote the per-group table to {args.output}", file=sys.stderr)
     return 0

@@ -3,9 +3,9 @@
 :func:`write_model_report` reads the run folder (:mod:`.facts`), finds the limitations its numbers
 imply (:mod:`.limitations`), draws each section (:mod:`.sections`, charts from :mod:`.figures`) and
 writes one page (:mod:`.page`): a fingerprint of the data, the split, the model, what is needed to
-reproduce it, test metrics with 95% intervals beside the baselines, calibration, SHAP attributions
-of a few test rows, stability and leakage checks, and the limitations. CSS and plotly.js are
-inlined, so the file opens offline and can be archived or mailed.
+reproduce it, test metrics with 95% intervals beside the baselines, calibration, fairness by
+group, SHAP attributions of a few test rows, stability and leakage checks, and the limitations. CSS
+and plotly.js are inlined, so the file opens offline and can be archived or mailed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from . import facts
 from .limitations import limitations
 from .page import Figures, page
 from .sections.data import data_section, split_section
+from .sections.fairness import fairness_section
 from .sections.glance import glance
 from .sections.model import model_section, reproducibility_section
 from .sections.performance import calibration_section, metrics_section
@@ -37,6 +38,7 @@ SECTIONS = (
     ("reproducibility", "Reproducibility"),
     ("metrics", "Test metrics"),
     ("calibration", "Calibration"),
+    ("fairness", "Fairness by group"),
     ("attributions", "Top attributions"),
     ("stability", "Stability and leakage"),
     ("limitations", "Known limitations"),
@@ -90,6 +92,7 @@ def write_model_report(
         "reproducibility": reproducibility_section(run),
         "metrics": metrics_section(run),
         "calibration": calibration_section(run, plot),
+        "fairness": fairness_section(run),
         "attributions": attributions_section(run, found, plot),
         "stability": stability_section(run),
         "limitations": limitations_section(limits, found),

@@ -43,6 +43,14 @@ def derive_market(frame, name: str, columns: dict) -> None:
     }
 
 
+def leave_out(columns: list[str]) -> None:
+    """Button callback (before the roles editor draws): the columns' role becomes ignore."""
+    st.session_state[state.ROLES] = {
+        **st.session_state.get(state.ROLES, {}),
+        **dict.fromkeys(columns, "ignore"),
+    }
+
+
 st.title("Data")
 
 left, right = st.columns([3, 2])
@@ -177,6 +185,25 @@ except core.FinTuneError as exc:
     st.stop()
 for note in spec.warnings:
     st.warning(note)
+protected = core.likely_protected(spec.feature_columns)
+if protected:
+    st.warning(
+        f"{', '.join(f'`{c}`' for c in protected)} look{'s' if len(protected) == 1 else ''} like "
+        "a protected attribute (sex, age, nationality, ...) and "
+        f"{'is a model input' if len(protected) == 1 else 'are model inputs'}. Decisions that "
+        "use it may be unlawful or unfair: leave it out, or keep it and check the run's "
+        "Fairness tab on the Results page.",
+        icon=":material/balance:",
+    )
+    st.button(
+        f"Leave {'it' if len(protected) == 1 else 'them'} out of the model (role ignore)",
+        icon=":material/visibility_off:",
+        key="data.leave_out_protected",
+        on_click=leave_out,
+        args=(protected,),
+        help="Sets their role to ignore in the roles table above; the column stays in the "
+        "table, so the Results page can still compare outcomes across its groups.",
+    )
 classes = (
     f" · classes: {', '.join(spec.classes[:10])}{' …' if len(spec.classes) > 10 else ''}"
     if spec.classes

@@ -1,5 +1,6 @@
 """Results: one finished run in depth: scorecard beside the baselines, curves, calibration,
-gain and lift, the decision threshold, stability, training curves and test predictions."""
+gain and lift, the decision threshold, fairness by group, stability, training curves and test
+predictions."""
 
 import pandas as pd
 import streamlit as st
@@ -11,6 +12,34 @@ from dashboard import charts, formatting, state, tables, widgets
 @st.cache_data(max_entries=16, show_spinner="Testing the differences ...")
 def against_baselines(run_dir: str, _stamp: float):
     return core.compare_with_baselines(run_dir)
+
+
+RETRAINED = "results.fairness.retrained"  # what the last "Retrain without" click did
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def run_columns(run_dir: str, _stamp: float) -> tuple[list[str], list[str]]:
+    """(columns a group can come from, the model's inputs) of a run."""
+    inputs = core.model_inputs(run_dir)
+    target = core.load_config(run_dir).data.target
+    return [str(c) for c in core.test_rows(run_dir, 1).columns if c != target], inputs
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing groups ...")
+def fairness(run_dir: str, columns: tuple[str, ...], rows: str, _stamp: float):
+    return core.run_fairness(run_dir, list(columns), rows=rows)
+
+
+def retrain_without(summary, column: str) -> None:
+    """Button callback: queue the run again without ``column``, and point Compare at both."""
+    try:
+        run_id = core.retrain_without(state.manager(), summary.path, [column])
+    except core.FinTuneError as exc:
+        st.session_state[RETRAINED] = ("error", str(exc))
+        return
+    st.session_state[state.CURRENT_RUN] = run_id
+    st.session_state[state.COMPARE_RUNS] = [summary.run_id, run_id]
+    st.session_state[RETRAINED] = ("queued", f"{run_id} (without {column})")
 
 
 st.title("Results")
@@ -99,7 +128,7 @@ if baselines:
 
 binary = task == "binary" and positive is not None
 names = (
-    ["Curves", "Calibration", "Gain & lift", "Decision threshold"]
+    ["Curves", "Calibration", "Gain & lift", "Decision threshold", "Fairness"]
     if binary
     else ["Fit"]
     if task == "regression"
@@ -163,6 +192,84 @@ if binary:
             )
     with tabs["Decision threshold"]:
         widgets.decision_panel(summary, metrics, predictions)
+    with tabs["Fairness"]:
+        stamp = (summary.path / "metrics.json").stat().st_mtime
+        choices, inputs = run_columns(str(summary.path), stamp)
+        left, right = st.columns([3, 1])
+        by = left.multiselect(
+            "Group by",
+            choices,
+            default=core.likely_protected(inputs),
+            key=f"results.fairness.by.{summary.run_id}",
+            help="Numbers are cut in 4 bands of about equal size; groups under 20 rows are "
+            "pooled as 'other'. The default: the model inputs that look like protected "
+            "attributes.",
+        )
+        rows_used = right.radio(
+            "Rows",
+            ["test", "held_out"],
+            key=f"results.fairness.rows.{summary.run_id}",
+            format_func={"test": "Test", "held_out": "Test + validation"}.get,
+        )
+        if not by:
+            st.info("Choose columns to compare the decision's outcomes across their groups.")
+        else:
+            try:
+                found = fairness(str(summary.path), tuple(by), rows_used, stamp)
+            except core.FinTuneError as exc:
+                st.error(str(exc), icon=":material/error:")
+                found = None
+            if found is not None:
+                st.caption(
+                    f"{found.rows:,} rows at threshold {found.threshold:.3f}: approved = not "
+                    f"flagged as {found.positive_class}. Brackets: bootstrap 95% intervals "
+                    "within each group. A ratio under 0.8 fails the four-fifths rule; "
+                    "“clearly” only when its whole interval is under 0.8."
+                )
+                for note in found.notes:
+                    st.caption(f":material/info: {note}")
+                for column in found.columns:
+                    if column not in set(found.groups["column"]):
+                        continue
+                    st.subheader(column)
+                    c1, c2 = st.columns([2, 3])
+                    with c1:
+                        charts.plot(charts.approval_by_group(found.groups, column))
+                    with c2:
+                        st.dataframe(tables.fairness_ratio_table(found, column), hide_index=True)
+                    st.dataframe(
+                        tables.fairness_groups_table(found, column),
+                        hide_index=True,
+                        width="stretch",
+                    )
+                if not found.gaps.empty:
+                    st.caption(
+                        "Gaps: largest minus smallest rate across groups. p: how often shuffled "
+                        "group labels give a gap as large (small p: not noise)."
+                    )
+                    st.dataframe(
+                        tables.fairness_gaps_table(found), hide_index=True, width="stretch"
+                    )
+        for column in [c for c in by if c in inputs]:
+            st.button(
+                f"Retrain without {column}",
+                icon=":material/replay:",
+                key=f"results.fairness.retrain.{summary.run_id}.{column}",
+                on_click=retrain_without,
+                args=(summary, column),
+                help=f"Queue this run again with the same settings and {column} left out of the "
+                "model (role ignore), then compare the two on the Compare page.",
+            )
+        said = st.session_state.get(RETRAINED)
+        if said and said[0] == "error":
+            st.error(said[1], icon=":material/error:")
+        elif said:
+            st.success(
+                f"Queued run {said[1]}: follow it on the Train page, then compare it with this "
+                "run on the Compare page once it has finished.",
+                icon=":material/compare_arrows:",
+            )
+            st.page_link("views/compare.py", label="Compare runs", icon=":material/compare_arrows:")
 elif task == "regression":
     with tabs["Fit"]:
         left, right = st.columns(2)

@@ -33,6 +33,7 @@ HEADINGS = (
     "Reproducibility",
     "Test metrics",
     "Calibration",
+    "Fairness by group",
     "Top attributions",
     "Stability and leakage",
     "Known limitations",

@@ -12,6 +12,7 @@ TABS = [
     "Calibration",
     "Gain & lift",
     "Decision threshold",
+    "Fairness",
     "Stability",
     "Training",
     "Predictions",
@@ -50,8 +51,9 @@ def test_scorecard_baselines_tabs_and_charts(trained_app, trained_runs):
         list(delong["model"]) == ["LightGBM", "Majority class"] and "p (DeLong)" in delong.columns
     )
     assert [t.label for t in trained_app.tabs] == TABS
-    # ROC, PR, scores; reliability; gain, lift; confusion, cost; stability; loss, validation.
-    assert len(trained_app.get("plotly_chart")) == 11
+    # ROC, PR, scores; reliability; gain, lift; confusion, cost; approval rate per likely
+    # protected input (3 in the credit sample); stability; loss, validation.
+    assert len(trained_app.get("plotly_chart")) == 14
     assert "positive class **bad**" in texts(trained_app.caption)
 
 

@@ -9,7 +9,8 @@ from .. import figures
 from ..page import Figures, Html, esc, items, p, table
 
 NOT_COVERED = (
-    "Fairness: outcomes are not compared across protected or vulnerable groups.",
+    "Fairness beyond the inputs named like protected attributes: proxies (a postcode, a job "
+    "title) are not searched for; compare groups by any column with fintune fairness RUN --by.",
     "Performance after the end of this table (out-of-time monitoring) and under economic "
     "conditions it does not contain.",
     "Data quality upstream of the file: how the table was extracted, joined and labelled.",
