@@ -5,12 +5,33 @@ as a self-contained folder or over HTTP.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
 
 from ..access import is_loopback
 from ..errors import ConfigError
+
+
+@contextlib.contextmanager
+def _progress_bar(what: str):
+    """An ``on_progress(fraction)`` drawing a bar on stderr (when it is a terminal) from its first
+    call on: runs without that step show none."""
+    from tqdm import tqdm
+
+    bars = []
+
+    def on_progress(fraction: float) -> None:
+        if not bars:
+            bars.append(tqdm(total=100, desc=what, unit="%", file=sys.stderr, disable=None))
+        bars[0].update(max(0, round(100 * fraction) - bars[0].n))
+
+    try:
+        yield on_progress
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -20,7 +41,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..serving.safe_csv import to_safe_csv
 
     frame = read_table(args.data)
-    predictions, warnings = score_file(args.run_dir, frame, threshold=args.threshold)
+    with _progress_bar("reasons") as on_progress:
+        predictions, warnings = score_file(
+            args.run_dir,
+            frame,
+            threshold=args.threshold,
+            reasons=getattr(args, "reasons", True),
+            on_progress=on_progress,
+        )
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     Path(args.output).write_bytes(to_safe_csv(predictions))

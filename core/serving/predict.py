@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunError
 from ..runs import folder as runs
 from ..runs.fitted import load_model
 
@@ -27,16 +28,45 @@ def decision_for(run_dir: str | Path, tuner, threshold: float | None = None):
 
 
 def score_file(
-    run_dir: str | Path, frame: pd.DataFrame, *, threshold: float | None = None
+    run_dir: str | Path,
+    frame: pd.DataFrame,
+    *,
+    threshold: float | None = None,
+    reasons: bool = True,
+    on_progress: Callable[[float], None] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Predictions (and class probabilities) for every row; warnings for ignored extra columns.
 
-    Binary labels use the run's saved decision threshold, or ``threshold`` when given.
+    Binary labels use the run's saved decision threshold, or ``threshold`` when given. A binary
+    run's predictions also get ``reason_1`` .. ``reason_4``: for each row the decision declines,
+    the inputs that pushed it most toward decline (:func:`core.explain.reasons.reason_codes`),
+    empty strings for approved rows; ``reasons=False`` leaves them out, and other tasks have none.
+    ``on_progress(fraction)`` follows the reasons, the slow part.
     """
     tuner = load_model(run_dir)
     decision = decision_for(run_dir, tuner, threshold)
     warnings = tuner.preprocessor_.check_columns(frame)
-    return tuner.predictions_frame(frame, decision=decision), warnings
+    predictions = tuner.predictions_frame(frame, decision=decision)
+    if reasons and tuner.spec_.task == "binary":
+        from ..explain.reasons import reason_codes
+
+        spec = tuner.spec_
+        positive = decision.positive_class if decision is not None else spec.positive_class
+        try:
+            codes = reason_codes(
+                run_dir,
+                frame,
+                decision=decision,
+                probabilities=predictions[f"prob_{positive}"].to_numpy(),
+                on_progress=on_progress,
+            )
+        except RunError as exc:  # e.g. no approved training row: the predictions still count
+            warnings = [*warnings, f"no reason codes: {exc}"]
+        else:
+            for column in codes.frame.columns:
+                if column.startswith("reason_"):
+                    predictions[column] = codes.frame[column].to_numpy()
+    return predictions, warnings
 
 
 def drift_report(

@@ -87,6 +87,12 @@ class Prediction(BaseModel):
     probabilities: dict[str, float] | None = Field(
         None, description="classification: probability per class"
     )
+    reasons: list[str] | None = Field(
+        None,
+        description="binary: for a row the decision declines, the inputs that pushed it most "
+        "toward decline, strongest first (e.g. 'credit_amount 15,000: higher than 92% of "
+        "applicants'); empty for an approved row; null for other tasks or when not asked for",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -162,6 +168,14 @@ def request_models(
         rows=(
             list[row],
             Field(min_length=1, max_length=max_predict_rows, description="rows to score"),
+        ),
+        reasons=(
+            bool,
+            Field(
+                True,
+                description="binary runs: give each declined row its reasons (false: skip "
+                "them, which is faster)",
+            ),
         ),
     )
     explain = create_model(

@@ -2,9 +2,10 @@
 
 ``create_app(run_dir)`` loads the run once (weights only through ``FineTuner.load``, i.e.
 safetensors) and returns a FastAPI app; ``fintune serve RUN_DIR`` runs it under uvicorn on
-127.0.0.1. This module holds the app and its routes; the served run is in :mod:`.runtime`, the
-request and response models in :mod:`.schemas`, the 422 messages in :mod:`.validation`, the token
-and body limit in :mod:`.guard`.
+127.0.0.1. ``/predict`` gives each row a binary run's decision declines its reasons
+(:mod:`core.explain.reasons`). This module holds the app and its routes; the served run is in
+:mod:`.runtime`, the request and response models in :mod:`.schemas`, the 422 messages in
+:mod:`.validation`, the token and body limit in :mod:`.guard`.
 
 The request models are built from the run's own input columns, one field per column typed by its
 role (numeric: a number or null; categorical, text, datetime: a string or null). Every input column
@@ -48,9 +49,16 @@ from ..errors import ConfigError, DataError, FinTuneError
 from ..explain.attributions import ExplanationCancelled
 from .batching import CallJob, Job
 from .guard import Guard, authorized
-from .runtime import ClientGone, OverBudget, ServedRun, resolve_threads, resolve_timeout
+from .runtime import (
+    MAX_REASON_ROWS,
+    ClientGone,
+    OverBudget,
+    ServedRun,
+    resolve_threads,
+    resolve_timeout,
+)
 from .schemas import ExplainResponse, Health, PredictResponse
-from .validation import is_json, media_type, problems, unsupported, uploaded_csv
+from .validation import invalid, is_json, media_type, problems, unsupported, uploaded_csv
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +85,19 @@ def _csv_upload_schema() -> dict:
             }
         },
     }
+
+
+def _query_flag(request: Request, name: str, *, default: bool) -> bool:
+    """A true/false query parameter (``?reasons=false``); a 422 naming it when it is neither."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise invalid(["query", name], f"{name}={raw!r}: use true or false.", "bool_parsing")
 
 
 def create_app(
@@ -211,6 +232,24 @@ def create_app(
                 f"{exc}); the server log has the details.",
             ) from None
 
+    async def reasons_for(request: Request, frame, outputs, deadline: float):
+        """The declined rows' reasons, worked out on the inference thread like an explanation (so
+        the event loop never waits on them); a warning instead when there are too many."""
+        probabilities, n_declined = service.declined_probabilities(outputs)
+        if n_declined == 0:
+            return [[] for _ in range(len(frame))], None
+        if n_declined > MAX_REASON_ROWS:
+            return None, (
+                f"No reasons: the decision declines {n_declined:,} rows of this request, and "
+                f"reasons are given for up to {MAX_REASON_ROWS:,} per request: send fewer rows "
+                "(or score the file with fintune predict)."
+            )
+
+        def reasons_now(should_stop):
+            return service.reasons(frame, probabilities, should_stop)
+
+        return await scored(request, CallJob(reasons_now, deadline=deadline), n_declined)
+
     async def answered(request: Request, work) -> Response:
         try:
             return await work(request, time.monotonic() + service.request_timeout)
@@ -246,7 +285,9 @@ def create_app(
         """Predictions (and class probabilities) for JSON ``{"rows": [...]}`` or a CSV upload.
 
         The CSV goes as the multipart field ``file``. Binary labels follow the run's saved
-        decision threshold, as ``fintune predict`` does.
+        decision threshold, as ``fintune predict`` does, and each declined row gets its
+        ``reasons`` (the inputs that pushed it most toward decline, strongest first); leave them
+        out with ``"reasons": false`` in the JSON body or ``?reasons=false`` for a CSV upload.
         """
         media = media_type(request)
         if media != "multipart/form-data" and not is_json(media):
@@ -256,17 +297,25 @@ def create_app(
             if media == "multipart/form-data":
                 raw = await uploaded_csv(request)
                 frame, warnings = await service.off_loop(service.rows_from_csv, raw)
+                wants_reasons = _query_flag(request, "reasons", default=True)
             else:
                 body = await request.body()
-                frame, warnings, _ = await service.off_loop(
+                frame, warnings, parsed = await service.off_loop(
                     service.rows_from_json, body, service.predict_model, max_predict_rows
                 )
+                wants_reasons = parsed.reasons
             try:
                 job = await service.off_loop(service.encode, frame, deadline)
             except OverBudget:
                 raise service.over_budget(len(frame)) from None
             outputs = await scored(request, job, len(frame))
-            content = await service.off_loop(service.predict_reply, frame, outputs, warnings)
+            reasons = None
+            if wants_reasons and service.reason_decision is not None:
+                reasons, warning = await reasons_for(request, frame, outputs, deadline)
+                warnings = warnings if warning is None else [*warnings, warning]
+            content = await service.off_loop(
+                service.predict_reply, frame, outputs, warnings, reasons
+            )
             return Response(content, media_type="application/json")
 
         return await answered(request, work)

@@ -752,3 +752,33 @@ def test_bad_serving_settings_are_refused_with_the_fix(served_runs, monkeypatch)
     monkeypatch.setenv("FINTUNE_SERVE_THREADS", "1")
     inference = TestClient(create_app(served_runs["binary"])).get("/health").json()["inference"]
     assert inference["request_timeout_s"] == 5 and inference["threads"] == 1
+
+
+# --------------------------------------------------------------------------- reasons (issue 19)
+
+
+def test_declined_rows_carry_reasons_and_other_tasks_none(clients):
+    frame = _rows("binary", n=8, seed=31)
+    body = clients["binary"].post("/predict", json={"rows": _records(frame)}).json()
+    if not any("no reason codes" in w for w in body["warnings"]):
+        for p in body["predictions"]:
+            assert isinstance(p["reasons"], list)
+            assert bool(p["reasons"]) == (p["prediction"] == "bad")
+            assert len(p["reasons"]) <= 4 and all(isinstance(r, str) and r for r in p["reasons"])
+    for task in ("multiclass", "regression"):
+        answer = clients[task].post("/predict", json={"rows": _records(_rows(task))}).json()
+        assert all(p["reasons"] is None for p in answer["predictions"])
+
+
+def test_the_reasons_flag_is_checked(client):
+    rows = _records(_rows("binary"))
+    error = _only_error(client.post("/predict", json={"rows": rows, "reasons": "maybe"}))
+    assert error["loc"] == ["body", "reasons"]
+    upload = client.post(
+        "/predict?reasons=maybe",
+        files={"file": ("rows.csv", _rows("binary").to_csv(index=False).encode(), "text/csv")},
+    )
+    error = _only_error(upload)
+    assert error["loc"] == ["query", "reasons"] and "use true or false" in error["msg"]
+    skipped = client.post("/predict", json={"rows": rows, "reasons": False}).json()
+    assert all(p["reasons"] is None for p in skipped["predictions"])
