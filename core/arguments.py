@@ -208,6 +208,13 @@ def parser() -> argparse.ArgumentParser:
         help="binary: flag rows whose positive-class probability is at least this "
         "(default: the run's saved threshold)",
     )
+    predict.add_argument(
+        "--no-reasons",
+        dest="reasons",
+        action="store_false",
+        help="binary: leave out reason_1 .. reason_4, the inputs that pushed each declined row "
+        "toward decline (they take seconds per thousand rows)",
+    )
 
     threshold = sub.add_parser(
         "threshold", help="choose and save a binary run's decision threshold"
@@ -276,6 +283,37 @@ def parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("-o", "--output", required=True)
 
+    whatif = sub.add_parser(
+        "whatif",
+        help="one row's probability and decision, with cells edited at will, and the smallest "
+        "changes to actionable columns that would flip a binary run's decision",
+    )
+    whatif.add_argument("run_dir")
+    whatif.add_argument("--data", required=True, help="CSV or Parquet file holding the row")
+    whatif.add_argument(
+        "--row", type=int, required=True, help="the row's position in the file (0: the first)"
+    )
+    whatif.add_argument(
+        "--actionable",
+        action="append",
+        default=None,
+        metavar="COLUMN",
+        help="a column the search may change (repeat for several; numeric or categorical)",
+    )
+    whatif.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="COLUMN=VALUE",
+        help="edit a cell of the row first (repeat for several)",
+    )
+    whatif.add_argument(
+        "--max-changes", type=int, default=2, help="columns changed at once, 1-3 (default 2)"
+    )
+    whatif.add_argument(
+        "--results", type=int, default=5, help="changes to list at most (default 5)"
+    )
+
     export = sub.add_parser(
         "export", help="write a finished run's model as a self-contained folder"
     )
@@ -300,6 +338,33 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_SHAP_ROWS,
         help="SHAP attributions on the first N test rows; 0 skips them "
         f"(default {DEFAULT_SHAP_ROWS})",
+    )
+
+    fairness = sub.add_parser(
+        "fairness",
+        help="a finished binary run's approvals, error rates and calibration per group, with "
+        "intervals, and the disparities between groups (four-fifths rule)",
+    )
+    fairness.add_argument("run_dir")
+    fairness.add_argument(
+        "--by",
+        action="append",
+        default=None,
+        metavar="COLUMN",
+        help="a column to group by (repeat for several; each is read on its own; default: the "
+        "model inputs that look like protected attributes)",
+    )
+    fairness.add_argument(
+        "--rows",
+        choices=["test", "held_out"],
+        default="test",
+        help="test rows (default), or held_out: test and validation rows (narrower intervals)",
+    )
+    fairness.add_argument(
+        "--bands", type=int, default=4, help="cut number columns in N quantile bands (default 4)"
+    )
+    fairness.add_argument(
+        "-o", "--output", default=None, help="also write the per-group table to this CSV file"
     )
 
     listing = sub.add_parser("runs", help="list runs")

@@ -1,14 +1,14 @@
 """``fintune``: train (on one process or several), sweep freeze depths, predict, explain, choose
 thresholds, compare runs, derive market features, serve a run over HTTP, write a model report,
-export a run (ONNX too), list runs, start the dashboard.
+compare a run's decisions across groups, export a run (ONNX too), list runs, start the dashboard.
 
 A parser and thin commands over ``core``: runs are created, followed and supervised by
 :mod:`core.runs`. Exit codes: 0 success, 2 bad input (one line on stderr, no traceback), 1 anything
 else.
 
 The commands, by pipeline stage: :mod:`.data` (market-features), :mod:`.training` (train,
-sweep), :mod:`.review` (runs, threshold, compare, explain, report), :mod:`.serving` (predict,
-export, serve) and :mod:`.dashboard`; this module routes to them.
+sweep), :mod:`.review` (runs, threshold, compare, explain, report, fairness), :mod:`.serving`
+(predict, export, serve) and :mod:`.dashboard`; this module routes to them.
 """
 
 from __future__ import annotations
@@ -21,9 +21,17 @@ from ..arguments import parser, with_flags
 from ..errors import BackboneError, ConfigError, DataError, FinTuneError, RunError
 from .dashboard import cmd_dashboard
 from .data import cmd_market_features
-from .review import cmd_compare, cmd_explain, cmd_report, cmd_runs, cmd_threshold
+from .review import (
+    cmd_compare,
+    cmd_explain,
+    cmd_fairness,
+    cmd_report,
+    cmd_runs,
+    cmd_threshold,
+)
 from .serving import cmd_export, cmd_predict, cmd_serve
 from .training import cmd_sweep, cmd_train
+from .whatif import cmd_whatif
 
 BAD_INPUT = (DataError, ConfigError, BackboneError, RunError)
 
@@ -41,6 +49,8 @@ HANDLERS = {
     "export": cmd_export,
     "serve": cmd_serve,
     "report": cmd_report,
+    "whatif": cmd_whatif,
+    "fairness": cmd_fairness,
 }
 
 
