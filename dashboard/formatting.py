@@ -68,3 +68,12 @@ def output_label(explanation, task: str) -> str:
     regression."""
     name = explanation.output_names
     return name if task == "regression" else f"P({name})"
+
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$:")
+
+
+def literal(text: str) -> str:
+    """``text`` for st.markdown as written: every markdown character escaped, so a value from the
+    user's data ("<b>", "[link](...)", "$x$", ":material/...:") shows as text and does nothing."""
+    return "".join(f"\\{c}" if c in _MARKDOWN_SPECIAL else c for c in str(text))

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 import core
-from dashboard import charts, formatting, state, widgets
+from dashboard import charts, decisions, formatting, state, widgets
 
 
 @st.cache_data(max_entries=4, show_spinner="Reading the file ...")
@@ -233,3 +233,13 @@ with st.container(border=True):
             f"{output} is {start:.3f}; the words bring it to {start + float(values.sum()):.3f}. "
             "Hover a word for its value."
         )
+
+row = rows.loc[[picked]]
+if spec.task == "binary":
+    st.subheader("Decision and reasons")
+    decisions.reasons(summary, spec, row)
+st.subheader("What if")
+decisions.what_if(summary, spec, row, output)
+if spec.task == "binary":
+    st.subheader("What would change the decision")
+    decisions.counterfactuals(summary, spec, row)

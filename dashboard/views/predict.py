@@ -3,7 +3,7 @@
 import streamlit as st
 
 import core
-from dashboard import charts, state, widgets
+from dashboard import charts, formatting, state, widgets
 
 
 @st.cache_data(max_entries=4, show_spinner="Scoring ...")
@@ -59,6 +59,29 @@ if decision is not None:
 st.success(f"{len(predictions):,} predictions from run {summary.run_id}.{flagged}")
 st.dataframe(predictions, hide_index=True, height=360, width="stretch")
 widgets.download_csv(predictions, f"{summary.run_id}-predictions.csv", "Download predictions")
+
+reason_columns = [c for c in predictions.columns if c.startswith("reason_")]
+if decision is not None and reason_columns:
+    declined = predictions[predictions["prediction"].astype(str) == decision.positive_class]
+    st.subheader("Declined rows and their principal reasons")
+    st.caption(
+        f"{len(declined):,} rows flagged {decision.positive_class}. Each carries the inputs that "
+        "pushed it furthest toward the decline, compared with applicants the model approves "
+        f"(the {', '.join(reason_columns)} columns of the download)."
+    )
+    if not declined.empty:
+        first = declined.iloc[0]
+        listed = [first[c] for c in reason_columns if isinstance(first[c], str) and first[c]]
+        st.markdown(
+            f"For example, the first declined row (P({decision.positive_class}) = "
+            f"{first[f'prob_{decision.positive_class}']:.3f}):\n"
+            + "\n".join(f"{i}. {formatting.literal(text)}" for i, text in enumerate(listed, 1))
+        )
+        st.dataframe(
+            declined[[f"prob_{decision.positive_class}", *reason_columns]],
+            height=260,
+            width="stretch",
+        )
 
 if not drift.empty:
     st.subheader("Stability against the training data")
