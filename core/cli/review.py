@@ -152,7 +152,7 @@ def cmd_fairness(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ..evaluation.fairness import GAP_NAMES
-    from ..review.fairness import run_fairness
+    from ..runs.fairness import run_fairness
     from ..serving.safe_csv import to_safe_csv
     from ..stats.metrics import format_interval, format_number
 

@@ -23,7 +23,8 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     """Print a row's probability and decision (after any --set edits), then the smallest changes
     to the actionable columns that flip the decision."""
     from ..data.read import read_table
-    from ..explain.whatif import counterfactuals, edit_row, score_rows
+    from ..explain.counterfactual import counterfactuals
+    from ..explain.whatif import edit_row, score_rows
 
     frame = read_table(args.data)
     if not 0 <= args.row < len(frame):

@@ -140,7 +140,7 @@ def _refuse_nan(value):
     return value
 
 
-def _row_model(spec) -> type[BaseModel]:
+def row_model(spec) -> type[BaseModel]:
     """One required, nullable field per input column. Aliases carry the column names, which need
     not be Python identifiers; extra keys are allowed (reported as warnings, ignored by the
     model)."""
@@ -160,7 +160,7 @@ def request_models(
     spec, max_predict_rows: int, max_explain_rows: int
 ) -> tuple[type[BaseModel], type[BaseModel]]:
     """The ``PredictRequest`` and ``ExplainRequest`` models for the run's input columns."""
-    row = _row_model(spec)
+    row = row_model(spec)
     strict = ConfigDict(extra="forbid")
     predict = create_model(
         "PredictRequest",

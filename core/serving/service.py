@@ -1,9 +1,11 @@
-"""A REST scoring service for one finished run: ``/health``, ``/predict``, ``/explain``, OpenAPI.
+"""A REST scoring service for one finished run: ``/health``, ``/predict``, ``/explain``,
+``/counterfactuals``, ``/fairness``, OpenAPI.
 
 ``create_app(run_dir)`` loads the run once (weights only through ``FineTuner.load``, i.e.
 safetensors) and returns a FastAPI app; ``fintune serve RUN_DIR`` runs it under uvicorn on
 127.0.0.1. ``/predict`` gives each row a binary run's decision declines its reasons
-(:mod:`core.explain.reasons`). This module holds the app and its routes; the served run is in
+(:mod:`core.explain.reasons`); ``/counterfactuals`` and ``/fairness`` are in :mod:`.decisions`.
+This module holds the app and its routes; the served run is in
 :mod:`.runtime`, the request and response models in :mod:`.schemas`, the 422 messages in
 :mod:`.validation`, the token and body limit in :mod:`.guard`.
 
@@ -39,14 +41,16 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 
 from ..errors import ConfigError, DataError, FinTuneError
 from ..explain.attributions import ExplanationCancelled
+from . import decisions
 from .batching import CallJob, Job
 from .guard import Guard, authorized
 from .runtime import (
@@ -57,7 +61,7 @@ from .runtime import (
     resolve_threads,
     resolve_timeout,
 )
-from .schemas import ExplainResponse, Health, PredictResponse
+from .schemas import ExplainResponse, Health, PredictResponse, row_model
 from .validation import invalid, is_json, media_type, problems, unsupported, uploaded_csv
 
 logger = logging.getLogger(__name__)
@@ -347,13 +351,56 @@ def create_app(
 
         return await answered(request, work)
 
+    counterfactual_model = decisions.counterfactual_request_model(row_model(spec))
+
+    @app.post(
+        "/counterfactuals",
+        response_model=decisions.CounterfactualResponse,
+        responses=errors,
+        openapi_extra=json_body("CounterfactualRequest"),
+    )
+    async def counterfactuals(request: Request) -> Response:
+        """The smallest changes to the ``actionable`` columns of one row that flip a binary run's
+        decision, searched over the training data's values; each result scored again."""
+        media = media_type(request)
+        if not is_json(media):
+            raise unsupported(media, csv=False)
+
+        async def work(request: Request, deadline: float) -> Response:
+            body = await request.body()
+            frame, warnings, parsed = await service.off_loop(
+                service.rows_from_json, body, counterfactual_model, 1
+            )
+
+            def search_now(should_stop):  # on the inference thread: the search runs the model
+                reply = decisions.counterfactual_reply(service.run_dir, frame, parsed, warnings)
+                return reply.model_dump_json().encode()
+
+            job = CallJob(search_now, deadline=deadline)
+            return Response(await scored(request, job, 1), media_type="application/json")
+
+        return await answered(request, work)
+
+    @app.get("/fairness", response_model=decisions.FairnessResponse, responses=errors)
+    async def fairness(
+        by: Annotated[list[str], Query(description="columns to group by (repeat)")] = (),
+        rows: Annotated[Literal["test", "held_out"], Query()] = "test",
+        bands: Annotated[int, Query(ge=2, le=10, description="quantile bands of numbers")] = 4,
+    ) -> Response:
+        """How the run's decision treats each group of the ``by`` columns on its test rows
+        (default: the inputs named like protected attributes), with bootstrap intervals."""
+        reply = await service.off_loop(
+            decisions.fairness_reply, service.run_dir, list(by), rows, bands
+        )
+        return Response(reply.model_dump_json().encode(), media_type="application/json")
+
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (service.predict_model, service.explain_model):
+            for model in (service.predict_model, service.explain_model, counterfactual_model):
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema

@@ -15,10 +15,10 @@ import pytest
 
 from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.evaluation.fairness import FOUR_FIFTHS
+from core.explain.counterfactual import counterfactuals
 from core.explain.reasons import reason_codes
-from core.explain.whatif import counterfactuals
-from core.review.fairness import protected_inputs, run_fairness
 from core.runs import folder as runs
+from core.runs.fairness import protected_inputs, run_fairness
 from core.runs.fitted import load_model
 from core.runs.status import read_status
 from core.runs.worker import execute

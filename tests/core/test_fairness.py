@@ -22,8 +22,8 @@ from core.evaluation.fairness import (
     pool_rare,
     ratio_finding,
 )
-from core.review.fairness import protected_inputs, retrain_without, run_fairness
 from core.runs import folder as runs
+from core.runs.fairness import protected_inputs, retrain_without, run_fairness
 from core.runs.status import read_status
 from core.runs.worker import execute
 from tests.conftest import credit_table

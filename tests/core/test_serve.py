@@ -417,7 +417,7 @@ def _mutated_rows(draw) -> dict:
 )
 @given(
     payload=_JSON | _mutated_rows() | st.fixed_dictionaries({"rows": _JSON}),
-    path=st.sampled_from(["/predict", "/explain"]),
+    path=st.sampled_from(["/predict", "/explain", "/counterfactuals"]),
 )
 def test_arbitrary_json_never_gives_a_server_error(client, payload, path):
     # json.dumps writes NaN and Infinity as bare words: servers meet those too.
@@ -782,3 +782,78 @@ def test_the_reasons_flag_is_checked(client):
     assert error["loc"] == ["query", "reasons"] and "use true or false" in error["msg"]
     skipped = client.post("/predict", json={"rows": rows, "reasons": False}).json()
     assert all(p["reasons"] is None for p in skipped["predictions"])
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def test_counterfactuals_flip_the_decision_when_scored(client, served_runs):
+    run_dir = served_runs["binary"]
+    tuner = load_model(run_dir)
+    decision = runs.read_decision(run_dir)
+    positive = list(tuner.spec_.classes).index(decision.positive_class)
+    rows = credit_table(n=120, seed=11)
+    scores = tuner.predict_proba(rows)[:, positive]
+    actionable = ["age_years", "monthly_income", "housing", "purpose"]
+    flipped = 0
+    for i in np.argsort(np.abs(scores - decision.threshold))[:6]:  # the closest calls
+        row = rows.iloc[[i]]
+        response = client.post(
+            "/counterfactuals", json={"rows": _records(row), "actionable": actionable}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["probability"] == pytest.approx(scores[i], abs=1e-6)
+        assert body["threshold"] == pytest.approx(decision.threshold)
+        was_flagged = scores[i] >= decision.threshold
+        assert body["results"] or body["message"]
+        for result in body["results"]:
+            changed = row.copy()
+            for change in result["changes"]:
+                assert change["column"] in actionable
+                changed[change["column"]] = change["new"]
+            score = tuner.predict_proba(changed)[0, positive]
+            assert (score >= decision.threshold) != was_flagged  # the decision flipped
+            assert score == pytest.approx(result["probability"], abs=1e-6)
+            flipped += 1
+    assert flipped > 0
+
+
+def test_counterfactuals_refuse_bad_columns_and_other_tasks(client, clients):
+    row = _records(_rows("binary", 1))
+    error = _only_error(client.post("/counterfactuals", json={"rows": row, "actionable": ["nope"]}))
+    assert "nope" in error["msg"]
+    error = _only_error(
+        client.post("/counterfactuals", json={"rows": row, "actionable": ["notes"]})
+    )
+    assert "notes" in error["msg"] and "text" in error["msg"]
+    two = _records(_rows("binary", 2))
+    assert (
+        client.post("/counterfactuals", json={"rows": two, "actionable": ["housing"]}).status_code
+        == 422
+    )
+    regression = clients["regression"].post(
+        "/counterfactuals",
+        json={"rows": _records(_rows("regression", 1)), "actionable": ["leverage"]},
+    )
+    assert regression.status_code == 422 and "binary" in regression.text
+
+
+def test_fairness_by_group_of_the_served_run(client, served_runs, clients):
+    # Test and validation rows: 30 test rows alone leave every housing group under 20 rows.
+    response = client.get("/fairness", params={"by": ["housing"], "rows": "held_out"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["columns"] == ["housing"] and body["rows_used"] == "held_out"
+    run_dir = served_runs["binary"]
+    held_out = len(runs.read_predictions(run_dir)) + len(runs.read_val_predictions(run_dir))
+    assert body["rows"] == held_out and len(body["groups"]) >= 2
+    assert sum(g["rows"] for g in body["groups"]) == body["rows"]
+    assert {d["group"] for d in body["disparities"]} == {g["group"] for g in body["groups"]}
+    assert {g["measure"] for g in body["gaps"]} >= {"demographic_parity", "equalized_odds"}
+    default = client.get("/fairness").json()  # the inputs named like protected attributes
+    assert default["columns"] == ["age_years"]
+    error = _only_error(client.get("/fairness", params={"by": ["nope"]}))
+    assert "nope" in error["msg"]
+    assert client.get("/fairness", params={"rows": "train"}).status_code == 422
+    assert clients["regression"].get("/fairness").status_code == 409

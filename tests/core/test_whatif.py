@@ -11,7 +11,8 @@ import pytest
 from core import cli
 from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import ConfigError, DataError
-from core.explain.whatif import counterfactuals, edit_row, score_rows
+from core.explain.counterfactual import counterfactuals
+from core.explain.whatif import edit_row, score_rows
 from core.runs import folder as runs
 from core.runs.fitted import load_model
 from core.runs.status import read_status

@@ -25,8 +25,8 @@ from ..evaluation.fairness import (
     group_fairness,
     likely_protected,
 )
-from ..runs import folder as runs
 from ..stats.intervals import N_BOOTSTRAP
+from . import folder as runs
 
 ROWS = ("test", "held_out")  # test rows, or test and validation rows (no weight was fitted on them)
 
