@@ -4,7 +4,8 @@
 imply (:mod:`.limitations`), draws each section (:mod:`.sections`, charts from :mod:`.figures`) and
 writes one page (:mod:`.page`): a fingerprint of the data, the split, the model, what is needed to
 reproduce it, test metrics with 95% intervals beside the baselines, calibration, fairness by
-group, SHAP attributions of a few test rows, stability and leakage checks, and the limitations. CSS
+group, the reason codes of declined test rows and what would change a few of their decisions,
+SHAP attributions of a few test rows, stability and leakage checks, and the limitations. CSS
 and plotly.js are inlined, so the file opens offline and can be archived or mailed.
 """
 
@@ -21,6 +22,7 @@ from . import facts
 from .limitations import limitations
 from .page import Figures, page
 from .sections.data import data_section, split_section
+from .sections.decisions import REASON_ROWS, decisions_section, find_decisions
 from .sections.fairness import fairness_section
 from .sections.glance import glance
 from .sections.model import model_section, reproducibility_section
@@ -39,6 +41,7 @@ SECTIONS = (
     ("metrics", "Test metrics"),
     ("calibration", "Calibration"),
     ("fairness", "Fairness by group"),
+    ("decisions", "Reason codes and what would change the decision"),
     ("attributions", "Top attributions"),
     ("stability", "Stability and leakage"),
     ("limitations", "Known limitations"),
@@ -55,7 +58,8 @@ def write_model_report(
     """Write the model-risk report of the succeeded run in ``run_dir`` as one HTML file.
 
     Returns its path; ``output`` defaults to ``RUN_DIR/report.html``. SHAP attributions are
-    computed on the first ``shap_rows`` test rows (0 skips them, and the report says so).
+    computed on the first ``shap_rows`` test rows; reason codes, SHAP values too, on the declined
+    rows among the first :data:`REASON_ROWS`. 0 skips both, and the report says so.
     ``on_progress(message)`` hears each phase. Raises :class:`RunError` for a folder that is not
     a succeeded run.
     """
@@ -82,6 +86,8 @@ def write_model_report(
             found = facts.attributions(run, shap_rows, progress)
         except FinTuneError as exc:  # the rest of the report is still worth having
             found = f"SHAP attributions could not be computed: {exc}"
+    # Reason codes are SHAP values too: --shap-rows 0 skips them, any other number gives them.
+    decided = find_decisions(run, progress, n_rows=REASON_ROWS if shap_rows else 0)
     progress("Writing the report")
     limits = limitations(facts.evidence(run, truncated))
     plot = Figures()
@@ -93,6 +99,7 @@ def write_model_report(
         "metrics": metrics_section(run),
         "calibration": calibration_section(run, plot),
         "fairness": fairness_section(run),
+        "decisions": decisions_section(run, decided),
         "attributions": attributions_section(run, found, plot),
         "stability": stability_section(run),
         "limitations": limitations_section(limits, found),

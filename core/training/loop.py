@@ -333,7 +333,11 @@ def train(
     groups = model.make_parameter_groups(
         lr=config.lr, head_lr=config.head_lr, weight_decay=config.weight_decay
     )
-    optimizer = torch.optim.AdamW(groups, fused=device.type == "cuda" and not cluster.is_fsdp)
+    # Fused AdamW on GPUs and CPUs alike: on 2 CPU cores MiniLM's update takes 14 ms fused
+    # against 68-79 ms with the default foreach kernels (a fifth of a step at batch 32).
+    optimizer = torch.optim.AdamW(
+        groups, fused=device.type in ("cuda", "cpu") and not cluster.is_fsdp
+    )
     # The loop skips a last batch too small to give every process a row (below).
     steps_per_epoch = len(train_rows) // config.batch_size + (
         len(train_rows) % config.batch_size >= world

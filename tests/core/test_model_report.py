@@ -34,6 +34,7 @@ HEADINGS = (
     "Test metrics",
     "Calibration",
     "Fairness by group",
+    "Reason codes and what would change the decision",
     "Top attributions",
     "Stability and leakage",
     "Known limitations",
