@@ -24,11 +24,6 @@ from .files import write_json
 
 logger = logging.getLogger(__name__)
 
-# Train rows scored for the score's reference distribution (the test split, not this, sets PSI's
-# noise floor).
-STABILITY_SAMPLE = 500
-
-
 def _labels(tuner: FineTuner, frame: pd.DataFrame) -> np.ndarray:
     """Encoded class ids, or the target's values in its own units."""
     if tuner.spec_.task == "regression":
@@ -101,7 +96,7 @@ def write_report(
     phase("Fitting baselines on the same split")
     metrics["baselines"] = _baselines(run_dir, spec, parts, labels, decision)
     phase("Checking stability and leakage")
-    metrics["stability"] = _stability(run_dir, tuner, parts, predictions["test"])
+    metrics["stability"] = _stability(run_dir, tuner, parts, predictions)
     metrics["warnings"] = _leakage(tuner, frame)
     return metrics
 
@@ -131,8 +126,14 @@ def _baselines(run_dir: Path, spec, parts: dict, labels: dict, decision) -> dict
     return results
 
 
-def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: np.ndarray) -> dict:
-    """PSI of every input and of the score, test against train; references saved for new files."""
+def _stability(run_dir: Path, tuner: FineTuner, parts: dict, predictions: dict) -> dict:
+    """PSI of every input (test against train) and of the score (test against validation);
+    references saved for new files.
+
+    The score's reference is the validation rows' scores, already computed: rows the weights were
+    not fitted on (training rows' scores are flattered by the fit, so new rows would look shifted
+    against them), and no second pass over training rows at the end of every run.
+    """
     from ..evaluation.stability import (
         Reference,
         psi_chance_level,
@@ -143,17 +144,14 @@ def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: n
 
     try:
         train = parts["train"]
-        sample = train.sample(min(len(train), STABILITY_SAMPLE), random_state=0)
-        train_scores = score_of(
-            tuner.spec_, tuner.outputs_to_predictions(tuner.raw_outputs(sample))
-        )
+        val_scores = score_of(tuner.spec_, predictions["val"])
         references = stability_reference(train, tuner.spec_)
-        score_reference = Reference.fit(train_scores, kind="numeric")
+        score_reference = Reference.fit(val_scores, kind="numeric")
         report = with_score(
             stability_report(references, parts["test"], n_reference=len(train)),
             score_reference,
-            score_of(tuner.spec_, test_predictions),
-            n_reference=len(sample),
+            score_of(tuner.spec_, predictions["test"]),
+            n_reference=len(val_scores),
         )
     except Exception as exc:  # stability is advice: its failure must not fail the run
         logger.exception("stability failed")
@@ -163,7 +161,7 @@ def _stability(run_dir: Path, tuner: FineTuner, parts: dict, test_predictions: n
         {
             "references": {name: ref.to_dict() for name, ref in references.items()},
             "score_reference": score_reference.to_dict(),
-            "rows": {"inputs": len(train), "score": len(sample)},
+            "rows": {"inputs": len(train), "score": len(val_scores)},
         },
     )
     return {
