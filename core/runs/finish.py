@@ -24,6 +24,7 @@ from .files import write_json
 
 logger = logging.getLogger(__name__)
 
+
 def _labels(tuner: FineTuner, frame: pd.DataFrame) -> np.ndarray:
     """Encoded class ids, or the target's values in its own units."""
     if tuner.spec_.task == "regression":
