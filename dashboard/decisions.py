@@ -101,7 +101,10 @@ def what_if(summary, spec, row: pd.DataFrame, output: str) -> None:
     run_dir = str(summary.path)
     stamp = _stamp(summary.path)
     original = row[spec.feature_columns]
-    choices = _choices(run_dir, stamp)
+    try:
+        choices = _choices(run_dir, stamp)
+    except core.FinTuneError:  # no training rows to offer (an old run): cells are typed instead
+        choices = {}
     config = {
         column: st.column_config.SelectboxColumn(column, options=choices[column])
         for column in spec.feature_columns
