@@ -353,7 +353,6 @@ def run_trainer_side(frame: pd.DataFrame, splits: dict, target: str, settings: d
         PrinterCallback,
         Trainer,
         TrainerCallback,
-        TrainingArguments,
     )
 
     from core.config import DataConfig
@@ -361,6 +360,8 @@ def run_trainer_side(frame: pd.DataFrame, splits: dict, target: str, settings: d
     from core.model.backbones import resolve
     from core.stats.metrics import classification_metrics
     from core.training.devices import resolve_device
+
+    from .trainer_arguments import best_epoch_arguments
 
     started = time.perf_counter()
     spec = describe_table(frame, DataConfig(target=target))
@@ -415,31 +416,17 @@ def run_trainer_side(frame: pd.DataFrame, splits: dict, target: str, settings: d
     precision = _precision()
     device = resolve_device("auto")
     with tempfile.TemporaryDirectory(prefix="fintune-table-speed-") as output_dir:
-        arguments = TrainingArguments(
-            output_dir=output_dir,
-            per_device_train_batch_size=settings["batch_size"],
-            per_device_eval_batch_size=settings["batch_size"] * 2,
-            num_train_epochs=settings["epochs"],
-            learning_rate=settings["lr"],
+        arguments = best_epoch_arguments(
+            output_dir,
+            batch_size=settings["batch_size"],
+            epochs=settings["epochs"],
+            lr=settings["lr"],
             weight_decay=settings["weight_decay"],
-            warmup_steps=settings["warmup"],  # a float below 1: a share of all steps
-            lr_scheduler_type="linear",
-            max_grad_norm=1.0,
-            eval_strategy="epoch",
-            save_strategy="epoch",
-            save_only_model=True,
-            save_total_limit=1,
-            load_best_model_at_end=True,
-            metric_for_best_model="roc_auc",
-            greater_is_better=True,
-            logging_strategy="epoch",
-            train_sampling_strategy="group_by_length",
-            bf16=precision == "bf16",
-            fp16=precision == "fp16",
-            use_cpu=device.type == "cpu",
-            report_to="none",
-            disable_tqdm=True,
+            warmup=settings["warmup"],
+            precision=precision,
             seed=42,
+            use_cpu=device.type == "cpu",
+            logging="epoch",
         )
         trainer = Trainer(
             model=model,

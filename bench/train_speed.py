@@ -150,8 +150,9 @@ def run_trainer_child(spec_file: Path) -> None:
         DataCollatorWithPadding,
         Trainer,
         TrainerCallback,
-        TrainingArguments,
     )
+
+    from .trainer_arguments import best_epoch_arguments
 
     spec = json.loads(Path(spec_file).read_text())
     marks["imported"] = time.time()
@@ -211,29 +212,16 @@ def run_trainer_child(spec_file: Path) -> None:
             return torch.nn.functional.cross_entropy(outputs.logits.float(), labels, weight=weight)
 
     with tempfile.TemporaryDirectory(prefix="fintune-bench-trainer-") as output_dir:
-        args = TrainingArguments(
-            output_dir=output_dir,
-            per_device_train_batch_size=spec["batch_size"],
-            per_device_eval_batch_size=spec["batch_size"] * 2,
-            num_train_epochs=spec["epochs"],
-            learning_rate=spec["lr"],
+        args = best_epoch_arguments(
+            output_dir,
+            batch_size=spec["batch_size"],
+            epochs=spec["epochs"],
+            lr=spec["lr"],
             weight_decay=spec["weight_decay"],
-            warmup_steps=spec["warmup_ratio"],  # a float below 1: a share of all steps
-            max_grad_norm=1.0,
-            bf16=spec["precision"] == "bf16",
-            use_cpu=not torch.cuda.is_available(),
-            train_sampling_strategy="group_by_length",
-            eval_strategy="epoch",
-            save_strategy="epoch",
-            save_only_model=True,
-            save_total_limit=1,
-            load_best_model_at_end=True,
-            metric_for_best_model="roc_auc",
-            greater_is_better=True,
-            logging_strategy="no",
-            report_to="none",
-            disable_tqdm=True,
+            warmup=spec["warmup_ratio"],
+            precision=spec["precision"],
             seed=spec["seed"],
+            use_cpu=not torch.cuda.is_available(),
         )
         trainer = Trainer(
             model=model,
