@@ -195,7 +195,7 @@ def test_a_learning_backbone_encodes_its_cells_once_per_weights_for_inference(
         state = {k: v.clone() for k, v in model.state_dict().items()}
         for name, weight in state.items():
             if name.endswith("encoder.layer.0.output.dense.weight"):
-                weight.add_(0.5)
+                weight.add_(torch.randn_like(weight))  # a constant would be normed away
         model.load_state_dict(state)
         tuner.predict_proba(credit_df.head(20))
         assert len(calls) == 2 * passes  # new weights: the vocabulary was encoded again
