@@ -71,6 +71,7 @@ _EXPORTS = {
     "explain_tokens": "explain.attributions",
     "explanation_frame": "explain.attributions",
     "reason_codes": "explain.reasons",
+    "reason_column": "explain.reasons",
     "ReasonCodes": "explain.reasons",
     "ReasonWording": "explain.reasons",
     "ExplainStats": "explain.cached_model",

@@ -73,11 +73,23 @@ def reasons(summary, spec, row: pd.DataFrame) -> None:
         )
         return
     listed = [line[c] for c in found.frame.columns if c.startswith("reason_") and line[c]]
+    protected = set(core.likely_protected(spec.feature_columns))
+    flagged = [r for r in listed if core.reason_column(r, spec.feature_columns) in protected]
     st.error(
         f"**Declined** ({positive}): {said}. Principal reasons:\n"
-        + "\n".join(f"{i}. {formatting.literal(text)}" for i, text in enumerate(listed, 1)),
+        + "\n".join(
+            f"{i}. {formatting.literal(text)}{' (protected attribute)' if text in flagged else ''}"
+            for i, text in enumerate(listed, 1)
+        ),
         icon=":material/gavel:",
     )
+    if flagged:
+        st.warning(
+            "An input named like a protected attribute is among this row's reasons. A notice of "
+            "decline usually may not give it as a reason: check the Fairness tab on the Results "
+            "page, or retrain without it.",
+            icon=":material/balance:",
+        )
     st.caption(
         f"Reasons are the inputs that moved this row furthest toward {positive}, "
         f"compared with {found.reference}; as in adverse-action notices, each names the value "

@@ -76,6 +76,13 @@ class ReasonCodes:
 # --------------------------------------------------------------------------- wording
 
 
+def reason_column(reason: str, columns) -> str | None:
+    """The input column a worded reason is about: the longest of ``columns`` it starts with
+    (reasons read "<column>: ..." or "<column> <number>: ..."); None when none matches."""
+    found = [c for c in columns if reason.startswith(f"{c}:") or reason.startswith(f"{c} ")]
+    return max(found, key=len) if found else None
+
+
 def _format_number(x: float) -> str:
     """15000 -> "15,000"; 2.5 -> "2.5"; 1234.56 -> "1,235"; 0.01234 -> "0.0123"."""
     if float(x).is_integer():

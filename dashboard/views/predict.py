@@ -69,6 +69,26 @@ if decision is not None and reason_columns:
         "pushed it furthest toward the decline, compared with applicants the model approves "
         f"(the {', '.join(reason_columns)} columns of the download)."
     )
+    inputs = core.load_model(summary.path).spec_.feature_columns
+    protected = set(core.likely_protected(inputs))
+    named = {
+        column: int(
+            declined[reason_columns]
+            .map(lambda r, c=column: isinstance(r, str) and core.reason_column(r, inputs) == c)
+            .any(axis=1)
+            .sum()
+        )
+        for column in protected
+    }
+    named = {column: n for column, n in named.items() if n}
+    if named:
+        st.warning(
+            "Inputs named like a protected attribute are among the reasons: "
+            + ", ".join(f"{formatting.literal(c)} ({n:,} rows)" for c, n in named.items())
+            + ". A notice of decline usually may not give them as reasons, and the model leans "
+            "on them: check the Fairness tab on the Results page, or retrain without them.",
+            icon=":material/balance:",
+        )
     if not declined.empty:
         first = declined.iloc[0]
         listed = [first[c] for c in reason_columns if isinstance(first[c], str) and first[c]]

@@ -313,3 +313,16 @@ def test_serve_predict_gives_declined_rows_their_reasons(credit_run, new_rows, m
     capped = TestClient(create_app(credit_run)).post("/predict", json={"rows": records}).json()
     assert all(p["reasons"] is None for p in capped["predictions"])
     assert "reasons are given for up to 1 per request" in capped["warnings"][-1]
+
+
+def test_a_reason_names_its_column_even_when_one_name_starts_another():
+    from core.explain.reasons import reason_column
+
+    columns = ["age", "age_years", "credit amount", "purpose"]
+    assert reason_column("age_years 22: lower than 94% of applicants", columns) == "age_years"
+    assert reason_column("age 22: lower than 94% of applicants", columns) == "age"
+    assert reason_column("credit amount 9,000: higher than 90% of applicants", columns) == (
+        "credit amount"
+    )
+    assert reason_column("purpose: car (new)", columns) == "purpose"
+    assert reason_column("housing: rent", columns) is None

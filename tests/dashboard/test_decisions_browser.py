@@ -87,6 +87,8 @@ def test_fairness_reasons_and_what_if(server, browser, tmp_path_factory):
     page.get_by_role("heading", name="Declined rows and their principal reasons").wait_for()
     example = page.get_by_text("For example, the first declined row").locator("..")
     expect(example.locator("li").first).to_contain_text(re.compile(r"\S"))  # a numbered reason
+    # The credit sample's reasons name age_years for some declined rows: the page says so.
+    page.get_by_text("Inputs named like a protected attribute are among the reasons").wait_for()
     settle(page)
     _shot(page, "predict-reasons")
 
