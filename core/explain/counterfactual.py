@@ -26,7 +26,7 @@ import pandas as pd
 from ..errors import ConfigError, DataError
 from .attributions import _resolve, _training_rows
 from .cached_model import CachedModel
-from .whatif import _check_row, _decision, _format, _labels, _listing, _plain_number
+from .whatif import _check_row, _decision, _format, _input_role, _labels, _listing, _plain_number
 
 logger = logging.getLogger(__name__)
 
@@ -161,17 +161,7 @@ def _check_actionable(spec, actionable) -> list[str]:
             "or a duration): the search changes only those."
         )
     for column in columns:
-        role = spec.roles.get(column)
-        if column == spec.target:
-            raise DataError(
-                f"{column!r} is the target the model predicts: mark input columns as actionable, "
-                f"from {_listing(spec.feature_columns)}."
-            )
-        if role not in ("numeric", "categorical", "text", "datetime"):
-            raise DataError(
-                f"{column!r} is not an input column of this run: mark columns from "
-                f"{_listing(spec.feature_columns)}."
-            )
+        role = _input_role(spec, column, "mark as actionable columns from")
         if role not in ACTIONABLE_ROLES:
             kind = "free text" if role == "text" else "a date"
             raise ConfigError(

@@ -118,17 +118,7 @@ def edit_row(source, row: pd.DataFrame, changes: dict[str, object]) -> pd.DataFr
         )
     edited = row.copy()
     for column, value in changes.items():
-        role = spec.roles.get(column)
-        if column == spec.target:
-            raise DataError(
-                f"{column!r} is the target the model predicts, not an input: edit one of "
-                f"{_listing(spec.feature_columns)}."
-            )
-        if role not in ("numeric", "categorical", "text", "datetime"):
-            raise DataError(
-                f"{column!r} is not an input column of this run: edit one of "
-                f"{_listing(spec.feature_columns)}."
-            )
+        role = _input_role(spec, column, "edit one of")
         missing = _is_missing(value)
         if role == "numeric":
             number = np.nan if missing else to_number(pd.Series([value], dtype=object))[0]
@@ -151,6 +141,22 @@ def edit_row(source, row: pd.DataFrame, changes: dict[str, object]) -> pd.DataFr
         if role == "numeric":
             edited[column] = pd.to_numeric(edited[column])
     return edited
+
+
+def _input_role(spec, column: str, instead: str) -> str:
+    """``column``'s role, raising DataError when it is the target or not an input of the run;
+    ``instead`` leads the run's input columns in the message ("edit one of")."""
+    if column == spec.target:
+        raise DataError(
+            f"{column!r} is the target the model predicts, not an input: {instead} "
+            f"{_listing(spec.feature_columns)}."
+        )
+    if column not in spec.feature_columns:
+        raise DataError(
+            f"{column!r} is not an input column of this run: {instead} "
+            f"{_listing(spec.feature_columns)}."
+        )
+    return spec.roles[column]
 
 
 def _is_missing(value) -> bool:

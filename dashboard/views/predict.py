@@ -70,15 +70,11 @@ if decision is not None and reason_columns:
         f"(the {', '.join(reason_columns)} columns of the download)."
     )
     inputs = core.load_model(summary.path).spec_.feature_columns
-    protected = set(core.likely_protected(inputs))
+    about = declined[reason_columns].map(  # the input each reason names, worked out once
+        lambda r: core.reason_column(r, inputs) if isinstance(r, str) else None
+    )
     named = {
-        column: int(
-            declined[reason_columns]
-            .map(lambda r, c=column: isinstance(r, str) and core.reason_column(r, inputs) == c)
-            .any(axis=1)
-            .sum()
-        )
-        for column in protected
+        column: int((about == column).any(axis=1).sum()) for column in core.likely_protected(inputs)
     }
     named = {column: n for column, n in named.items() if n}
     if named:
