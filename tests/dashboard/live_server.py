@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -11,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "dashboard" / "app.py"
+# Written to an ignored folder, so a test run never changes tracked files. To refresh the README's
+# pictures: FINTUNE_SCREENSHOTS_DIR=docs/screenshots pytest tests/dashboard/test_browser.py
+SCREENSHOTS = Path(os.environ.get("FINTUNE_SCREENSHOTS_DIR") or ROOT / "build" / "browser")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -84,3 +89,17 @@ def open_nav(page, title: str, **pauses) -> None:
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
     page.get_by_role("heading", name=title, level=1).wait_for(timeout=60_000)
     settle(page, **pauses)
+
+
+def shot(page, name: str) -> None:
+    """A full-page screenshot, ``SCREENSHOTS/<name>.png``."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def runs_dir_of(tmp_path_factory, url: str) -> Path:
+    """The runs folder the `server` fixture gave the dashboard at ``url`` (its log names it)."""
+    for log in tmp_path_factory.getbasetemp().glob("runs*/streamlit.log"):
+        if f"URL: {url}\n" in log.read_text(errors="replace"):
+            return log.parent
+    pytest.fail(f"no runs folder of the dashboard at {url}")

@@ -7,20 +7,16 @@ Debian's chromium through Playwright, and saves a screenshot of every page to do
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-from live_server import open_nav, settle
+from live_server import SCREENSHOTS, open_nav, settle, shot
 from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_data"
-# Written to an ignored folder, so a test run never changes tracked files. To refresh the README's
-# pictures: FINTUNE_SCREENSHOTS_DIR=docs/screenshots pytest tests/dashboard/test_browser.py
-SCREENSHOTS = Path(os.environ.get("FINTUNE_SCREENSHOTS_DIR") or ROOT / "build" / "browser")
 TIMINGS = SCREENSHOTS / "browser_timings.json"  # time to first feedback, measured by this test
 TRAINING_TIMEOUT_S = 300
 EXPLAIN_TIMEOUT_S = 300  # 200 rows of the credit sample on a 2-core CPU
@@ -41,11 +37,6 @@ def _final_state(page) -> str:
     return "still running after the timeout"
 
 
-def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
 def test_upload_train_and_read_results(server, browser):
     page = browser.new_page(viewport={"width": 1440, "height": 1700})
     page.set_default_timeout(60_000)
@@ -64,7 +55,7 @@ def test_upload_train_and_read_results(server, browser):
     page.get_by_text("Task: binary").wait_for()
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
     settle(page)
-    _shot(page, "data")
+    shot(page, "data")
 
     # Model: a small budget, and the input preview is there.
     open_nav(page, "Model")
@@ -92,7 +83,7 @@ def test_upload_train_and_read_results(server, browser):
     settle(page)
     page.get_by_text("What the model reads").wait_for()
     page.get_by_text("tokens", exact=False).first.wait_for()
-    _shot(page, "model")
+    shot(page, "model")
 
     # Train: start, watch it finish.
     open_nav(page, "Train")
@@ -112,7 +103,7 @@ def test_upload_train_and_read_results(server, browser):
         "section.main, [data-testid='stMain']"
     ).inner_text()
     page.wait_for_timeout(2000)  # one more fragment refresh draws the final curves
-    _shot(page, "train")
+    shot(page, "train")
 
     # Results: the scorecard beside the baselines, the curves, then the decision threshold by cost.
     open_nav(page, "Results")
@@ -125,7 +116,7 @@ def test_upload_train_and_read_results(server, browser):
     assert any(t.startswith("ROC curve") for t in titles) and any(
         t.startswith("Scores by actual class (KS") for t in titles
     ), titles
-    _shot(page, "results")
+    shot(page, "results")
     page.get_by_role("tab", name="Decision threshold").click()
     miss = page.get_by_label("Cost of missing a bad row (false negative)")
     miss.fill("5")
@@ -135,11 +126,11 @@ def test_upload_train_and_read_results(server, browser):
     page.get_by_role("button", name="Use this threshold for predictions").click()
     page.get_by_text("saved: predictions now use it").wait_for()
     settle(page)
-    _shot(page, "results-threshold")
+    shot(page, "results-threshold")
     page.get_by_role("tab", name="Calibration").click()
     page.get_by_text("Expected calibration error").wait_for()
     settle(page)
-    _shot(page, "results-calibration")
+    shot(page, "results-calibration")
 
     # Predict: score the same file with the finished run.
     open_nav(page, "Predict")
@@ -147,7 +138,7 @@ def test_upload_train_and_read_results(server, browser):
         str(SAMPLES / "credit_risk.csv")
     )
     page.get_by_text("1,000 predictions from run").wait_for(timeout=120_000)
-    _shot(page, "predict")
+    shot(page, "predict")
     assert not page.locator('[data-testid="stException"]').count()
 
     # Explain: SHAP values of the run's test rows in a background job, then the charts.
@@ -167,6 +158,6 @@ def test_upload_train_and_read_results(server, browser):
         {"width": 1440, "height": 1900}
     )  # the page scrolls inside: show the waterfall too
     settle(page)
-    _shot(page, "explain")
+    shot(page, "explain")
     assert not page.locator('[data-testid="stException"]').count()
     page.close()

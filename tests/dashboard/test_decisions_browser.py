@@ -9,36 +9,21 @@ FINTUNE_SCREENSHOTS_DIR says otherwise).
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-from live_server import open_nav, settle
+from live_server import open_nav, runs_dir_of, settle, shot
 from playwright.sync_api import expect
 
 import core
 
 ROOT = Path(__file__).resolve().parents[2]
 CREDIT_CSV = ROOT / "sample_data" / "credit_risk.csv"
-SCREENSHOTS = Path(os.environ.get("FINTUNE_SCREENSHOTS_DIR") or ROOT / "build" / "browser")
 WAIT_MS = 300_000  # a slow shared 2-core machine; a hang still fails
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
-
-
-def _runs_dir(tmp_path_factory, url: str) -> Path:
-    """The runs folder the `server` fixture gave the dashboard (its log names the URL)."""
-    for log in tmp_path_factory.getbasetemp().glob("runs*/streamlit.log"):
-        if f"URL: {url}\n" in log.read_text(errors="replace"):
-            return log.parent
-    pytest.fail(f"no runs folder of the dashboard at {url}")
-
-
-def _shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def _train_credit_run(runs_dir: Path) -> None:
@@ -61,7 +46,7 @@ def _pick(page, label: str, option: str) -> None:
 
 
 def test_fairness_reasons_and_what_if(server, browser, tmp_path_factory):
-    _train_credit_run(_runs_dir(tmp_path_factory, server))
+    _train_credit_run(runs_dir_of(tmp_path_factory, server))
     page = browser.new_page(viewport={"width": 1440, "height": 1800})
     page.set_default_timeout(120_000)
     page.goto(server)
@@ -76,7 +61,7 @@ def test_fairness_reasons_and_what_if(server, browser, tmp_path_factory):
     titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()
     assert any("pproval rate" in t for t in titles), titles
     assert not page.locator('[data-testid="stException"]').count()
-    _shot(page, "results-fairness")
+    shot(page, "results-fairness")
 
     # Predict: the declined rows carry their principal reasons.
     open_nav(page, "Predict")
@@ -90,7 +75,7 @@ def test_fairness_reasons_and_what_if(server, browser, tmp_path_factory):
     # The credit sample's reasons name age_years for some declined rows: the page says so.
     page.get_by_text("Inputs named like a protected attribute are among the reasons").wait_for()
     settle(page)
-    _shot(page, "predict-reasons")
+    shot(page, "predict-reasons")
 
     # Explain: the held-out rows, then the most likely bad one in depth.
     open_nav(page, "Explain")
@@ -135,5 +120,5 @@ def test_fairness_reasons_and_what_if(server, browser, tmp_path_factory):
     print(f"counterfactual search shown in {time.monotonic() - started:.1f} s")
     settle(page)
     assert not page.locator('[data-testid="stException"]').count()
-    _shot(page, "explain-decisions")
+    shot(page, "explain-decisions")
     page.close()

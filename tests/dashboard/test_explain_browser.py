@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from live_server import open_nav, settle
+from live_server import open_nav, runs_dir_of, settle
 from playwright.sync_api import expect
 
 import core
@@ -25,14 +25,6 @@ RENDER_TARGET_S = 2.0  # issue 17's figure, printed beside the measured time
 HANG_BOUND_S = 10.0
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
-
-
-def _runs_dir(tmp_path_factory, url: str) -> Path:
-    """The runs folder the `server` fixture gave the dashboard (its log names the URL)."""
-    for log in tmp_path_factory.getbasetemp().glob("runs*/streamlit.log"):
-        if f"URL: {url}\n" in log.read_text(errors="replace"):
-            return log.parent
-    pytest.fail(f"no runs folder of the dashboard at {url}")
 
 
 def _train_sentiment_run(runs_dir: Path) -> None:
@@ -61,7 +53,7 @@ def _new_tab_render_s(browser, url: str) -> float:
 
 
 def test_a_new_tab_renders_while_an_explanation_computes(server, browser, tmp_path_factory):
-    _train_sentiment_run(_runs_dir(tmp_path_factory, server))
+    _train_sentiment_run(runs_dir_of(tmp_path_factory, server))
     rows_file = tmp_path_factory.mktemp("explain_rows") / "headlines.csv"
     core.read_table(SENTIMENT_CSV).tail(EXPLAINED_ROWS).to_csv(rows_file, index=False)
 
