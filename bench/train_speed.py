@@ -2,7 +2,7 @@
 
     python -m bench.train_speed [--rows 2000] [--depths 0,6] [--epochs 2] [--precision both]
                                 [--class-weights none] [--trainer-lr 5e-5] [--repeats 1]
-                                [--markdown] [--check]
+                                [--cpu-isa native|avx2] [--markdown] [--check]
 
 Both sides fine-tune the bundled MiniLM on the same rows of the sentiment sample: FinTune's own
 stratified split of the sampled rows (``core.data.split.split_rows``, read back from the run's
@@ -29,6 +29,7 @@ very weights through ``compute_loss_func``).
 A row counts only when the reference learns: its test accuracy must be clearly above the share of
 the majority class (by two binomial standard errors of that share); otherwise the row is marked
 invalid and ``--check`` exits 1. ``--markdown`` prints the table for docs/benchmarks.md.
+``--cpu-isa avx2`` runs both sides as on a CPU without AVX-512 and native bf16 (``bench.cpu_isa``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from . import cpu_isa
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_data"
@@ -504,6 +507,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="the Trainer's learning rate (default %(default)s: its own default, ours' backbone "
         "rate); a higher one can help its fresh classifier in few steps",
     )
+    parser.add_argument(
+        "--cpu-isa",
+        choices=cpu_isa.CHOICES,
+        default="native",
+        help="avx2: both sides as on a CPU without AVX-512 and native bf16 (bench.cpu_isa)",
+    )
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if the reference did not clearly learn"
@@ -518,6 +527,7 @@ def main(argv=None) -> None:
     if args.trainer_child is not None:
         run_trainer_child(args.trainer_child)
         return
+    cpu_isa.restrict(args.cpu_isa, "bench.train_speed", sys.argv[1:] if argv is None else argv)
     depths = [int(d) for d in args.depths.split(",") if d.strip()]
     precisions, why = available_precisions(args.precision)
     work = Path(tempfile.mkdtemp(prefix="fintune-train-speed-"))
@@ -546,7 +556,8 @@ def main(argv=None) -> None:
         f"MiniLM, max_length {MAX_LENGTH}, batch {BATCH_SIZE}, {args.epochs} epochs; precision: "
         f"{why}; class weights on both sides: {args.class_weights}"
         + (f" {[round(w, 3) for w in weights]}" if weights else "")
-        + f"; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; logs in {work}",
+        + f"; {cpu_isa.describe(args.cpu_isa)}; {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.1f}; logs in {work}",
         flush=True,
     )
     rows = []

@@ -49,8 +49,9 @@ def write_report(
     spec = tuner.spec_
     parts = {name: frame.iloc[rows] for name, rows in tuner.splits_.items()}
     phase("Evaluating on the validation and test splits")
+    network = {name: tuner.split_network_outputs(name, parts[name]) for name in ("val", "test")}
     predictions = {
-        name: tuner.outputs_to_predictions(tuner.raw_outputs(parts[name]))
+        name: tuner.outputs_to_predictions(tuner.blend_outputs(parts[name], network[name]))
         for name in ("val", "test")
     }
     labels = {name: _labels(tuner, parts[name]) for name in ("val", "test")}
@@ -91,7 +92,7 @@ def write_report(
             "blend_weight": tuner.blend_["weight"],
             **{
                 name: metrics_of(spec, labels["test"], tuner.outputs_to_predictions(outputs))
-                for name, outputs in tuner.part_outputs(parts["test"]).items()
+                for name, outputs in tuner.part_outputs(parts["test"], network["test"]).items()
             },
         }
     phase("Fitting baselines on the same split")

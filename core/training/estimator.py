@@ -77,6 +77,9 @@ class FineTuner:
 
     def __init__(self, config: RunConfig):
         self.config = config
+        # The network's outputs on its own split parts ("val", "test"), computed once per fit and
+        # read back by the blend and the run's report; the fitted weights never change after.
+        self.split_outputs_: dict[str, np.ndarray] = {}
 
     # ----------------------------------------------------------------- fitting
 
@@ -135,6 +138,7 @@ class FineTuner:
 
         cluster = cluster or current_cluster(cfg.train.device)
         best_state: dict = {}
+        self.split_outputs_ = {}
         self.history_ = train(
             self.model_,
             train_rows,
@@ -152,6 +156,7 @@ class FineTuner:
             else None,
             cluster=cluster,
             best_state_out=best_state,
+            best_val_out=self.split_outputs_,
         )
         if cluster.is_fsdp:
             # FSDP left the model's weights as shards: rebuild a plain model, then load the best
@@ -185,7 +190,7 @@ class FineTuner:
         trees.fit(parts["train"], parts["val"])
         blend = fit_blend(
             self.spec_.task,
-            self.network_outputs(parts["val"]),
+            self.split_network_outputs("val", parts["val"]),
             trees.raw_outputs(parts["val"]),
             val_targets,
         )
@@ -327,11 +332,22 @@ class FineTuner:
 
         return apply_blend(self.blend_, network, self.trees_.raw_outputs(frame))
 
-    def part_outputs(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Each part's own outputs when the model is a blend: {"network": ..., "trees": ...}."""
+    def part_outputs(
+        self, frame: pd.DataFrame, network: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Each part's own outputs when the model is a blend: {"network": ..., "trees": ...};
+        ``network`` is the network's outputs for ``frame`` when the caller already has them."""
         if self.trees_ is None:
             return {}
-        return {"network": self.network_outputs(frame), "trees": self.trees_.raw_outputs(frame)}
+        network = self.network_outputs(frame) if network is None else network
+        return {"network": network, "trees": self.trees_.raw_outputs(frame)}
+
+    def split_network_outputs(self, name: str, frame: pd.DataFrame) -> np.ndarray:
+        """The network's outputs on the rows of its own split ``name`` (``frame``): scored once,
+        or read back from training's last validation pass."""
+        if name not in self.split_outputs_:
+            self.split_outputs_[name] = self.network_outputs(frame)
+        return self.split_outputs_[name]
 
     def network_outputs(self, frame: pd.DataFrame, *, batch_size: int = 64) -> np.ndarray:
         """The fine-tuned network's own outputs."""

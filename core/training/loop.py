@@ -288,6 +288,7 @@ def train(
     on_best: Callable[[dict], None] | None = None,
     cluster=None,
     best_state_out: dict | None = None,
+    best_val_out: dict | None = None,
 ) -> list[dict]:
     """Fine-tune ``model`` in place and restore its best validation checkpoint; return epoch events.
 
@@ -299,6 +300,10 @@ def train(
     validation rows, and only the main one reports progress and takes checkpoints. Under FSDP the
     model's weights end sharded: the best weights then go to ``best_state_out`` for the caller to
     load into a plain model, and no checkpoints are taken.
+
+    ``best_val_out["val"]`` receives the best epoch's validation outputs when they are what the
+    restored model computes (no cached prefix, no compiled graph, no shards): the run's report
+    reads them back instead of scoring the validation rows again.
     """
     from .distributed import current_cluster
 
@@ -380,7 +385,9 @@ def train(
     if cluster.distributed:
         on_progress(PhaseEvent(phase=f"Training on {cluster.describe()}").to_dict())
     history: list[dict] = []
-    best_score, best_state, stale_epochs = -math.inf, None, 0
+    best_score, best_state, best_val, stale_epochs = -math.inf, None, None, 0
+    # The validation pass ran the very model the report will (fp16 cached states would not be).
+    val_is_exact = prefix is None and forward is wrapped and not cluster.is_fsdp
     step, started = 0, time.perf_counter()
     samples_seen = 0.0
     rank_rows = np.zeros(world)
@@ -504,6 +511,7 @@ def train(
             if score > best_score:
                 best_score, stale_epochs = score, 0
                 best_state = cluster.full_state(model, wrapped)
+                best_val = val_outputs
                 if on_best is not None:
                     on_best(
                         event
@@ -523,6 +531,8 @@ def train(
 
     if best_state_out is not None and best_state is not None:
         best_state_out.update(best_state)
+    if best_val_out is not None and best_val is not None and val_is_exact:
+        best_val_out["val"] = best_val
     if best_state is not None and not sharded:
         model.load_state_dict(best_state, strict=False)
     return history

@@ -40,6 +40,35 @@ def test_precisions_follow_the_hardware(monkeypatch, choice, native, expected):
     assert precisions == expected and why
 
 
+def test_the_avx2_cap_leaves_no_native_bf16_and_restarts_the_bench_under_it(tmp_path):
+    """--cpu-isa avx2: the caps reach torch before it loads (oneDNN then has no bf16 kernels, so
+    "auto" precision is fp32 as on an AVX2-only CPU), and the bench starts itself again with them."""
+    import os
+    import subprocess
+    import sys
+
+    from bench import cpu_isa
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import sys, torch\n"
+        "from bench import cpu_isa\n"
+        "from core.training.devices import cpu_has_native_bf16\n"
+        "cpu_isa.restrict('avx2', 'probe', [])\n"  # already in place: returns
+        "print(torch.backends.cpu.get_cpu_capability(), cpu_has_native_bf16())\n"
+    )
+    env = {**os.environ, **cpu_isa.CAPS["avx2"], "PYTHONPATH": str(train_speed.ROOT)}
+    out = subprocess.run(
+        [sys.executable, str(probe)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["AVX2", "False"]
+    assert cpu_isa.restrict("native", "bench.train_speed", []) is None
+    assert "AVX2" in cpu_isa.describe("avx2") and "ONEDNN_MAX_CPU_ISA=AVX2" in cpu_isa.describe(
+        "avx2"
+    )
+
+
 def test_both_sides_get_our_split_and_our_class_weights():
     rng = np.random.default_rng(0)
     labels = rng.choice(["neutral", "bullish", "bearish"], p=[0.7, 0.2, 0.1], size=400)

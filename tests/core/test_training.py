@@ -171,6 +171,27 @@ def test_early_stopping_restores_the_best_epoch(tiny_model):
     assert not torch.equal(snapshots[3]["head.5.weight"], best["head.5.weight"])  # it did move on
 
 
+@pytest.mark.parametrize("depth", [0, 1])
+def test_the_best_epochs_validation_outputs_are_kept_only_when_exact(
+    sentiment_df, tiny_config, depth
+):
+    """Without a cached prefix the loop's last best validation pass is what the fitted model
+    computes, and the report reads it back; with one (fp16 states) the rows are scored again."""
+    config = tiny_config(
+        "label", model={"freeze_depth": depth, "trees": "off"}, epochs=2, precision="fp32"
+    )
+    tuner = FineTuner(config).fit(sentiment_df)
+    val = sentiment_df.iloc[tuner.splits_["val"]]
+    if depth:
+        assert "val" not in tuner.split_outputs_
+    else:
+        np.testing.assert_allclose(
+            tuner.split_outputs_["val"], tuner.network_outputs(val), atol=1e-5
+        )
+    kept = tuner.split_network_outputs("val", val)
+    assert tuner.split_network_outputs("val", val) is kept  # scored once, then read back
+
+
 def test_regression_loss_decreases(tiny_model):
     model, tokenizer = tiny_model
     model.head[-1] = torch.nn.Linear(16, 1)
