@@ -7,18 +7,24 @@ no and "auto" precision is fp32) and MKL's (``MKL_ENABLE_INSTRUCTIONS``). The ca
 before torch is imported, so the bench starts itself again with them; its child processes inherit
 them. Same cores, caches and clock as the machine it runs on: an emulation of the instruction set,
 not of a slower chip.
+
+The whole suite runs the same way: ``env $(python -m bench.cpu_isa avx2) .venv/bin/python -m
+pytest``. torch.compile's kernel cache gets a folder of its own under the cap: kernels built for
+the full instruction set, read back under the cap, hung a compiled test.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 CAPS = {
     "avx2": {
         "ATEN_CPU_CAPABILITY": "avx2",
         "ONEDNN_MAX_CPU_ISA": "AVX2",
         "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "TORCHINDUCTOR_CACHE_DIR": os.path.join(tempfile.gettempdir(), "torchinductor-avx2"),
     }
 }
 CHOICES = ("native", *CAPS)
@@ -42,7 +48,15 @@ def describe(isa: str) -> str:
     """One line for the bench's header."""
     if isa == "native":
         return "CPU instruction set: native"
-    caps = ", ".join(f"{k}={v}" for k, v in CAPS[isa].items())
+    caps = ", ".join(f"{k}={v}" for k, v in CAPS[isa].items() if not k.startswith("TORCHINDUCTOR"))
     return (
         f"CPU instruction set capped at {isa.upper()} ({caps}): emulates an {isa.upper()}-only CPU"
+    )
+
+
+if (
+    __name__ == "__main__"
+):  # the caps as NAME=VALUE words, for `env $(python -m bench.cpu_isa avx2)`
+    print(
+        " ".join(f"{k}={v}" for k, v in CAPS[sys.argv[1] if len(sys.argv) > 1 else "avx2"].items())
     )

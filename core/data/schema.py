@@ -6,6 +6,8 @@ Everything here raises :class:`DataError` with the column and the fix.
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 import re
 import warnings
 from dataclasses import dataclass
@@ -72,6 +74,18 @@ def to_number(series: pd.Series) -> np.ndarray:
         values = pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype=float, copy=True)
     values[~np.isfinite(values)] = np.nan
     return values
+
+
+def is_missing(value) -> bool:
+    """One cell's value is missing: None, NaN or NaT, a number that is not finite, or blank text."""
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, numbers.Real):
+        return not math.isfinite(float(value))
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or array is a value, not a missing one
+        return False
 
 
 def _looks_datetime(strings: pd.Series) -> bool:

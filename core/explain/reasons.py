@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.schema import is_missing
 from ..errors import ConfigError, RunError
 from .attributions import (
     ExplainBackground,
@@ -97,17 +98,6 @@ def _percent(share: float) -> str:
     return "fewer than 1%" if pct < 1 else f"{pct}%"
 
 
-def _is_missing(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 class ReasonWording:
     """How a reason reads, from the run's training rows: a number placed among the training rows'
     values, a category or date as written, a text by its words. Column names as in the data."""
@@ -144,7 +134,7 @@ class ReasonWording:
         from ..data.schema import to_number
 
         role = self.roles[column]
-        if _is_missing(value):
+        if is_missing(value):
             return f"{column}: missing"
         if role == "numeric":
             number = float(to_number(pd.Series([value]))[0])
@@ -435,7 +425,7 @@ def reason_codes(
         top = [c for c in order if values[c] > 0][:n_reasons]
         for slot, c in enumerate(top):
             column = columns[c]
-            if column in text_columns and not _is_missing(rows[column].iloc[i]):
+            if column in text_columns and not is_missing(rows[column].iloc[i]):
                 word_jobs.append((i, slot, column))
             reasons[i][slot] = wording.phrase(column, rows[column].iloc[i])
     if word_jobs:

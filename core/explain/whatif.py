@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.schema import is_missing
 from ..errors import ConfigError, DataError
 from .attributions import _resolve, _training_rows
 
@@ -119,7 +120,7 @@ def edit_row(source, row: pd.DataFrame, changes: dict[str, object]) -> pd.DataFr
     edited = row.copy()
     for column, value in changes.items():
         role = _input_role(spec, column, "edit one of")
-        missing = _is_missing(value)
+        missing = is_missing(value)
         if role == "numeric":
             number = np.nan if missing else to_number(pd.Series([value], dtype=object))[0]
             if not missing and not np.isfinite(number):
@@ -159,14 +160,6 @@ def _input_role(spec, column: str, instead: str) -> str:
     return spec.roles[column]
 
 
-def _is_missing(value) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    return isinstance(value, numbers.Real) and not np.isfinite(float(value))
-
-
 def _in_column_type(value: str, column: pd.Series):
     """A typed value for a categorical column read from text: "2" is 2 in a column of numbers."""
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
@@ -190,7 +183,7 @@ def _listing(columns: list[str], limit: int = 20) -> str:
 
 def _format(value) -> str:
     """A value as a phrase shows it: 15,000; 0.125; "rent"; (missing)."""
-    if _is_missing(value) and not isinstance(value, str):
+    if is_missing(value) and not isinstance(value, str):
         return "(missing)"
     if isinstance(value, np.generic):
         value = value.item()

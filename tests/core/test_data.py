@@ -11,7 +11,7 @@ import pytest
 
 from core.config import DataConfig
 from core.data.read import read_table
-from core.data.schema import describe_table, infer_roles, infer_task
+from core.data.schema import describe_table, infer_roles, infer_task, is_missing
 from core.data.split import split_rows
 from core.errors import DataError
 
@@ -640,3 +640,10 @@ def test_every_nested_parquet_column_is_named(tmp_path):
     named = r"'tags' \(list of string\), 'owner' \(struct of name\)\. Flatten"
     with pytest.raises(DataError, match=named):
         read_table(_parquet(table, tmp_path / "nested.parquet"))
+
+
+def test_one_rule_says_which_cell_values_are_missing():
+    missing = [None, float("nan"), np.nan, pd.NA, pd.NaT, np.datetime64("NaT"), "", "  ", np.inf]
+    present = [0, 0.0, -1.5, "0", "n/a?", False, pd.Timestamp("2024-03-31"), [1, 2], "rent"]
+    assert [v for v in missing if not is_missing(v)] == []
+    assert [v for v in present if is_missing(v)] == []

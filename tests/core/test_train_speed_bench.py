@@ -42,7 +42,7 @@ def test_precisions_follow_the_hardware(monkeypatch, choice, native, expected):
 
 def test_the_avx2_cap_leaves_no_native_bf16_and_restarts_the_bench_under_it(tmp_path):
     """--cpu-isa avx2: the caps reach torch before it loads (oneDNN then has no bf16 kernels, so
-    "auto" precision is fp32 as on an AVX2-only CPU), and the bench starts itself again with them."""
+    "auto" precision is fp32 as on an AVX2-only CPU); in place, the bench goes on under them."""
     import os
     import subprocess
     import sys

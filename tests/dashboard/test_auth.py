@@ -5,6 +5,7 @@ import os
 import pytest
 from apptest_helpers import texts
 from live_server import start_dashboard
+from playwright.sync_api import expect
 
 from core.cli import main as fintune_main
 from tests.conftest import stop_process
@@ -92,7 +93,9 @@ def test_streamlit_run_from_another_folder_asks_for_the_password(tmp_path, brows
                 password.fill("correct horse")
                 page.get_by_role("button", name="Sign in").click()
             page.get_by_role("heading", name="Data", level=1).wait_for(timeout=60_000)
-            assert page.get_by_label("Password", exact=True).count() == 0
+            # The sign-in form can linger a moment after the page is drawn (a stale element of the
+            # run before): wait for it to go, and fail if it stays.
+            expect(page.get_by_label("Password", exact=True)).to_have_count(0, timeout=30_000)
             page.close()
         finally:
             stop_process(process, timeout=20)
