@@ -168,3 +168,18 @@ def test_the_trainer_reference_trains_its_pooler_and_classifier(tmp_path, tiny_b
     n_frozen = sum(p.numel() for m in frozen for p in m.parameters())
     # Everything but the embeddings and layer 0 trains: the pooler and the classifier included.
     assert settings["trainable_parameters"] == sum(p.numel() for p in model.parameters()) - n_frozen
+
+
+def test_the_step_bench_times_both_models_on_the_same_batch(tiny_backbone, capsys):
+    from bench import train_step
+
+    train_step.main(
+        ["--precision", "fp32", "--steps", "2", "--rounds", "1", "--backbone", tiny_backbone]
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("round 1")]
+    assert len(lines) == 2
+    assert "BertForSequenceClassification" in lines[0] and "FusionModel" in lines[1]
+    for line in lines:
+        step = float(line.rsplit("step", 1)[1].split("ms")[0])
+        parts = [float(p.split("ms")[0].split()[-1]) for p in line.split("ms")[:3]]
+        assert step > 0 and abs(sum(parts) - step) < 0.5
