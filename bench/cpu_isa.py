@@ -30,9 +30,9 @@ CAPS = {
 CHOICES = ("native", *CAPS)
 
 
-def restrict(isa: str, module: str, argv: list[str]) -> None:
-    """Start ``python -m module argv`` again under the caps of ``isa`` unless they are in place
-    (returns at once for "native", or when already restarted)."""
+def restrict(isa: str, module: str, argv: list[str] | None = None) -> None:
+    """Start ``python -m module argv`` (default: this process's own arguments) again under the caps
+    of ``isa`` unless they are in place (returns at once for "native", or when restarted)."""
     if isa == "native":
         return
     caps = CAPS[isa]
@@ -41,6 +41,7 @@ def restrict(isa: str, module: str, argv: list[str]) -> None:
     if "torch" in sys.modules:
         raise RuntimeError("--cpu-isa must be applied before torch is imported")
     os.environ.update(caps)
+    argv = sys.argv[1:] if argv is None else argv
     os.execv(sys.executable, [sys.executable, "-m", module, *argv])
 
 
@@ -54,9 +55,6 @@ def describe(isa: str) -> str:
     )
 
 
-if (
-    __name__ == "__main__"
-):  # the caps as NAME=VALUE words, for `env $(python -m bench.cpu_isa avx2)`
-    print(
-        " ".join(f"{k}={v}" for k, v in CAPS[sys.argv[1] if len(sys.argv) > 1 else "avx2"].items())
-    )
+if __name__ == "__main__":  # NAME=VALUE words, for `env $(python -m bench.cpu_isa avx2) COMMAND`
+    caps = CAPS[sys.argv[1] if len(sys.argv) > 1 else "avx2"]
+    print(" ".join(f"{k}={v}" for k, v in caps.items()))

@@ -527,7 +527,7 @@ def main(argv=None) -> None:
     if args.trainer_child is not None:
         run_trainer_child(args.trainer_child)
         return
-    cpu_isa.restrict(args.cpu_isa, "bench.train_speed", sys.argv[1:] if argv is None else argv)
+    cpu_isa.restrict(args.cpu_isa, "bench.train_speed", argv)
     depths = [int(d) for d in args.depths.split(",") if d.strip()]
     precisions, why = available_precisions(args.precision)
     work = Path(tempfile.mkdtemp(prefix="fintune-train-speed-"))

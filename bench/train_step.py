@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import time
 
 from . import cpu_isa
@@ -64,7 +63,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--backbone", default=None, help="a local backbone (default: MiniLM)")
     args = parser.parse_args(argv)
-    cpu_isa.restrict(args.cpu_isa, "bench.train_step", sys.argv[1:] if argv is None else argv)
+    cpu_isa.restrict(args.cpu_isa, "bench.train_step", argv)
 
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
